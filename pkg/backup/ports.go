@@ -1,0 +1,80 @@
+package backup
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/edgevault/edgevault/pkg/blob"
+)
+
+// BlobStore holds job records, staging parts and finished archives. Keys are
+// '/'-separated and pass blob.ValidateKey. Adapters: pkg/blob/fs, pkg/blob/s3.
+type BlobStore interface {
+	// Put stores r under key. The blob becomes visible only once r has been
+	// read to EOF without error (write+rename, single PUT or completed
+	// multipart upload); a failed Put leaves any previous blob untouched.
+	Put(ctx context.Context, key string, r io.Reader) error
+	// Create is Put that fails with blob.ErrExist when key already exists.
+	// It is what fences state transitions that must happen once.
+	Create(ctx context.Context, key string, r io.Reader) error
+	// Get opens key; a missing key gives an error wrapping blob.ErrNotExist.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// GetRange opens length bytes of key from offset; length < 0 reads to EOF.
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+	// Stat reports size; a missing key wraps blob.ErrNotExist.
+	Stat(ctx context.Context, key string) (blob.Info, error)
+	// List calls fn for every key with the prefix, in byte-wise key order,
+	// without holding the whole listing in memory.
+	List(ctx context.Context, prefix string, fn func(blob.Info) error) error
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Composer is implemented by stores that can concatenate blobs without
+// streaming them through the caller (S3 UploadPartCopy, a local file copy).
+// The assembler uses it when available.
+type Composer interface {
+	Compose(ctx context.Context, dst string, srcs []string) error
+}
+
+// Message is one queue message. Body is an encoded events.Envelope.
+type Message struct {
+	Body  []byte
+	Delay time.Duration // delivery delay (SQS allows up to 15 minutes)
+}
+
+// Delivery is a received message.
+type Delivery struct {
+	Message
+	ID      string // adapter message id
+	Receipt string // handle for Ack/Nack
+	Attempt int    // 1 on first delivery
+}
+
+// Queue carries tasks and re-check messages between the scheduler, workers
+// and the assembler. Delivery is at least once. Adapters: pkg/queue/mem,
+// pkg/queue/sqs.
+type Queue interface {
+	// Send enqueues messages (adapters batch as the service allows).
+	Send(ctx context.Context, msgs ...Message) error
+	// Receive waits up to wait for at most max messages. Received messages
+	// are hidden from other receivers until acked, nacked or their
+	// visibility timeout expires.
+	Receive(ctx context.Context, max int, wait time.Duration) ([]Delivery, error)
+	// Ack deletes a delivered message.
+	Ack(ctx context.Context, d Delivery) error
+	// Nack makes a delivered message visible again after delay.
+	Nack(ctx context.Context, d Delivery, delay time.Duration) error
+}
+
+// SecretStore holds the deployment's EdgeBase secrets (JWT_USER_SECRET,
+// JWT_ADMIN_SECRET, SERVICE_KEY, ...) that --include-secrets backs up and a
+// restore writes back last. Adapters: local files (.dev.vars and
+// .edgebase/secrets.json) and AWS Secrets Manager (pkg/secrets).
+type SecretStore interface {
+	// Load returns every secret; an empty store gives an empty map.
+	Load(ctx context.Context) (map[string]string, error)
+	// Save merges values into the store.
+	Save(ctx context.Context, values map[string]string) error
+}

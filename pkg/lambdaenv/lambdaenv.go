@@ -1,0 +1,51 @@
+// Package lambdaenv is the contract between the Lambda functions and the
+// infrastructure that deploys them: the function names and the environment
+// variables each one reads. functions/* read these names and infra/ sets
+// them; a test in infra asserts the two agree.
+package lambdaenv
+
+// Function names (also the directory names under functions/ and the asset
+// directory names under build/lambda/).
+const (
+	Scheduler = "scheduler"
+	Worker    = "worker"
+	Assembler = "assembler"
+	API       = "api"
+	DRCopy    = "drcopy"
+)
+
+// Functions lists every function in deployment order.
+var Functions = []string{Scheduler, Worker, Assembler, API, DRCopy}
+
+// Environment variable names.
+const (
+	Bucket            = "EDGEVAULT_BUCKET"             // backup bucket: job records, staging parts, archives
+	StagingPrefix     = "EDGEVAULT_STAGING_PREFIX"     // default "jobs/"
+	ArchivePrefix     = "EDGEVAULT_ARCHIVE_PREFIX"     // default "backups/"
+	KMSKeyARN         = "EDGEVAULT_KMS_KEY_ARN"        // SSE-KMS key for objects written to Bucket ("" = bucket default)
+	TaskQueueURL      = "EDGEVAULT_TASK_QUEUE_URL"     // worker tasks
+	ControlQueueURL   = "EDGEVAULT_CONTROL_QUEUE_URL"  // assembler check / advance messages
+	SchedulerFunction = "EDGEVAULT_SCHEDULER_FUNCTION" // name or ARN the api invokes asynchronously
+	EdgeBaseURL       = "EDGEBASE_URL"                 // target deployment
+	ServiceKeySecret  = "EDGEVAULT_SERVICE_KEY_SECRET" // Secrets Manager id of the EdgeBase service key
+	CloudflareAccount = "CLOUDFLARE_ACCOUNT_ID"        // Edge mode when set together with the token secret
+	CloudflareSecret  = "EDGEVAULT_CLOUDFLARE_SECRET"  // Secrets Manager id of the Cloudflare API token
+	EdgeBaseSecrets   = "EDGEVAULT_EDGEBASE_SECRETS"   // Secrets Manager id of the JSON map of EdgeBase secrets
+	Concurrency       = "EDGEVAULT_CONCURRENCY"        // in-task fan-out (default 10)
+	DRBucket          = "EDGEVAULT_DR_BUCKET"          // cross-account destination bucket
+	DRRoleARN         = "EDGEVAULT_DR_ROLE_ARN"        // role in the destination account drcopy assumes ("" = bucket policy)
+	DRKMSKeyARN       = "EDGEVAULT_DR_KMS_KEY_ARN"     // SSE-KMS key in the destination account ("" = bucket default)
+	MetricsNamespace  = "EDGEVAULT_METRICS_NAMESPACE"  // CloudWatch EMF namespace (default "EdgeVault")
+	AWSEndpoint       = "EDGEVAULT_AWS_ENDPOINT"       // local/test override for S3, SQS, Secrets Manager; never set by infra
+	S3PathStyle       = "EDGEVAULT_S3_PATH_STYLE"      // "true" with AWSEndpoint
+)
+
+// Reads lists, per function, every variable it reads that the deployment
+// must set. AWSEndpoint and S3PathStyle are test-only and not listed.
+var Reads = map[string][]string{
+	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, EdgeBaseSecrets, MetricsNamespace},
+	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, MetricsNamespace},
+	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, EdgeBaseSecrets, MetricsNamespace},
+	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, MetricsNamespace},
+	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, MetricsNamespace},
+}

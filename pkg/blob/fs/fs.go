@@ -1,0 +1,489 @@
+package fs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/blob"
+)
+
+var (
+	_ backup.BlobStore = (*Store)(nil)
+	_ backup.Composer  = (*Store)(nil)
+)
+
+// TempPrefix starts the names of in-progress writes. List never shows
+// them, and keys with a segment starting with it are rejected so a blob
+// can never be mistaken for one.
+const TempPrefix = ".edgevault-tmp-"
+
+const (
+	filePerm = 0o600
+	dirPerm  = 0o700
+	// copyChunk bounds how long a Compose copy runs between ctx checks.
+	copyChunk = 64 << 20
+)
+
+// Store keeps blobs as files under a root directory.
+type Store struct {
+	root *os.Root
+}
+
+// New opens (creating it 0700 if needed) the directory dir as a Store.
+// Close releases the directory handle.
+func New(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("fs: empty root directory")
+	}
+	if err := os.MkdirAll(dir, dirPerm); err != nil {
+		return nil, fmt.Errorf("fs: create root %s: %w", dir, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fs: open root %s: %w", dir, err)
+	}
+	return &Store{root: root}, nil
+}
+
+// Close releases the root directory.
+func (s *Store) Close() error { return s.root.Close() }
+
+func checkKey(key string) error {
+	if err := blob.ValidateKey(key); err != nil {
+		return err
+	}
+	for _, seg := range strings.Split(key, "/") {
+		if strings.HasPrefix(seg, TempPrefix) {
+			return fmt.Errorf("fs: key %q: segments starting with %q are reserved", key, TempPrefix)
+		}
+	}
+	return nil
+}
+
+// checkPrefix accepts "" and any prefix of a valid key.
+func checkPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if err := blob.ValidateKey(prefix + "x"); err != nil {
+		return fmt.Errorf("fs: invalid prefix %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// Put implements backup.BlobStore.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
+	return s.write(ctx, "put", key, r, false)
+}
+
+// Create implements backup.BlobStore. The blob is hard-linked into place,
+// which fails atomically when the name exists, so of concurrent Creates
+// exactly one wins.
+func (s *Store) Create(ctx context.Context, key string, r io.Reader) error {
+	return s.write(ctx, "create", key, r, true)
+}
+
+func (s *Store) write(ctx context.Context, op, key string, r io.Reader, exclusive bool) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("fs: %s: %w", op, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
+	}
+	if exclusive {
+		// Fail before consuming r; the link below still decides races.
+		if _, err := s.root.Lstat(key); err == nil {
+			return fmt.Errorf("fs: %s %s: %w", op, key, blob.ErrExist)
+		}
+	}
+	tmp, err := s.newTemp(path.Dir(key))
+	if err != nil {
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
+	}
+	defer tmp.discard()
+	if _, err := io.Copy(tmp.f, ctxReader{ctx, r}); err != nil {
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
+	}
+	if err := s.commit(tmp, key, exclusive); err != nil {
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
+	}
+	return nil
+}
+
+// Compose implements backup.Composer by copying the sources into one
+// temporary file (copy_file_range where the kernel supports it) that then
+// replaces dst. A missing source leaves dst untouched.
+func (s *Store) Compose(ctx context.Context, dst string, srcs []string) error {
+	if err := checkKey(dst); err != nil {
+		return fmt.Errorf("fs: compose: %w", err)
+	}
+	for _, src := range srcs {
+		if err := checkKey(src); err != nil {
+			return fmt.Errorf("fs: compose %s: %w", dst, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fs: compose %s: %w", dst, err)
+	}
+	tmp, err := s.newTemp(path.Dir(dst))
+	if err != nil {
+		return fmt.Errorf("fs: compose %s: %w", dst, err)
+	}
+	defer tmp.discard()
+	for _, src := range srcs {
+		if err := s.appendFile(ctx, tmp.f, src); err != nil {
+			return fmt.Errorf("fs: compose %s: %w", dst, err)
+		}
+	}
+	if err := s.commit(tmp, dst, false); err != nil {
+		return fmt.Errorf("fs: compose %s: %w", dst, err)
+	}
+	return nil
+}
+
+func (s *Store) appendFile(ctx context.Context, dst *os.File, src string) error {
+	f, _, err := s.openRegular(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// *os.File to *os.File through a LimitedReader keeps the
+		// copy_file_range fast path.
+		n, err := io.CopyN(dst, f, copyChunk)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("copy %s: %w", src, err)
+		}
+		if n < copyChunk {
+			return nil
+		}
+	}
+}
+
+// Get implements backup.BlobStore.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("fs: get: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("fs: get %s: %w", key, err)
+	}
+	f, _, err := s.openRegular(key)
+	if err != nil {
+		return nil, fmt.Errorf("fs: get: %w", err)
+	}
+	return readCloser{ctxReader{ctx, f}, f}, nil
+}
+
+// GetRange implements backup.BlobStore. A range past the end is cut at
+// the end, as with io.SectionReader.
+func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, fmt.Errorf("fs: get range: %w", err)
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("fs: get range %s: negative offset %d", key, offset)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("fs: get range %s: %w", key, err)
+	}
+	f, size, err := s.openRegular(key)
+	if err != nil {
+		return nil, fmt.Errorf("fs: get range: %w", err)
+	}
+	n := max(size-offset, 0)
+	if length >= 0 {
+		n = min(n, length)
+	}
+	return readCloser{ctxReader{ctx, io.NewSectionReader(f, offset, n)}, f}, nil
+}
+
+// Stat implements backup.BlobStore.
+func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
+	if err := checkKey(key); err != nil {
+		return blob.Info{}, fmt.Errorf("fs: stat: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return blob.Info{}, fmt.Errorf("fs: stat %s: %w", key, err)
+	}
+	fi, err := s.root.Stat(key)
+	if err != nil {
+		return blob.Info{}, fmt.Errorf("fs: stat %s: %w", key, mapNotExist(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return blob.Info{}, fmt.Errorf("fs: stat %s: %w", key, blob.ErrNotExist)
+	}
+	return blob.Info{Key: key, Size: fi.Size()}, nil
+}
+
+// List implements backup.BlobStore. It walks only the directories that can
+// hold matching keys, one directory listing in memory at a time; sorting
+// each directory with a '/' after subdirectory names yields byte-wise key
+// order overall.
+func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) error) error {
+	if err := checkPrefix(prefix); err != nil {
+		return fmt.Errorf("fs: list: %w", err)
+	}
+	start := "."
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		start = prefix[:i]
+	}
+	if err := s.walk(ctx, start, prefix, fn); err != nil {
+		return fmt.Errorf("fs: list %q: %w", prefix, err)
+	}
+	return nil
+}
+
+type entry struct {
+	name  string
+	sort  string
+	isDir bool
+}
+
+func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(blob.Info) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	entries, err := s.readDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key := e.name
+		if dir != "." {
+			key = dir + "/" + e.name
+		}
+		if e.isDir {
+			if sub := key + "/"; strings.HasPrefix(sub, prefix) || strings.HasPrefix(prefix, sub) {
+				if err := s.walk(ctx, key, prefix, fn); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		fi, err := s.root.Lstat(key)
+		if errors.Is(err, iofs.ErrNotExist) {
+			continue // deleted while listing
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(blob.Info{Key: key, Size: fi.Size()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDir returns the blobs and subdirectories of dir in key order; a
+// missing dir is empty.
+func (s *Store) readDir(dir string) ([]entry, error) {
+	f, err := s.root.Open(dir)
+	if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	des, err := f.ReadDir(-1)
+	if errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, 0, len(des))
+	for _, de := range des {
+		name := de.Name()
+		if strings.HasPrefix(name, TempPrefix) {
+			continue
+		}
+		switch t := de.Type(); {
+		case t.IsDir():
+			out = append(out, entry{name: name, sort: name + "/", isDir: true})
+		case t.IsRegular():
+			out = append(out, entry{name: name, sort: name})
+		}
+	}
+	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.sort, b.sort) })
+	return out, nil
+}
+
+// Delete implements backup.BlobStore. Directories left empty are removed
+// up to the root so deleted jobs leave nothing behind.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("fs: delete: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fs: delete %s: %w", key, err)
+	}
+	fi, err := s.root.Lstat(key)
+	if err != nil {
+		if errors.Is(mapNotExist(err), blob.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("fs: delete %s: %w", key, err)
+	}
+	if fi.IsDir() {
+		return nil // a prefix of other keys, not a blob
+	}
+	if err := s.root.Remove(key); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		return fmt.Errorf("fs: delete %s: %w", key, err)
+	}
+	for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
+		// Fails on the first non-empty directory; a concurrent writer that
+		// loses its directory recreates it (see newTemp).
+		if s.root.Remove(dir) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// openRegular opens key for reading and returns its size; directories and
+// anything that is not a regular file count as missing.
+func (s *Store) openRegular(key string) (*os.File, int64, error) {
+	f, err := s.root.Open(key)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", key, mapNotExist(err))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s: %w", key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s: %w", key, blob.ErrNotExist)
+	}
+	return f, fi.Size(), nil
+}
+
+// mapNotExist turns "no such file" and "a parent is a file" into
+// blob.ErrNotExist.
+func mapNotExist(err error) error {
+	if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return blob.ErrNotExist
+	}
+	return err
+}
+
+type tempFile struct {
+	root      *os.Root
+	f         *os.File
+	name, dir string
+	done      bool
+}
+
+// newTemp creates a temporary file in dir, creating dir as needed. It
+// retries when a concurrent Delete prunes the directory in between.
+func (s *Store) newTemp(dir string) (*tempFile, error) {
+	var last error
+	for range 5 {
+		if dir != "." {
+			if err := s.root.MkdirAll(dir, dirPerm); err != nil {
+				return nil, fmt.Errorf("create directory %s: %w", dir, err)
+			}
+		}
+		var rnd [8]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return nil, err
+		}
+		name := path.Join(dir, TempPrefix+hex.EncodeToString(rnd[:]))
+		f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
+		if err == nil {
+			return &tempFile{root: s.root, f: f, name: name, dir: dir}, nil
+		}
+		last = err
+		if !errors.Is(err, iofs.ErrNotExist) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("create temporary file in %s: %w", dir, last)
+}
+
+// commit makes the temporary file durable and moves it to key.
+func (s *Store) commit(t *tempFile, key string, exclusive bool) error {
+	if err := t.f.Sync(); err != nil {
+		return err
+	}
+	if err := t.f.Close(); err != nil {
+		return err
+	}
+	t.f = nil
+	if exclusive {
+		if err := s.root.Link(t.name, key); err != nil {
+			if errors.Is(err, iofs.ErrExist) {
+				return blob.ErrExist
+			}
+			return err
+		}
+	} else if err := s.root.Rename(t.name, key); err != nil {
+		return err
+	} else {
+		t.done = true
+	}
+	return s.syncDir(t.dir)
+}
+
+func (s *Store) syncDir(dir string) error {
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// discard removes the temporary file unless it was renamed into place.
+func (t *tempFile) discard() {
+	if t.f != nil {
+		t.f.Close()
+	}
+	if !t.done {
+		_ = t.root.Remove(t.name)
+	}
+}
+
+// ctxReader stops a copy at the next Read once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}

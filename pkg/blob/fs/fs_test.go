@@ -1,0 +1,166 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/blob/blobtest"
+)
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := New(filepath.Join(t.TempDir(), "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestSuite(t *testing.T) {
+	blobtest.Run(t, func(t *testing.T) backup.BlobStore { return newStore(t) })
+}
+
+func TestPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "root")
+	s, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Put(ctx, "a/b/put", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, "a/create", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compose(ctx, "c/compose", []string{"a/b/put", "a/create"}); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want := iofs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSymlinkEscape(t *testing.T) {
+	s := newStore(t)
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(s.root.Name(), "link")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "link/new", strings.NewReader("x")); err == nil {
+		t.Error("Put through a symlink out of the root succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(outside, "new")); !errors.Is(err, iofs.ErrNotExist) {
+		t.Errorf("a file appeared outside the root: %v", err)
+	}
+	if rc, err := s.Get(ctx, "link/secret"); err == nil {
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		t.Errorf("Get through a symlink out of the root read %q", b)
+	}
+	if err := s.Delete(ctx, "link/secret"); err == nil {
+		if _, err := os.Stat(filepath.Join(outside, "secret")); err != nil {
+			t.Errorf("Delete through a symlink removed a file outside the root")
+		}
+	}
+	var listed []string
+	if err := s.List(ctx, "", func(i blob.Info) error { listed = append(listed, i.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 0 {
+		t.Errorf("List followed a symlink: %q", listed)
+	}
+}
+
+func TestReservedTempNames(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	for _, k := range []string{TempPrefix + "x", "a/" + TempPrefix + "y/b"} {
+		if err := s.Put(ctx, k, strings.NewReader("x")); err == nil {
+			t.Errorf("Put(%q) accepted a reserved name", k)
+		}
+	}
+	// Leftovers of a crashed write stay hidden.
+	if err := os.WriteFile(filepath.Join(s.root.Name(), TempPrefix+"crashed"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "visible", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	if err := s.List(ctx, "", func(i blob.Info) error { listed = append(listed, i.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0] != "visible" {
+		t.Errorf("List = %q", listed)
+	}
+}
+
+func TestDeletePrunesDirectories(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Put(ctx, "jobs/1/parts/a", bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "jobs/2", bytes.NewReader(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "jobs/1/parts/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.root.Name(), "jobs", "1")); !errors.Is(err, iofs.ErrNotExist) {
+		t.Errorf("empty directories left behind: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.root.Name(), "jobs", "2")); err != nil {
+		t.Errorf("sibling removed: %v", err)
+	}
+}
+
+func TestKeyConflictsWithDirectory(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Put(ctx, "a/b", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "a", strings.NewReader("x")); err == nil {
+		t.Error("Put(a) over the directory of a/b succeeded")
+	}
+	if err := s.Put(ctx, "a/b/c", strings.NewReader("x")); err == nil {
+		t.Error("Put(a/b/c) below the blob a/b succeeded")
+	}
+	if err := s.Create(ctx, "a", strings.NewReader("x")); err == nil {
+		t.Error("Create(a) over a directory succeeded")
+	}
+}

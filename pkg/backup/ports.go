@@ -9,7 +9,9 @@ import (
 )
 
 // BlobStore holds job records, staging parts and finished archives. Keys are
-// '/'-separated and pass blob.ValidateKey. Adapters: pkg/blob/fs, pkg/blob/s3.
+// '/'-separated and pass blob.ValidateKey; no key may be a '/'-prefix of
+// another (a file system cannot hold both "a" and "a/b"). Adapters:
+// pkg/blob/fs, pkg/blob/s3.
 type BlobStore interface {
 	// Put stores r under key. The blob becomes visible only once r has been
 	// read to EOF without error (write+rename, single PUT or completed
@@ -20,7 +22,9 @@ type BlobStore interface {
 	Create(ctx context.Context, key string, r io.Reader) error
 	// Get opens key; a missing key gives an error wrapping blob.ErrNotExist.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
-	// GetRange opens length bytes of key from offset; length < 0 reads to EOF.
+	// GetRange opens length bytes of key from offset; length < 0 reads to
+	// EOF. A range past the end is cut at the end; a negative offset is an
+	// error.
 	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	// Stat reports size; a missing key wraps blob.ErrNotExist.
 	Stat(ctx context.Context, key string) (blob.Info, error)
@@ -35,6 +39,9 @@ type BlobStore interface {
 // streaming them through the caller (S3 UploadPartCopy, a local file copy).
 // The assembler uses it when available.
 type Composer interface {
+	// Compose writes the concatenation of srcs to dst atomically. dst may be
+	// one of srcs; a missing source wraps blob.ErrNotExist and leaves dst
+	// untouched.
 	Compose(ctx context.Context, dst string, srcs []string) error
 }
 

@@ -1,0 +1,236 @@
+package archive
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ManifestVersion is the version of the manifest format written here.
+const ManifestVersion = 1
+
+// Manifest is written beside an archive (ManifestName) when it is complete:
+// what the archive is, its size and SHA-256, and what it holds. Verify checks
+// an archive against it; copies (DR, downloads) can be checked without
+// opening the archive.
+type Manifest struct {
+	Version int    `json:"version"`
+	Archive string `json:"archive"` // file name, without directories
+	Format  Format `json:"format"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256,omitempty"` // hex SHA-256 of the whole archive
+	// Parts, when present, are consecutive byte ranges covering the whole
+	// archive with a SHA-256 each: the gzip members of a .tar.gz that was
+	// joined server-side, where no single process saw every byte.
+	Parts           []ManifestPart `json:"parts,omitempty"`
+	CreatedAt       time.Time      `json:"createdAt"`
+	Job             string         `json:"job,omitempty"`
+	BackupTimestamp string         `json:"backupTimestamp,omitempty"` // the archive's top-level timestamp
+	Source          string         `json:"source,omitempty"`
+	DOs             int            `json:"dos"`
+	AuthShards      int            `json:"authShards"`
+	DataNamespaces  int            `json:"dataNamespaces"`
+	Tables          int64          `json:"tables"`
+	Rows            int64          `json:"rows"`
+	Users           int64          `json:"users"`
+	Objects         int64          `json:"objects"`
+	StorageBytes    int64          `json:"storageBytes"`
+	Secrets         bool           `json:"secrets"`
+}
+
+// ManifestPart is one byte range of an archive and its SHA-256.
+type ManifestPart struct {
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// NewManifest builds the manifest of a verified archive from its Summary.
+func NewManifest(s Summary, createdAt time.Time, job string) Manifest {
+	return Manifest{
+		Version:         ManifestVersion,
+		Archive:         filepath.Base(s.File),
+		Format:          s.Format,
+		Size:            s.Bytes,
+		SHA256:          s.SHA256,
+		CreatedAt:       createdAt.UTC(),
+		Job:             job,
+		BackupTimestamp: s.Timestamp,
+		Source:          s.Source,
+		DOs:             s.DOs,
+		AuthShards:      s.AuthShards,
+		DataNamespaces:  s.DataNamespaces,
+		Tables:          s.Tables,
+		Rows:            s.Rows,
+		Users:           s.Users,
+		Objects:         s.Objects,
+		StorageBytes:    s.StorageBytes,
+		Secrets:         s.Secrets > 0,
+	}
+}
+
+// EncodeManifest writes m as indented JSON.
+func EncodeManifest(w io.Writer, m Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("archive: encode manifest: %w", err)
+	}
+	if _, err := w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("archive: write manifest: %w", err)
+	}
+	return nil
+}
+
+// DecodeManifest reads a manifest and checks that it is complete.
+func DecodeManifest(r io.Reader) (Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
+	if err := dec.Decode(&m); err != nil {
+		return m, fmt.Errorf("archive: decode manifest: %w", err)
+	}
+	switch {
+	case m.Version != ManifestVersion:
+		return m, fmt.Errorf("archive: manifest version %d, want %d", m.Version, ManifestVersion)
+	case m.Archive == "" || filepath.Base(m.Archive) != m.Archive:
+		return m, fmt.Errorf("archive: manifest archive name %q is not a file name", m.Archive)
+	case m.Size < 0:
+		return m, fmt.Errorf("archive: manifest has an invalid size")
+	case m.SHA256 == "" && len(m.Parts) == 0:
+		return m, fmt.Errorf("archive: manifest has neither a sha256 nor parts")
+	case m.SHA256 != "" && !isSHA256Hex(m.SHA256):
+		return m, fmt.Errorf("archive: manifest has an invalid sha256")
+	}
+	var off int64
+	for i, p := range m.Parts {
+		if p.Offset != off || p.Size < 0 || !isSHA256Hex(p.SHA256) {
+			return m, fmt.Errorf("archive: manifest part %d is not a valid continuation at offset %d", i, off)
+		}
+		off += p.Size
+	}
+	if len(m.Parts) > 0 && off != m.Size {
+		return m, fmt.Errorf("archive: manifest parts cover %d bytes, the archive has %d", off, m.Size)
+	}
+	return m, nil
+}
+
+// WriteManifestFile writes m to path atomically (temporary file, then
+// rename), with mode 0600.
+func WriteManifestFile(path string, m Manifest) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".manifest-*.tmp")
+	if err != nil {
+		return fmt.Errorf("archive: write manifest %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	err = EncodeManifest(tmp, m)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("archive: write manifest %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadManifestFile reads the manifest at path; a missing file gives an error
+// wrapping fs.ErrNotExist.
+func ReadManifestFile(path string) (Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("archive: read manifest: %w", err)
+	}
+	defer f.Close()
+	m, err := DecodeManifest(f)
+	if err != nil {
+		return m, fmt.Errorf("%w (%s)", err, path)
+	}
+	return m, nil
+}
+
+// Check compares an archive's size and SHA-256 with the manifest (when
+// the manifest has a whole-file SHA-256; see CheckReader for parts).
+func (m Manifest) Check(size int64, sha string) error {
+	if m.Size != size || (m.SHA256 != "" && m.SHA256 != sha) {
+		return fmt.Errorf("%w: %s has %d bytes with sha256 %s, the manifest says %d bytes with sha256 %s",
+			ErrManifestMismatch, m.Archive, size, sha, m.Size, m.SHA256)
+	}
+	return nil
+}
+
+// CheckReader reads a whole archive and checks it against the manifest:
+// size, the whole-file SHA-256 when present, and every part's SHA-256.
+func (m Manifest) CheckReader(r io.Reader) error {
+	whole := sha256.New()
+	var n int64
+	buf := make([]byte, 256<<10)
+	for i, p := range append(m.Parts, ManifestPart{Offset: m.Size, Size: -1}) {
+		h := sha256.New()
+		want := p.Size
+		if want < 0 {
+			// After the last part (or with no parts): the rest of the file.
+			c, err := io.CopyBuffer(io.MultiWriter(whole, h), r, buf)
+			n += c
+			if err != nil {
+				return fmt.Errorf("archive: reading %s: %w", m.Archive, err)
+			}
+			break
+		}
+		c, err := io.CopyBuffer(io.MultiWriter(whole, h), io.LimitReader(r, want), buf)
+		n += c
+		if err != nil {
+			return fmt.Errorf("archive: reading %s: %w", m.Archive, err)
+		}
+		if c != want {
+			return fmt.Errorf("%w: %s ends at %d bytes, inside part %d", ErrManifestMismatch, m.Archive, n, i)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA256 {
+			return fmt.Errorf("%w: part %d of %s (bytes %d-%d) has sha256 %s, the manifest says %s",
+				ErrManifestMismatch, i, m.Archive, p.Offset, p.Offset+p.Size, got, p.SHA256)
+		}
+	}
+	return m.Check(n, hex.EncodeToString(whole.Sum(nil)))
+}
+
+// HashFile returns the size and hex SHA-256 of a file.
+func HashFile(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", fmt.Errorf("archive: hash %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", fmt.Errorf("archive: hash %s: %w", path, err)
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// CheckManifestFile verifies the archive at path against the manifest
+// beside it by size and SHA-256 only, without reading the content. It
+// returns an error wrapping fs.ErrNotExist when there is no manifest.
+func CheckManifestFile(path string) (Manifest, error) {
+	m, err := ReadManifestFile(ManifestName(path))
+	if err != nil {
+		return m, err
+	}
+	if m.Archive != filepath.Base(path) {
+		return m, fmt.Errorf("%w: it describes %s, not %s", ErrManifestMismatch, m.Archive, filepath.Base(path))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return m, fmt.Errorf("archive: %w", err)
+	}
+	defer f.Close()
+	return m, m.CheckReader(f)
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/edgevault/edgevault/pkg/edgebasetest"
+)
+
+type flags struct {
+	addr, key, seed, state, profile, readyFile, worker string
+	benchN, benchM                                     int
+}
+
+func parseFlags(args []string, stderr io.Writer) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("edgebase-emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:0", "listen address (loopback)")
+	fs.StringVar(&f.key, "key", edgebasetest.DefaultServiceKey, "root service key")
+	fs.StringVar(&f.seed, "seed", "none", "seed profile: none|demo|bench")
+	fs.IntVar(&f.benchN, "bench-n", 50, "bench profile: DO blocks, posts and ledger rows")
+	fs.IntVar(&f.benchM, "bench-m", 200, "bench profile: R2 objects")
+	fs.StringVar(&f.state, "state", "", "state directory (default: temporary, removed on exit)")
+	fs.StringVar(&f.profile, "profile", "default", "config profile: default|static (bench seeding uses the bench config)")
+	fs.StringVar(&f.readyFile, "ready-file", "", "also write the EDGEBASE_URL line to this file")
+	fs.StringVar(&f.worker, "worker", "edgebase", "worker (script) name; names the DO state directory")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	switch f.seed {
+	case "none", "demo", "bench":
+	default:
+		return f, fmt.Errorf("--seed must be none, demo or bench, not %q", f.seed)
+	}
+	switch f.profile {
+	case "default", "static":
+	default:
+		return f, fmt.Errorf("--profile must be default or static, not %q", f.profile)
+	}
+	host, _, err := net.SplitHostPort(f.addr)
+	if err != nil {
+		return f, fmt.Errorf("--addr %q: %w", f.addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return f, fmt.Errorf("--addr %q: only loopback addresses are allowed", f.addr)
+	}
+	if f.seed == "demo" && f.profile != "default" {
+		return f, errors.New("--seed demo needs --profile default")
+	}
+	return f, nil
+}
+
+func (f flags) config() edgebasetest.Config {
+	switch {
+	case f.seed == "bench":
+		return edgebasetest.BenchConfig(f.benchN)
+	case f.profile == "static":
+		return edgebasetest.StaticConfig()
+	}
+	return edgebasetest.DefaultConfig()
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	cfg := f.config()
+	em, err := edgebasetest.New(edgebasetest.Options{ServiceKey: f.key, Config: &cfg, StateDir: f.state, Addr: f.addr, Worker: f.worker})
+	if err != nil {
+		return err
+	}
+	defer em.Close()
+	start := time.Now()
+	switch f.seed {
+	case "demo":
+		sum, err := em.SeedDemo(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "seeded demo: %d users, %d rows, instances %v, %d objects (%d bytes) in %s\n", sum.Users, sum.Rows, sum.Instances, sum.Objects, sum.Bytes, time.Since(start).Round(time.Millisecond))
+	case "bench":
+		if err := em.SeedBench(ctx, f.benchN, f.benchM); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "seeded bench: N=%d M=%d in %s\n", f.benchN, f.benchM, time.Since(start).Round(time.Millisecond))
+	}
+	line := "EDGEBASE_URL=" + em.URL() + "\n"
+	if f.readyFile != "" {
+		tmp := f.readyFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(line), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, f.readyFile); err != nil {
+			return err
+		}
+	}
+	if _, err := io.WriteString(stdout, line); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "edgebase-emulator:", err)
+		os.Exit(1)
+	}
+}

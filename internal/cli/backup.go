@@ -1,0 +1,295 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/secrets/devvars"
+)
+
+type createOpts struct {
+	conn           connFlags
+	output         string
+	includeSecrets bool
+	includeStorage bool
+	concurrency    int
+	resume         bool
+	rangeKeys      int
+	rangeBytes     int64
+}
+
+func (a *app) createCommand() *cobra.Command {
+	var o createOpts
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Back up an EdgeBase deployment into a v1.1 archive",
+		Long: `Back up every DB Durable Object, the auth and control D1 databases, the
+D1/Postgres data namespaces and the config (plus R2 storage with
+--include-storage and local secrets with --include-secrets) into
+<output>/edgebase-backup-<UTC time>.json, or .tar.gz with storage, and a
+.manifest.json with its SHA-256 beside it. The archive is only written
+under its final name once every unit was backed up.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runCreate(cmd.Context(), o) },
+	}
+	o.conn.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.output, "output", "./backup", "directory to write the archive to")
+	f.BoolVar(&o.includeSecrets, "include-secrets", false, "include local secrets (.dev.vars / .edgebase/secrets.json); the archive is mode 0600 either way")
+	f.BoolVar(&o.includeStorage, "include-storage", false, "include every R2 object (writes a .tar.gz)")
+	f.IntVar(&o.concurrency, "concurrency", 10, "units (and object downloads) in parallel")
+	f.BoolVar(&o.resume, "resume", false, "continue the last interrupted backup in --output, keeping units already stored")
+	f.IntVar(&o.rangeKeys, "range-keys", backup.DefaultRangeKeys, "storage objects per page range (task)")
+	f.Int64Var(&o.rangeBytes, "range-bytes", backup.DefaultRangeBytes, "storage bytes per page range (task)")
+	return cmd
+}
+
+func (a *app) runCreate(ctx context.Context, o createOpts) error {
+	start := time.Now()
+	if o.concurrency < 1 {
+		return failure("invalid_arguments", errors.New("--concurrency must be at least 1"))
+	}
+	d, err := a.connect(&o.conn, o.concurrency)
+	if err != nil {
+		return err
+	}
+	out, err := filepath.Abs(o.output)
+	if err != nil {
+		return failure("backup_create_failed", err)
+	}
+	e, err := a.embed(out, o.concurrency, time.Now)
+	if err != nil {
+		return failure("backup_create_failed", err)
+	}
+	defer e.Close()
+	tasks := &backup.BackupTasks{Jobs: e.jobs, Client: d.client, Concurrency: o.concurrency}
+	if o.includeSecrets {
+		tasks.Secrets = devvars.New(a.env.WorkDir)
+	}
+	for k, h := range tasks.Handlers() {
+		e.worker.Handlers[k] = h
+	}
+	e.scheduler.Planners[events.KindBackup] = &backup.BackupPlanner{Jobs: e.jobs, Client: d.client, Enum: d.enum,
+		RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, Log: a.log}
+	e.controller.Advancers[events.KindBackup] = &backup.Assembler{Jobs: e.jobs, ComposeAbove: -1, Log: a.log}
+	e.scheduler.Target = d.client.BaseURL()
+	e.scheduler.Source = backup.SourceFor(d.client.BaseURL(), d.edge)
+
+	var job *events.Job
+	if o.resume {
+		prev, err := latestUnfinished(ctx, e.jobs, d.client.BaseURL())
+		if err != nil {
+			return failure("backup_create_failed", err)
+		}
+		if prev == nil {
+			return failure("backup_create_failed", fmt.Errorf("nothing to resume: no unfinished backup of %s in %s", d.client.BaseURL(), out))
+		}
+		a.say("Resuming backup job %s (started %s)\n", prev.ID, prev.Started.Format(time.RFC3339))
+		job, err = e.scheduler.Resume(ctx, prev.ID)
+		if err != nil {
+			return failure("backup_create_failed", err)
+		}
+	} else {
+		a.say("Planning backup of %s (DO sources: %s)\n", d.client.BaseURL(), d.enum.Sources())
+		job, err = e.scheduler.Start(ctx, events.StartRequest{Kind: events.KindBackup, Trigger: events.TriggerCLI,
+			Options: events.Options{IncludeStorage: o.includeStorage, IncludeSecrets: o.includeSecrets}})
+		if err != nil {
+			if job != nil {
+				// Nothing to resume from a plan that never completed.
+				_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
+			}
+			return failure("backup_create_failed", err)
+		}
+	}
+	for _, w := range job.Warnings {
+		a.warn("%s", w)
+	}
+	final, err := a.run(ctx, e, job, "backup")
+	if err != nil {
+		if ctx.Err() != nil {
+			return &cmdError{code: "backup_create_failed", exit: ExitError,
+				msg: fmt.Sprintf("interrupted; no archive was written. Run the same command with --resume to continue job %s", job.ID)}
+		}
+		return a.createFailed(final, err, out)
+	}
+	path := filepath.Join(out, filepath.FromSlash(final.Archive))
+	sum := final.Summary
+	if sum == nil {
+		sum = &events.Summary{}
+	}
+	man, _ := e.jobs.ReadManifest(ctx, final.Archive)
+	for _, w := range final.Warnings[len(job.Warnings):] {
+		a.warn("%s", w)
+	}
+	if a.jsonOut {
+		a.printJSON(map[string]any{
+			"status": "success", "file": path, "dos": sum.DOs, "dataNamespaces": sum.Namespaces,
+			"rows": sum.Rows, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
+			"manifest": filepath.Join(out, filepath.FromSlash(final.Manifest)), "job": final.ID,
+			"timestamp": strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "edgebase-backup-"), ".json"), ".tar.gz"),
+			"warnings": nonNil(final.Warnings),
+		})
+		return nil
+	}
+	a.say("Backup written: %s (%s)\n", path, humanBytes(sum.ArchiveSize))
+	a.say("  %d DOs, %d data namespaces, %d rows, %d objects (%s moved) in %s\n",
+		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, humanBytes(sum.Bytes), fmtDuration(time.Since(start)))
+	if man.SHA256 != "" {
+		a.say("  sha256 %s\n", man.SHA256)
+	}
+	return nil
+}
+
+func (a *app) createFailed(job *events.Job, err error, out string) error {
+	e := failure("backup_create_failed", err)
+	if job != nil {
+		e.extra = map[string]any{"job": job.ID}
+		if len(job.Errors) > 0 {
+			units := make([]string, 0, len(job.Errors))
+			for _, je := range job.Errors {
+				units = append(units, je.String())
+			}
+			e.extra["failed"] = units
+		}
+		e.hint = fmt.Sprintf("no archive was written; fix the cause and run again with --resume (staging kept in %s)", filepath.Join(out, StagingPrefix, job.ID))
+	}
+	return e
+}
+
+// latestUnfinished finds the newest backup job of target that did not
+// finish.
+func latestUnfinished(ctx context.Context, jobs *backup.Jobs, target string) (*events.Job, error) {
+	var best *events.Job
+	err := jobs.ListJobs(ctx, func(j *events.Job) error {
+		if j.Kind != events.KindBackup || j.State == events.StateDone || j.Target != target {
+			return nil
+		}
+		if best == nil || j.CreatedAt.After(best.CreatedAt) {
+			best = j
+		}
+		return nil
+	})
+	return best, err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (a *app) verifyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify FILE",
+		Short: "Check an archive end to end (ours or the official CLI's)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := archive.Verify(cmd.Context(), args[0])
+			if err != nil {
+				e := failure("backup_verify_failed", err)
+				e.extra = map[string]any{"summary": s}
+				return e
+			}
+			if a.jsonOut {
+				a.printJSON(map[string]any{"status": "success", "summary": s})
+				return nil
+			}
+			return s.WriteText(a.env.Stdout)
+		},
+	}
+}
+
+func (a *app) listCommand() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the archives in a directory and any unfinished jobs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runList(cmd.Context(), dir)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "output", "./backup", "directory holding the archives")
+	return cmd
+}
+
+type listedArchive struct {
+	File     string `json:"file"`
+	Bytes    int64  `json:"bytes"`
+	Modified string `json:"modified"`
+	Manifest bool   `json:"manifest"`
+	SHA256   string `json:"sha256,omitempty"`
+}
+
+func (a *app) runList(ctx context.Context, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return failure("backup_list_failed", err)
+	}
+	var list []listedArchive
+	for _, en := range entries {
+		if en.IsDir() || !archive.IsArchiveName(en.Name()) {
+			continue
+		}
+		info, err := en.Info()
+		if err != nil {
+			continue
+		}
+		la := listedArchive{File: filepath.Join(dir, en.Name()), Bytes: info.Size(), Modified: info.ModTime().UTC().Format(time.RFC3339)}
+		if m, err := archive.ReadManifestFile(filepath.Join(dir, archive.ManifestName(en.Name()))); err == nil {
+			la.Manifest, la.SHA256 = true, m.SHA256
+		}
+		list = append(list, la)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].File > list[j].File })
+	var unfinished []*events.Job
+	if st, err := os.Stat(filepath.Join(dir, StagingPrefix)); err == nil && st.IsDir() {
+		e, err := a.embed(dir, 1, time.Now)
+		if err == nil {
+			defer e.Close()
+			_ = e.jobs.ListJobs(ctx, func(j *events.Job) error {
+				if j.State != events.StateDone {
+					unfinished = append(unfinished, j)
+				}
+				return nil
+			})
+		}
+	}
+	if a.jsonOut {
+		jobs := make([]map[string]any, 0, len(unfinished))
+		for _, j := range unfinished {
+			jobs = append(jobs, map[string]any{"job": j.ID, "kind": j.Kind, "state": j.State, "target": j.Target, "created": j.CreatedAt})
+		}
+		if list == nil {
+			list = []listedArchive{}
+		}
+		a.printJSON(map[string]any{"status": "success", "archives": list, "unfinished": jobs})
+		return nil
+	}
+	if len(list) == 0 {
+		a.say("no archives in %s\n", dir)
+	}
+	for _, la := range list {
+		m := "no manifest"
+		if la.Manifest {
+			m = "manifest ok"
+		}
+		a.say("%s  %10s  %s  %s\n", la.Modified, humanBytes(la.Bytes), filepath.Base(la.File), m)
+	}
+	for _, j := range unfinished {
+		a.say("unfinished %s job %s (%s) of %s, created %s: resume with --resume\n", j.Kind, j.ID, j.State, j.Target, j.CreatedAt.Format(time.RFC3339))
+	}
+	return nil
+}

@@ -1,0 +1,232 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/restore"
+	"github.com/edgevault/edgevault/pkg/secrets/devvars"
+)
+
+type restoreOpts struct {
+	conn             connFlags
+	from             string
+	skipSecrets      bool
+	skipStorage      bool
+	yes              bool
+	dryRun           bool
+	only             []string
+	allowSchemaDrift bool
+	concurrency      restore.Concurrency
+	workDir          string
+}
+
+func (a *app) restoreCommand() *cobra.Command {
+	var o restoreOpts
+	cmd := &cobra.Command{
+		Use:   "restore --from FILE",
+		Short: "Restore an archive into an EdgeBase deployment (replaces its data)",
+		Long: `Restore a v1.1 archive (.json or .tar.gz, ours or the official CLI's) into
+the target, in the official order: control D1, auth D1, wipe of DOs the
+archive does not have, every DB DO, data namespaces, R2 (wipe, then every
+object with its content type), _users_public resync, secrets last.
+
+The whole archive is validated and the target's schema compared with the
+archive's before the first write. Without --yes the plan is shown and you
+are asked to confirm; with --json (or without a terminal) --yes is required.
+--only restores selected units without the global wipes (see --help of
+--only values: db:NS, db:NS:ID, storage, storage:PREFIX, auth, control, secrets).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runRestore(cmd.Context(), o) },
+	}
+	o.conn.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.from, "from", "", "archive to restore (.json, .tar.gz or .tgz)")
+	f.BoolVar(&o.skipSecrets, "skip-secrets", false, "do not restore secrets")
+	f.BoolVar(&o.skipStorage, "skip-storage", false, "leave R2 untouched")
+	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
+	f.BoolVar(&o.dryRun, "dry-run", false, "validate and print the plan; change nothing")
+	f.StringArrayVar(&o.only, "only", nil, "restore only these units (repeatable): db:NS, db:NS:ID, storage, storage:PREFIX, auth, control, secrets")
+	f.BoolVar(&o.allowSchemaDrift, "allow-schema-drift", false, "restore even when the target's schema would drop or reject archived data")
+	f.IntVar(&o.concurrency.DOs, "concurrency", 10, "DOs restored in parallel")
+	f.IntVar(&o.concurrency.Namespaces, "namespace-concurrency", 4, "data namespaces restored in parallel")
+	f.IntVar(&o.concurrency.Objects, "storage-concurrency", 5, "objects uploaded in parallel per storage range")
+	f.StringVar(&o.workDir, "work-dir", "", "where the archive is unpacked while restoring (default: next to the archive)")
+	_ = cmd.MarkFlagRequired("from")
+	return cmd
+}
+
+func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
+	start := time.Now()
+	from, err := filepath.Abs(o.from)
+	if err != nil {
+		return failure("backup_restore_failed", err)
+	}
+	if st, err := os.Stat(from); err != nil || st.IsDir() {
+		return &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + from, exit: ExitError}
+	}
+	if _, err := restore.ParseOnly(o.only); err != nil {
+		return failure("invalid_arguments", err)
+	}
+	interactive := !a.jsonOut && a.env.IsTerminal(a.env.Stdin)
+	if !o.yes && !o.dryRun && !interactive {
+		// Refuse before any request: nothing is read from the target either.
+		return &cmdError{status: "needs_input", code: "backup_restore_confirmation_required", field: "yes", exit: ExitNeedsInput,
+			msg:     "Restore replaces the target's data and needs confirmation: pass --yes (or use --dry-run to see the plan).",
+			choices: []choice{{Label: "Approve restore", Value: "yes", Args: []string{"--yes"}}}}
+	}
+	d, err := a.connect(&o.conn, o.concurrency.DOs)
+	if err != nil {
+		return err
+	}
+	work, err := a.restoreWorkDir(o.workDir, from)
+	if err != nil {
+		return failure("backup_restore_failed", err)
+	}
+	defer os.RemoveAll(work)
+	e, err := a.embed(work, max(o.concurrency.DOs, o.concurrency.Namespaces, 1), time.Now)
+	if err != nil {
+		return failure("backup_restore_failed", err)
+	}
+	defer e.Close()
+	tasks := &restore.Tasks{Jobs: e.jobs, Client: d.client, Concurrency: o.concurrency, Secrets: devvars.New(a.env.WorkDir)}
+	for k, h := range tasks.Handlers() {
+		e.worker.Handlers[k] = h
+	}
+	e.scheduler.Planners[events.KindRestore] = &restore.Planner{Jobs: e.jobs, Client: d.client, Enum: d.enum, Log: a.log,
+		Open: func(context.Context, string) (restore.Source, error) { return restore.FileSource(from), nil }}
+	e.controller.Advancers[events.KindRestore] = &restore.Coordinator{Jobs: e.jobs, Tasks: e.queue, Log: a.log}
+	e.scheduler.Target = d.client.BaseURL()
+
+	a.say("Validating %s and planning the restore into %s\n", from, d.client.BaseURL())
+	job, err := e.scheduler.Prepare(ctx, events.StartRequest{Kind: events.KindRestore, Trigger: events.TriggerCLI,
+		Options: events.Options{Archive: from, SkipStorage: o.skipStorage, SkipSecrets: o.skipSecrets, Only: o.only, AllowSchemaDrift: o.allowSchemaDrift}})
+	if err != nil {
+		ce := failure("backup_restore_failed", err)
+		ce.hint = "nothing was written to the target"
+		var de *restore.DriftError
+		if errors.As(err, &de) {
+			ce.code = "backup_schema_drift"
+			ce.extra = map[string]any{"drift": de.Lines}
+		}
+		return ce
+	}
+	rep, err := restore.ReadReport(ctx, e.jobs, job.ID)
+	if err != nil {
+		return failure("backup_restore_failed", err)
+	}
+	if o.dryRun {
+		if a.jsonOut {
+			a.printJSON(map[string]any{"status": "success", "dryRun": true, "plan": rep})
+			return nil
+		}
+		a.printReport(rep)
+		a.say("Dry run: nothing was changed.\n")
+		return nil
+	}
+	if !a.jsonOut {
+		a.printReport(rep)
+	}
+	if !o.yes {
+		fmt.Fprint(a.env.Stderr, "Type \"restore\" to replace the target's data: ")
+		line, _ := bufio.NewReader(a.env.Stdin).ReadString('\n')
+		if !strings.EqualFold(strings.TrimSpace(line), "restore") {
+			a.say("Aborted.\n")
+			return nil
+		}
+	}
+	if err := e.scheduler.Launch(ctx, job); err != nil {
+		return failure("backup_restore_failed", err)
+	}
+	final, err := a.run(ctx, e, job, "restore")
+	if err != nil {
+		if final == nil {
+			final = job
+		}
+		ce := failure("backup_restore_failed", err)
+		if ctx.Err() != nil {
+			ce.msg = "interrupted"
+		}
+		if len(final.Errors) > 0 {
+			units := make([]string, 0, len(final.Errors))
+			for _, je := range final.Errors {
+				units = append(units, je.String())
+			}
+			ce.extra = map[string]any{"failed": units}
+		}
+		state := restore.TargetState(final)
+		ce.msg += ". Target state: " + state
+		return ce
+	}
+	for _, w := range final.Warnings {
+		a.warn("%s", w)
+	}
+	sum := final.Summary
+	if sum == nil {
+		sum = &events.Summary{}
+	}
+	if a.jsonOut {
+		a.printJSON(map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
+			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "objects": rep.Objects,
+			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": time.Since(start).Seconds()})
+		return nil
+	}
+	a.say("Restore complete: %d DOs, %d data namespaces, %d rows, %d objects (%s) into %s in %s\n",
+		rep.DOCount, len(rep.Namespaces), rep.Rows, rep.Objects, humanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(time.Since(start)))
+	return nil
+}
+
+// restoreWorkDir makes the staging directory: next to the archive like
+// the official CLI, else under the system temp directory.
+func (a *app) restoreWorkDir(flag, from string) (string, error) {
+	if flag != "" {
+		return os.MkdirTemp(flag, ".edgevault-restore-")
+	}
+	if d, err := os.MkdirTemp(filepath.Dir(from), ".edgevault-restore-"); err == nil {
+		return d, nil
+	}
+	return os.MkdirTemp("", "edgevault-restore-")
+}
+
+func (a *app) printReport(r *restore.Report) {
+	a.say("Restore plan\n  archive: %s (%s, taken %s, source %s)\n  target:  %s\n", r.Archive, r.Format, r.Timestamp, r.Source, r.Target)
+	if len(r.Only) > 0 {
+		a.say("  only:    %s (no global wipes)\n", strings.Join(r.Only, ", "))
+	}
+	if len(r.Wipes) == 0 {
+		a.say("  wipes:   nothing beyond the units written below\n")
+	}
+	for _, w := range r.Wipes {
+		a.say("  WIPES:   %s\n", w)
+	}
+	for i, o := range r.Orphans {
+		if i == 20 {
+			a.say("           ... and %d more orphan DOs\n", len(r.Orphans)-20)
+			break
+		}
+		a.say("           orphan DO %s\n", o)
+	}
+	a.say("  writes:  %d users, %d DOs, %d data namespaces (%d rows), %d objects (%s)%s\n",
+		r.Users, r.DOCount, len(r.Namespaces), r.Rows, r.Objects, humanBytes(r.ObjectBytes), map[bool]string{true: ", secrets", false: ""}[r.Secrets])
+	for _, u := range r.DOs {
+		a.say("           DO %s: %d rows\n", u.Name, u.Rows)
+	}
+	if r.DOCount > len(r.DOs) {
+		a.say("           ... and %d more DOs\n", r.DOCount-len(r.DOs))
+	}
+	for _, u := range r.Namespaces {
+		a.say("           namespace %s: %d rows\n", u.Name, u.Rows)
+	}
+	for _, w := range r.Warnings {
+		a.say("  warning: %s\n", w)
+	}
+}

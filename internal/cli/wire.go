@@ -1,0 +1,237 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/blob/fs"
+	"github.com/edgevault/edgevault/pkg/cloudflare"
+	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/queue/mem"
+	"github.com/edgevault/edgevault/pkg/sensitive"
+)
+
+// StagingPrefix is where the embedded runtime keeps job state inside the
+// output directory (what --resume picks up).
+const StagingPrefix = ".edgevault/jobs/"
+
+// connFlags are the flags that point at a deployment, shared by every
+// command that talks to one.
+type connFlags struct {
+	url, serviceKey string
+	// Edge mode (Cloudflare API) and other DO enumeration sources.
+	accountID, apiToken, script string
+	stateDir                    string
+	instances                   []string
+	skipInstances               bool
+	allowUnresolved             bool
+	cloudflareURL               string
+}
+
+func (c *connFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&c.url, "url", "", "EdgeBase URL (env EDGEBASE_URL)")
+	f.StringVar(&c.serviceKey, "service-key", "", "service key (env EDGEBASE_SERVICE_KEY, else SERVICE_KEY in ./.edgebase/secrets.json)")
+	f.StringVar(&c.accountID, "account-id", "", "Cloudflare account id for Edge mode (env CLOUDFLARE_ACCOUNT_ID)")
+	f.StringVar(&c.apiToken, "api-token", "", "Cloudflare API token with Workers Scripts Read (env CLOUDFLARE_API_TOKEN)")
+	f.StringVar(&c.script, "script", "", "Edge mode: only Durable Object namespaces of this Worker script")
+	f.StringVar(&c.stateDir, "state-dir", "", "local dev server state directory to find dynamic DB instances in (Miniflare v3/do)")
+	f.StringSliceVar(&c.instances, "instances", nil, "dynamic DB instance names to include (ns:id,...), or @FILE with one per line")
+	f.BoolVar(&c.skipInstances, "skip-instances", false, "knowingly leave out dynamic DB instances no source can list")
+	f.BoolVar(&c.allowUnresolved, "allow-unresolved", false, "Edge mode: accept DO ids that list-dos cannot name (with a warning)")
+	f.StringVar(&c.cloudflareURL, "cloudflare-api-url", "", "Cloudflare API base URL (tests, proxies)")
+	_ = f.MarkHidden("cloudflare-api-url")
+}
+
+// deployment is a connected EdgeBase target.
+type deployment struct {
+	client *edgebase.Client
+	enum   *backup.Enumerator
+	edge   bool
+}
+
+func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
+	url := a.flagOrEnv(c.url, "EDGEBASE_URL")
+	if url == "" {
+		return nil, &cmdError{status: "needs_input", code: "worker_url_required", field: "url",
+			msg: "no EdgeBase URL: pass --url or set EDGEBASE_URL", exit: ExitNeedsInput}
+	}
+	key := a.flagOrEnv(c.serviceKey, "EDGEBASE_SERVICE_KEY")
+	if key == "" {
+		key = a.serviceKeyFromSecretsFile()
+	}
+	if key == "" {
+		return nil, &cmdError{status: "needs_input", code: "service_key_required", field: "service-key",
+			msg: "no service key: pass --service-key, set EDGEBASE_SERVICE_KEY, or put SERVICE_KEY in .edgebase/secrets.json", exit: ExitNeedsInput}
+	}
+	hc := &http.Client{Transport: newLimitedTransport(edgebase.DefaultTransport(), 2*max(concurrency, 1))}
+	client, err := edgebase.New(edgebase.Options{BaseURL: url, ServiceKey: sensitive.String(key), HTTPClient: hc, Logger: a.log})
+	if err != nil {
+		return nil, failure("invalid_arguments", err)
+	}
+	d := &deployment{client: client}
+	d.enum = &backup.Enumerator{Client: client, StateDir: c.stateDir, SkipInstances: c.skipInstances, AllowUnresolved: c.allowUnresolved}
+	insts, err := expandList(c.instances)
+	if err != nil {
+		return nil, failure("invalid_arguments", err)
+	}
+	d.enum.Instances = insts
+	account := a.flagOrEnv(c.accountID, "CLOUDFLARE_ACCOUNT_ID")
+	token := a.flagOrEnv(c.apiToken, "CLOUDFLARE_API_TOKEN")
+	if account != "" && token != "" {
+		cf, err := cloudflare.New(cloudflare.Options{BaseURL: c.cloudflareURL, AccountID: account, Token: sensitive.String(token), Logger: a.log})
+		if err != nil {
+			return nil, failure("invalid_arguments", err)
+		}
+		d.enum.Edge = backup.CloudflareEdge(cf, c.script)
+		d.edge = true
+	} else if (account == "") != (token == "") {
+		return nil, failure("invalid_arguments", errors.New("Edge mode needs both --account-id and --api-token (or CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN)"))
+	}
+	return d, nil
+}
+
+func (a *app) serviceKeyFromSecretsFile() string {
+	b, err := os.ReadFile(filepath.Join(a.env.WorkDir, ".edgebase", "secrets.json"))
+	if err != nil {
+		return ""
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return ""
+	}
+	s, _ := m["SERVICE_KEY"].(string)
+	return s
+}
+
+// expandList turns "a,b" and "@file" items into names.
+func expandList(items []string) ([]string, error) {
+	var out []string
+	for _, it := range items {
+		if file, ok := strings.CutPrefix(it, "@"); ok {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, err
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+					out = append(out, line)
+				}
+			}
+			continue
+		}
+		if it = strings.TrimSpace(it); it != "" {
+			out = append(out, it)
+		}
+	}
+	return out, nil
+}
+
+// embedded is the pipeline wired to an in-process queue and a directory.
+type embedded struct {
+	store      *fs.Store
+	jobs       *backup.Jobs
+	queue      *backup.CountingQueue
+	worker     *backup.Worker
+	controller *backup.Controller
+	scheduler  *backup.Scheduler
+	runner     *backup.Runner
+}
+
+func (a *app) embed(dir string, concurrency int, now func() time.Time) (*embedded, error) {
+	store, err := fs.New(dir)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := backup.NewJobs(store, StagingPrefix, "", now)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	q := &backup.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})}
+	e := &embedded{store: store, jobs: jobs, queue: q}
+	e.worker = &backup.Worker{Jobs: jobs, Handlers: map[events.TaskKind]backup.Handler{}, MaxAttempts: 3, Log: a.log}
+	e.controller = &backup.Controller{Jobs: jobs, Advancers: map[events.JobKind]backup.Advancer{}, Log: a.log}
+	e.scheduler = &backup.Scheduler{Jobs: jobs, Planners: map[events.JobKind]backup.Planner{}, Tasks: q, Log: a.log}
+	e.runner = &backup.Runner{Queue: q, Worker: e.worker, Controller: e.controller, Concurrency: concurrency, Log: a.log}
+	return e, nil
+}
+
+func (e *embedded) Close() error { return e.store.Close() }
+
+// run drives a started job with a progress display.
+func (a *app) run(ctx context.Context, e *embedded, job *events.Job, label string) (*events.Job, error) {
+	p := newProgress(a.env.Stderr, !a.jsonOut && a.env.IsTerminal(a.env.Stderr), label)
+	p.SetTotal(int64(job.Tasks))
+	if prog, err := e.jobs.ReadProgress(ctx, job.ID); err == nil {
+		for range prog.Done {
+			p.Done(false)
+		}
+	}
+	e.worker.OnFinish = func(_ events.Task, st events.TaskStatus) {
+		if st.State != events.TaskRetrying {
+			p.Done(st.State == events.TaskFailed)
+		}
+	}
+	ctx = backup.WithMeter(ctx, p.AddBytes)
+	final, err := e.runner.Run(ctx, job.ID)
+	p.Close()
+	return final, err
+}
+
+// limitedTransport bounds requests in flight (headers to body close)
+// across every task, so task and in-task fan-out never multiply.
+type limitedTransport struct {
+	base http.RoundTripper
+	sem  chan struct{}
+}
+
+func newLimitedTransport(base http.RoundTripper, n int) *limitedTransport {
+	return &limitedTransport{base: base, sem: make(chan struct{}, n)}
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	select {
+	case t.sem <- struct{}{}:
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		<-t.sem
+		return nil, err
+	}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { <-t.sem }}
+	return resp, nil
+}
+
+type releaseBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *releaseBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
+}
+
+func fmtDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}

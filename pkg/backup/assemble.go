@@ -1,0 +1,339 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/blob"
+)
+
+// Assembler turns a backup job whose parts all exist into one archive: a
+// v1.1 .json, or a .tar.gz when storage objects were captured. The
+// .tar.gz is a concatenation of gzip members (backup.json, one member per
+// storage range written by the workers, the tar trailer), so the storage
+// bytes are never recompressed here; stores that can join objects
+// server-side (S3 UploadPartCopy) do it without moving the bytes through
+// this process at all.
+type Assembler struct {
+	Jobs *Jobs
+	// ComposeAbove: when the store is a Composer and the storage members
+	// exceed this many bytes, join them server-side instead of streaming.
+	// The manifest then carries per-member SHA-256s instead of one for the
+	// whole file. Negative disables composing.
+	ComposeAbove int64
+	Log          *slog.Logger
+}
+
+var _ Advancer = (*Assembler)(nil)
+
+// Advance implements Advancer.
+func (a *Assembler) Advance(ctx context.Context, job *events.Job, p *Progress) error {
+	if job.State != events.StateRunning && job.State != events.StateAssembling {
+		return nil
+	}
+	if p.Done < job.Tasks {
+		return nil
+	}
+	if job.State != events.StateAssembling {
+		job.State = events.StateAssembling
+		if err := a.Jobs.WriteJob(ctx, job); err != nil {
+			return err
+		}
+	}
+	res, err := a.assemble(ctx, job)
+	if err != nil {
+		if IsPermanent(err) {
+			job.State = events.StateFailed
+			job.Errors = append(job.Errors, events.JobError{Task: "assemble", Unit: "archive", Message: err.Error()})
+			return nil
+		}
+		return fmt.Errorf("assembling job %s: %w", job.ID, err)
+	}
+	job.State = events.StateDone
+	job.Archive, job.Manifest = res.archive, res.manifest
+	if job.Summary == nil {
+		job.Summary = &events.Summary{}
+	}
+	job.Summary.ArchiveSize = res.size
+	if err := a.Jobs.DeleteStaging(ctx, job.ID); err != nil {
+		a.logger().Warn("could not delete staging parts", "job", job.ID, "err", err)
+	}
+	return nil
+}
+
+type assembled struct {
+	archive, manifest string
+	size              int64
+}
+
+// part is one storage member to append.
+type member struct {
+	key    string
+	size   int64
+	sha256 string
+}
+
+func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, error) {
+	// Pass 1 over the plan: the storage members and their objects count.
+	var members []member
+	var objects int64
+	err := a.Jobs.EachTask(ctx, job.ID, func(t events.Task) error {
+		if t.Kind != events.TaskStorage {
+			return nil
+		}
+		var idx StorageIndex
+		if err := a.Jobs.GetJSON(ctx, a.Jobs.PartKey(job.ID, t.ID, IndexSuffix), &idx); err != nil {
+			return fmt.Errorf("%s: %w", t.Unit, err)
+		}
+		members = append(members, member{key: a.Jobs.PartKey(job.ID, t.ID, ""), size: idx.Size, sha256: idx.SHA256})
+		objects += int64(len(idx.Objects))
+		return nil
+	})
+	if err != nil {
+		return assembled{}, err
+	}
+	tarball := objects > 0 // an empty bucket gives a .json without storage (spec 8.8)
+	name := archive.FileName(job.Started, tarball)
+	final := a.Jobs.ArchiveKey(name)
+	if err := a.reserve(ctx, job.ID, name, final); err != nil {
+		return assembled{}, err
+	}
+
+	var man archive.Manifest
+	if !tarball {
+		hw, err := a.putHashed(ctx, final, func(w io.Writer) error { return a.writeDocument(ctx, job, w) })
+		if err != nil {
+			return assembled{}, err
+		}
+		man = archive.Manifest{Format: archive.JSON, Size: hw.n, SHA256: hw.sum()}
+	} else {
+		man, err = a.assembleTarGz(ctx, job, final, members)
+		if err != nil {
+			return assembled{}, err
+		}
+	}
+	man.Version = archive.ManifestVersion
+	man.Archive = name
+	man.CreatedAt = a.Jobs.Now().UTC()
+	man.Job = job.ID
+	man.Source = job.Source
+	if job.Summary != nil {
+		man.DOs, man.DataNamespaces = job.Summary.DOs, job.Summary.Namespaces
+	}
+	man.Objects = objects
+	var buf bytes.Buffer
+	if err := archive.EncodeManifest(&buf, man); err != nil {
+		return assembled{}, err
+	}
+	mkey := a.Jobs.ArchiveKey(archive.ManifestName(name))
+	if err := a.Jobs.Store.Put(ctx, mkey, &buf); err != nil {
+		return assembled{}, err
+	}
+	return assembled{archive: final, manifest: mkey, size: man.Size}, nil
+}
+
+// reserve claims an archive name for this job. Names have one-second
+// resolution; a name taken by another job (or a file another tool put
+// there) is an error rather than an overwrite.
+func (a *Assembler) reserve(ctx context.Context, job, name, final string) error {
+	marker := a.Jobs.Staging + "names/" + name
+	err := a.Jobs.Store.Create(ctx, marker, strings.NewReader(job))
+	if errors.Is(err, blob.ErrExist) {
+		rc, gerr := a.Jobs.Store.Get(ctx, marker)
+		if gerr != nil {
+			return gerr
+		}
+		owner, _ := io.ReadAll(io.LimitReader(rc, 256))
+		rc.Close()
+		if string(owner) == job {
+			return nil // our own earlier, interrupted attempt
+		}
+		return Permanent(fmt.Errorf("an archive named %s already belongs to job %s", name, owner))
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := a.Jobs.Store.Stat(ctx, final); err == nil {
+		return Permanent(fmt.Errorf("an archive named %s already exists; not overwriting it", name))
+	} else if !errors.Is(err, blob.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final string, members []member) (archive.Manifest, error) {
+	man := archive.Manifest{Format: archive.TarGz}
+	// backup.json first, to learn its size for the tar header.
+	docKey := a.Jobs.key(job.ID, "backup.json")
+	var docSize int64
+	err := (&BackupTasks{Jobs: a.Jobs}).putStream(ctx, docKey, func(w io.Writer) error {
+		return a.writeDocument(ctx, job, w)
+	}, &docSize)
+	if err != nil {
+		return man, err
+	}
+	headKey, trailerKey := a.Jobs.key(job.ID, "head.gz"), a.Jobs.key(job.ID, "trailer.gz")
+	head, err := a.putHashed(ctx, headKey, func(w io.Writer) error {
+		doc, err := a.Jobs.Store.Get(ctx, docKey)
+		if err != nil {
+			return err
+		}
+		defer doc.Close()
+		return archive.WriteHeadMember(w, doc, docSize, job.Started)
+	})
+	if err != nil {
+		return man, err
+	}
+	trailer, err := a.putHashed(ctx, trailerKey, archive.WriteTrailerMember)
+	if err != nil {
+		return man, err
+	}
+	all := append([]member{{key: headKey, size: head.n, sha256: head.sum()}}, members...)
+	all = append(all, member{key: trailerKey, size: trailer.n, sha256: trailer.sum()})
+	var storageBytes, off int64
+	for _, m := range members {
+		storageBytes += m.size
+	}
+	for _, m := range all {
+		man.Parts = append(man.Parts, archive.ManifestPart{Offset: off, Size: m.size, SHA256: m.sha256})
+		off += m.size
+	}
+	man.Size = off
+
+	if c, ok := a.Jobs.Store.(Composer); ok && a.ComposeAbove >= 0 && storageBytes > a.ComposeAbove {
+		keys := make([]string, len(all))
+		for i, m := range all {
+			keys[i] = m.key
+		}
+		if err := c.Compose(ctx, final, keys); err != nil {
+			return man, err
+		}
+		return man, nil
+	}
+	hw, err := a.putHashed(ctx, final, func(w io.Writer) error {
+		for _, m := range all {
+			if err := a.copyBlob(ctx, w, m.key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return man, err
+	}
+	if hw.n != man.Size {
+		return man, fmt.Errorf("assembled %d bytes, members add up to %d", hw.n, man.Size)
+	}
+	man.SHA256 = hw.sum()
+	return man, nil
+}
+
+// writeDocument streams backup.json from the parts, in plan order.
+func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Writer) error {
+	jw, err := archive.NewJSONWriter(w, archive.Header{
+		Version:   archive.Version,
+		Timestamp: archive.FormatTimestamp(a.Jobs.Now()),
+		Source:    job.Source,
+	})
+	if err != nil {
+		return err
+	}
+	err = a.Jobs.EachTask(ctx, job.ID, func(t events.Task) error {
+		if t.Kind == events.TaskStorage {
+			var idx StorageIndex
+			if err := a.Jobs.GetJSON(ctx, a.Jobs.PartKey(job.ID, t.ID, IndexSuffix), &idx); err != nil {
+				return err
+			}
+			for _, o := range idx.Objects {
+				if err := jw.StorageObject(o); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if t.Kind == events.TaskSecrets {
+			var vals map[string]string
+			if err := a.Jobs.GetJSON(ctx, a.Jobs.PartKey(job.ID, t.ID, ""), &vals); err != nil {
+				return err
+			}
+			_, err := jw.Secrets(vals)
+			return err
+		}
+		rc, err := a.Jobs.Store.Get(ctx, a.Jobs.PartKey(job.ID, t.ID, ""))
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.Unit, err)
+		}
+		defer rc.Close()
+		switch t.Kind {
+		case events.TaskControlD1:
+			_, err = jw.ControlD1(rc)
+		case events.TaskAuthD1:
+			_, err = jw.AuthD1(rc)
+		case events.TaskDO:
+			_, err = jw.Database(t.DOName, rc)
+		case events.TaskConfig:
+			_, err = jw.Config(rc)
+		case events.TaskData:
+			_, err = jw.DataNamespace(t.Namespace, rc)
+		default:
+			err = fmt.Errorf("unexpected task kind %q in a backup plan", t.Kind)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.Unit, err)
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, archive.ErrInvalid) {
+			return Permanent(err)
+		}
+		return err
+	}
+	return jw.Close()
+}
+
+// putHashed stores what produce writes under key and returns its size and
+// SHA-256.
+func (a *Assembler) putHashed(ctx context.Context, key string, produce func(w io.Writer) error) (*hashingWriter, error) {
+	var hw *hashingWriter
+	var n int64
+	err := (&BackupTasks{Jobs: a.Jobs}).putStream(ctx, key, func(w io.Writer) error {
+		hw = newHashingWriter(w)
+		return produce(hw)
+	}, &n)
+	return hw, err
+}
+
+func (a *Assembler) copyBlob(ctx context.Context, w io.Writer, key string) error {
+	rc, err := a.Jobs.Store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+func (a *Assembler) logger() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}
+
+// ReadManifest loads the manifest of an archive key.
+func (j *Jobs) ReadManifest(ctx context.Context, archiveKey string) (archive.Manifest, error) {
+	rc, err := j.Store.Get(ctx, archive.ManifestName(archiveKey))
+	if err != nil {
+		return archive.Manifest{}, err
+	}
+	defer rc.Close()
+	return archive.DecodeManifest(rc)
+}

@@ -1,0 +1,191 @@
+package backup
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/edgebase"
+)
+
+// Default page-range limits of storage tasks.
+const (
+	DefaultRangeKeys  = 1000
+	DefaultRangeBytes = 256 << 20
+)
+
+// BackupPlanner plans a backup job: one task per unit, in the order the
+// assembler writes them (control D1, auth D1, each DB DO by name, config,
+// each data namespace by name, secrets, each storage page range).
+type BackupPlanner struct {
+	Jobs   *Jobs
+	Client *edgebase.Client
+	Enum   *Enumerator
+	// RangeKeys and RangeBytes close a storage page range at whichever
+	// limit is reached first.
+	RangeKeys  int
+	RangeBytes int64
+	Log        *slog.Logger
+}
+
+// TaskID is the deterministic id of the seq-th task of a plan.
+func TaskID(seq int, kind events.TaskKind) string { return fmt.Sprintf("%06d-%s", seq, kind) }
+
+// Plan implements Planner.
+func (p *BackupPlanner) Plan(ctx context.Context, job *events.Job) error {
+	// A failed GET /config is fatal: without it, D1/Postgres namespaces
+	// would silently be left out (the official CLI ignores the failure).
+	cfg, _, err := p.Client.Config(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the server config: %w", err)
+	}
+	dos, warnings, err := p.Enum.DOs(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var namespaces []string
+	for _, b := range cfg.Databases {
+		if b.DataNamespace() {
+			namespaces = append(namespaces, b.Name)
+		}
+	}
+	sort.Strings(namespaces)
+
+	seq := 0
+	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
+		next := func(t events.Task) error {
+			seq++
+			t.ID = TaskID(seq, t.Kind)
+			return emit(t)
+		}
+		if err := next(events.Task{Kind: events.TaskControlD1, Unit: "control D1"}); err != nil {
+			return err
+		}
+		if err := next(events.Task{Kind: events.TaskAuthD1, Unit: "auth D1"}); err != nil {
+			return err
+		}
+		for _, name := range dos {
+			if err := next(events.Task{Kind: events.TaskDO, Unit: "DO " + name, DOName: name, DOType: edgebase.TypeDatabase}); err != nil {
+				return err
+			}
+		}
+		if err := next(events.Task{Kind: events.TaskConfig, Unit: "config"}); err != nil {
+			return err
+		}
+		for _, ns := range namespaces {
+			if err := next(events.Task{Kind: events.TaskData, Unit: "namespace " + ns, Namespace: ns}); err != nil {
+				return err
+			}
+		}
+		if job.Options.IncludeSecrets {
+			if err := next(events.Task{Kind: events.TaskSecrets, Unit: "secrets"}); err != nil {
+				return err
+			}
+		}
+		if job.Options.IncludeStorage {
+			return p.planStorage(ctx, job, next)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	job.Tasks = n
+	job.Warnings = append(job.Warnings, warnings...)
+	job.Summary = &events.Summary{DOs: len(dos), Namespaces: len(namespaces)}
+	return nil
+}
+
+// RangeKey is the planning file listing the objects of storage range r.
+func (j *Jobs) RangeKey(job string, r int) string {
+	return j.PlanKey(job, fmt.Sprintf("storage-%06d.ndjson", r))
+}
+
+// planStorage streams the bucket listing into page-range files, never
+// holding more than one range in memory.
+func (p *BackupPlanner) planStorage(ctx context.Context, job *events.Job, next func(events.Task) error) error {
+	maxKeys, maxBytes := p.RangeKeys, p.RangeBytes
+	if maxKeys <= 0 {
+		maxKeys = DefaultRangeKeys
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultRangeBytes
+	}
+	var (
+		cur   []edgebase.Object
+		bytes int64
+		r     int
+	)
+	flush := func() error {
+		if len(cur) == 0 {
+			return nil
+		}
+		if err := p.Jobs.writeNDJSON(ctx, p.Jobs.RangeKey(job.ID, r), cur); err != nil {
+			return err
+		}
+		first, last := cur[0].Key, cur[len(cur)-1].Key
+		err := next(events.Task{Kind: events.TaskStorage, Range: r,
+			Unit: fmt.Sprintf("storage range %d (%d objects, %q … %q)", r, len(cur), first, last)})
+		r++
+		cur, bytes = cur[:0], 0
+		return err
+	}
+	_, err := p.Client.ListStorage(ctx, func(o edgebase.Object) error {
+		cur = append(cur, o)
+		bytes += o.Size
+		if len(cur) >= maxKeys || bytes >= maxBytes {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing storage: %w", err)
+	}
+	return flush()
+}
+
+func (j *Jobs) writeNDJSON(ctx context.Context, key string, objs []edgebase.Object) error {
+	pr, pw := io.Pipe()
+	go func() {
+		bw := bufio.NewWriter(pw)
+		enc := json.NewEncoder(bw)
+		var err error
+		for _, o := range objs {
+			if err = enc.Encode(o); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
+	err := j.Store.Put(ctx, key, pr)
+	pr.CloseWithError(err)
+	return err
+}
+
+// readRange loads the objects of one storage page range.
+func (j *Jobs) readRange(ctx context.Context, job string, r int) ([]edgebase.Object, error) {
+	rc, err := j.Store.Get(ctx, j.RangeKey(job, r))
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var out []edgebase.Object
+	dec := json.NewDecoder(bufio.NewReader(rc))
+	for {
+		var o edgebase.Object
+		if err := dec.Decode(&o); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("storage range %d: %w", r, err)
+		}
+		out = append(out, o)
+	}
+}

@@ -1,0 +1,10 @@
+// Package edgebase is a client for EdgeBase's admin backup API
+// (/admin/api/backup/*) and the few public REST reads a restore needs. It
+// sends the service-key header, bounds the wait for response headers and
+// for stalled bodies, retries idempotent calls on 429, 5xx and transport
+// errors with capped, jittered backoff (honouring Retry-After), and
+// streams large bodies (DO dumps, storage objects, the storage listing)
+// both ways. Errors are typed: branch with errors.Is on ErrUnauthorized,
+// ErrForbidden, ErrNotFound, ErrNeedsCreate, ... or read *APIError for the
+// server's own message.
+package edgebase

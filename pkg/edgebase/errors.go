@@ -1,0 +1,119 @@
+package edgebase
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Sentinels callers branch on with errors.Is. *APIError matches the one that
+// fits its status code.
+var (
+	// ErrForbidden is a 403: no service key was sent, or the server has no
+	// usable keys ("Service Key required for backup operations.").
+	ErrForbidden = errors.New("edgebase: service key required")
+	// ErrUnauthorized is a 401: the service key is wrong, empty, unknown or
+	// lacks the backup scope ("Invalid or missing Service Key.").
+	ErrUnauthorized = errors.New("edgebase: invalid or missing service key")
+	// ErrNotFound is a 404 (unknown namespace, table, object or route).
+	ErrNotFound = errors.New("edgebase: not found")
+	// ErrBadRequest is a 400 (validation failure, dynamic namespace without
+	// an instance id, ...).
+	ErrBadRequest = errors.New("edgebase: bad request")
+	// ErrRateLimited is a 429 that persisted through every retry.
+	ErrRateLimited = errors.New("edgebase: rate limited")
+	// ErrServer is a 5xx that persisted through every retry.
+	ErrServer = errors.New("edgebase: server error")
+	// ErrNeedsCreate is a 2xx reply {"needsCreate":true}: the dynamic DB
+	// instance does not exist on the server yet, and nothing was done.
+	ErrNeedsCreate = errors.New("edgebase: DB instance does not exist yet (needsCreate)")
+	// ErrNotOK is a 2xx reply without "ok":true, which the protocol says
+	// must count as failure.
+	ErrNotOK = errors.New(`edgebase: reply without "ok":true`)
+)
+
+// APIError is a non-2xx reply. Message is the server's own message when
+// the body had the {"code","message"} shape.
+type APIError struct {
+	Op      string // endpoint, e.g. "dump-do"
+	Status  int
+	Message string
+	Body    string // raw body, truncated
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Body
+	}
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("edgebase: %s: HTTP %d: %s", e.Op, e.Status, msg)
+}
+
+// Is maps the status code to the package sentinels.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrBadRequest:
+		return e.Status == http.StatusBadRequest
+	case ErrRateLimited:
+		return e.Status == http.StatusTooManyRequests
+	case ErrServer:
+		return e.Status >= 500
+	}
+	return false
+}
+
+// Temporary reports whether repeating the same request may succeed.
+func (e *APIError) Temporary() bool {
+	switch e.Status {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusRequestTimeout:
+		return true
+	}
+	return false
+}
+
+const maxErrorBody = 4 << 10
+
+func newAPIError(op string, status int, body []byte) *APIError {
+	e := &APIError{Op: op, Status: status, Body: strings.TrimSpace(string(body))}
+	if len(e.Body) > maxErrorBody {
+		e.Body = e.Body[:maxErrorBody] + "…"
+	}
+	var shape struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &shape) == nil {
+		e.Message = shape.Message
+	}
+	return e
+}
+
+// transportError marks a failure while talking to the server (connection
+// refused or reset, timeout, truncated body): repeating the request may work.
+type transportError struct {
+	op  string
+	err error
+}
+
+func (e *transportError) Error() string { return fmt.Sprintf("edgebase: %s: %v", e.op, e.err) }
+func (e *transportError) Unwrap() error { return e.err }
+
+func retryable(err error) bool {
+	var te *transportError
+	if errors.As(err, &te) {
+		return true
+	}
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Temporary()
+}

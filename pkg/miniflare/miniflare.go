@@ -1,0 +1,115 @@
+// Package miniflare reads Durable Object instance names from the state
+// directory of a local EdgeBase dev server (wrangler/Miniflare), where
+// every DO is one SQLite file <state>/v3/do/<worker>-<Class>/<hex-id>.sqlite.
+// It is how edgevault finds dynamic DB instances (workspace:ws-1, ...)
+// without Cloudflare credentials: EdgeBase's own list-dos only knows the
+// config's block names. Files are opened read-only.
+package miniflare
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite driver
+)
+
+// Instance is one DO found on disk.
+type Instance struct {
+	HexID string
+	Name  string // "" when the file names no instance
+	Class string
+	Path  string
+}
+
+// FindDODir locates the v3/do directory under dir, accepting the
+// Miniflare root itself, its parent, or the v3/do directory.
+func FindDODir(dir string) (string, error) {
+	for _, c := range []string{dir, filepath.Join(dir, "do"), filepath.Join(dir, "v3", "do"), filepath.Join(dir, "miniflare", "v3", "do"), filepath.Join(dir, "state", "v3", "do")} {
+		if m, _ := filepath.Glob(filepath.Join(c, "*-*")); len(m) > 0 && filepath.Base(c) == "do" {
+			return c, nil
+		}
+	}
+	// A server that never stored a DO has a v3 directory without do/.
+	for _, c := range []string{filepath.Join(dir, "v3"), filepath.Join(dir, "miniflare", "v3"), filepath.Join(dir, "state", "v3")} {
+		if st, err := os.Stat(c); err == nil && st.IsDir() {
+			return filepath.Join(c, "do"), nil
+		}
+	}
+	return "", fmt.Errorf("miniflare: %s is not a local dev server state directory (no v3/ or v3/do/<worker>-<Class>/ under it)", dir)
+}
+
+// List returns every instance of class (e.g. "DatabaseDO") in name order.
+func List(ctx context.Context, stateDir, class string) ([]Instance, error) {
+	doDir, err := FindDODir(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	dirs, err := filepath.Glob(filepath.Join(doDir, "*-"+class))
+	if err != nil {
+		return nil, err
+	}
+	var out []Instance
+	for _, d := range dirs {
+		files, err := filepath.Glob(filepath.Join(d, "*.sqlite"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			hex := strings.TrimSuffix(filepath.Base(f), ".sqlite")
+			if hex == "metadata" {
+				continue
+			}
+			name, err := readName(ctx, f)
+			if err != nil {
+				return nil, fmt.Errorf("miniflare: %s: %w", f, err)
+			}
+			out = append(out, Instance{HexID: hex, Name: name, Class: class, Path: f})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].HexID < out[j].HexID
+	})
+	return out, nil
+}
+
+// readName takes the name from Miniflare's __miniflare_do_name table, or
+// from EdgeBase's _meta row doName (restores drop Miniflare's table).
+func readName(ctx context.Context, path string) (string, error) {
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", err
+	}
+	u := url.URL{Scheme: "file", Path: path, RawQuery: "mode=ro&_pragma=busy_timeout(5000)"}
+	db, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"SELECT name FROM __miniflare_do_name LIMIT 1",
+		"SELECT value FROM _meta WHERE key = 'doName'",
+	} {
+		var name sql.NullString
+		err := db.QueryRowContext(ctx, q).Scan(&name)
+		if err == nil && name.Valid && name.String != "" {
+			return name.String, nil
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) && !strings.Contains(err.Error(), "no such table") {
+			return "", err
+		}
+	}
+	return "", nil
+}

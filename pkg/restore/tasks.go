@@ -1,0 +1,405 @@
+package restore
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/edgebase"
+)
+
+// Concurrency bounds parallel requests per step inside one process. The
+// defaults are the official CLI's.
+type Concurrency struct {
+	DOs        int // restore-do (10)
+	Namespaces int // restore-data (4)
+	Objects    int // storage puts (5)
+	Wipes      int // orphan wipe-do (1: sequential like the official CLI)
+}
+
+func (c Concurrency) withDefaults() Concurrency {
+	if c.DOs <= 0 {
+		c.DOs = 10
+	}
+	if c.Namespaces <= 0 {
+		c.Namespaces = 4
+	}
+	if c.Objects <= 0 {
+		c.Objects = 5
+	}
+	if c.Wipes <= 0 {
+		c.Wipes = 1
+	}
+	return c
+}
+
+// Tasks runs the restore task kinds against the target.
+type Tasks struct {
+	Jobs    *backup.Jobs
+	Client  *edgebase.Client
+	Secrets backup.SecretStore // where restored secrets go; nil: skipped with a warning
+	// ChunkBytes splits D1 restores larger than this into a wipe call and
+	// per-table calls with skipWipe (spec 2.8); 0 = 8 MiB.
+	ChunkBytes  int64
+	Concurrency Concurrency
+	// DORetry is the retry policy of restore-do. A DO just woken from cold
+	// can refuse restores with a 500 for seconds to minutes on the server
+	// (its gate's cursor keeps a table locked), and every restore-do of the
+	// same payload converges, so it gets a long budget (default ~5 min).
+	DORetry edgebase.RetryPolicy
+
+	once sync.Once
+	sems map[events.TaskKind]chan struct{}
+}
+
+// Handlers returns the handler per restore task kind.
+func (t *Tasks) Handlers() map[events.TaskKind]backup.Handler {
+	return map[events.TaskKind]backup.Handler{
+		events.TaskPrime:            t.prime,
+		events.TaskRestoreControlD1: t.restoreControl,
+		events.TaskRestoreAuthD1:    t.restoreAuth,
+		events.TaskWipeDO:           t.wipeOrphans,
+		events.TaskRestoreDO:        t.limited(events.TaskRestoreDO, t.restoreDO),
+		events.TaskRestoreData:      t.limited(events.TaskRestoreData, t.restoreData),
+		events.TaskWipeStorage:      t.wipeStorage,
+		events.TaskPutStorage:       t.putStorage,
+		events.TaskResync:           t.resync,
+		events.TaskRestoreSecrets:   t.restoreSecrets,
+	}
+}
+
+// limited bounds how many tasks of one kind run at once in this process.
+func (t *Tasks) limited(kind events.TaskKind, h backup.Handler) backup.Handler {
+	return func(ctx context.Context, job *events.Job, task events.Task) (backup.Result, error) {
+		t.once.Do(func() {
+			c := t.Concurrency.withDefaults()
+			t.sems = map[events.TaskKind]chan struct{}{
+				events.TaskRestoreDO:   make(chan struct{}, c.DOs),
+				events.TaskRestoreData: make(chan struct{}, c.Namespaces),
+			}
+		})
+		sem := t.sems[kind]
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return backup.Result{}, ctx.Err()
+		}
+		defer func() { <-sem }()
+		return h(ctx, job, task)
+	}
+}
+
+// prime reads every table of the target's D1 data namespaces once: a
+// never-used local target creates them on first touch, and otherwise the
+// restored _meta rows would make it skip their creation (Appendix A.2).
+func (t *Tasks) prime(ctx context.Context, _ *events.Job, _ events.Task) (backup.Result, error) {
+	cfg, _, err := t.Client.Config(ctx)
+	if err != nil {
+		return backup.Result{}, err
+	}
+	var res backup.Result
+	for _, b := range cfg.Databases {
+		if !b.DataNamespace() || b.Postgres() {
+			continue
+		}
+		for _, tbl := range b.Tables {
+			if err := t.Client.TouchTable(ctx, b.Name, "", tbl.Name); err != nil {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("touching %s/%s: %v", b.Name, tbl.Name, err))
+			}
+		}
+	}
+	return res, nil
+}
+
+func (t *Tasks) restoreControl(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+	return t.restoreD1Like(ctx, task, func(body edgebase.BodyFunc, skipWipe bool) (edgebase.RestoreResult, error) {
+		return t.Client.RestoreControlD1(ctx, body, skipWipe)
+	}, true, false)
+}
+
+func (t *Tasks) restoreAuth(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+	return t.restoreD1Like(ctx, task, func(body edgebase.BodyFunc, skipWipe bool) (edgebase.RestoreResult, error) {
+		return t.Client.RestoreD1(ctx, body, skipWipe)
+	}, true, false)
+}
+
+func (t *Tasks) restoreData(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+	cfg, _, err := t.Client.Config(ctx)
+	if err != nil {
+		return backup.Result{}, err
+	}
+	blk, _ := cfg.Block(task.Namespace)
+	// Postgres inserts are plain INSERTs without a transaction: a repeated
+	// chunk is a duplicate-key error, so never chunk them (spec 5.5).
+	return t.restoreD1Like(ctx, task, func(body edgebase.BodyFunc, skipWipe bool) (edgebase.RestoreResult, error) {
+		return t.Client.RestoreData(ctx, task.Namespace, body, skipWipe)
+	}, !blk.Postgres(), true)
+}
+
+// restoreD1Like sends a staged tables object to a restore endpoint that
+// wipes first. Small inputs go in one call. Larger ones, where allowed,
+// go as one wiping call with no tables followed by calls with skipWipe per
+// chunk of rows, which converges to the same state (spec 2.8) and keeps
+// every request under the platform's body limits. The whole unit is
+// repeated on any failure. dump says the part is a whole dump (a data
+// namespace) rather than a bare tables object.
+func (t *Tasks) restoreD1Like(ctx context.Context, task events.Task, send func(edgebase.BodyFunc, bool) (edgebase.RestoreResult, error), canChunk, dump bool) (backup.Result, error) {
+	info, err := t.Jobs.Store.Stat(ctx, task.Input)
+	if err != nil {
+		return backup.Result{}, err
+	}
+	res := backup.Result{Bytes: info.Size}
+	limit := t.ChunkBytes
+	if limit <= 0 {
+		limit = 8 << 20
+	}
+	if !canChunk || info.Size <= limit {
+		var rows int64
+		_, err := send(t.tablesBody(ctx, task.Input, nil, dump, &rows), false)
+		res.Rows = rows
+		return res, classify(err)
+	}
+	if _, err := send(edgebase.BytesBody([]byte("{}")), false); err != nil {
+		return res, classify(err)
+	}
+	var discard int64
+	rc, err := t.tablesBody(ctx, task.Input, nil, dump, &discard)()
+	if err != nil {
+		return res, err
+	}
+	defer rc.Close()
+	err = chunkTables(rc, int(limit), func(body []byte, rows int64) error {
+		res.Rows += rows
+		_, err := send(edgebase.BytesBody(body), true)
+		return err
+	})
+	return res, classify(err)
+}
+
+// tablesBody streams the tables object of a staged part (a bare tables
+// object, or a dump holding one when dump is set) into a request body,
+// dropping {} rows (spec 8.16) and the tables in skip.
+func (t *Tasks) tablesBody(ctx context.Context, key string, skip []string, dump bool, rows *int64) edgebase.BodyFunc {
+	return func() (io.ReadCloser, error) {
+		rc, err := t.Jobs.Store.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			defer rc.Close()
+			keep := func(name string) bool { return !slices.Contains(skip, name) }
+			copyFn := archive.CopyTables
+			if dump {
+				copyFn = archive.CopyDumpTables
+			}
+			stats, err := copyFn(pw, bufio.NewReaderSize(rc, 256<<10), keep, true)
+			var n int64
+			for _, s := range stats {
+				n += s.Rows
+			}
+			*rows = n
+			pw.CloseWithError(err)
+		}()
+		return pr, nil
+	}
+}
+
+// wipeOrphans wipes every target DO the archive does not have. All wipes
+// are attempted before a failure is reported (spec 9.43).
+func (t *Tasks) wipeOrphans(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+	var names []string
+	if err := t.Jobs.GetJSON(ctx, task.Input, &names); err != nil {
+		return backup.Result{}, err
+	}
+	var (
+		mu     sync.Mutex
+		failed []string
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(t.Concurrency.withDefaults().Wipes)
+	for _, n := range names {
+		g.Go(func() error {
+			if err := t.Client.WipeDO(gctx, n, edgebase.TypeDatabase); err != nil {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				mu.Lock()
+				failed = append(failed, fmt.Sprintf("%s: %v", n, err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return backup.Result{}, err
+	}
+	if len(failed) > 0 {
+		return backup.Result{}, fmt.Errorf("%d of %d orphan wipes failed: %s", len(failed), len(names), strings.Join(failed, "; "))
+	}
+	return backup.Result{Objects: int64(len(names))}, nil
+}
+
+// restoreDO replaces one DO. An instance the target has never seen answers
+// needsCreate and would silently restore nothing: create it with a first
+// read through the public API, then restore again.
+func (t *Tasks) restoreDO(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+	info, err := t.Jobs.Store.Stat(ctx, task.Input)
+	if err != nil {
+		return backup.Result{}, err
+	}
+	res := backup.Result{Bytes: info.Size}
+	var rows int64
+	body := t.tablesBody(ctx, task.Input, task.SkipTables, true, &rows)
+	policy := t.DORetry
+	if policy.MaxAttempts == 0 {
+		policy = edgebase.RetryPolicy{MaxAttempts: 40, BaseDelay: 500 * time.Millisecond, MaxDelay: 10 * time.Second}
+	}
+	client := t.Client.WithRetry(policy)
+	_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
+	if errors.Is(err, edgebase.ErrNeedsCreate) {
+		if cerr := t.createInstance(ctx, task.DOName); cerr != nil {
+			return res, backup.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, cerr))
+		}
+		_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
+	}
+	res.Rows = rows
+	return res, classify(err)
+}
+
+func (t *Tasks) createInstance(ctx context.Context, name string) error {
+	ns, id, ok := strings.Cut(name, ":")
+	if !ok || id == "" {
+		return fmt.Errorf("%q is not an instance name (namespace:id)", name)
+	}
+	cfg, _, err := t.Client.Config(ctx)
+	if err != nil {
+		return err
+	}
+	blk, ok := cfg.Block(ns)
+	if !ok || len(blk.Tables) == 0 {
+		return fmt.Errorf("the target has no DB block %q with tables", ns)
+	}
+	return t.Client.TouchTable(ctx, ns, id, blk.Tables[0].Name)
+}
+
+func (t *Tasks) wipeStorage(ctx context.Context, _ *events.Job, _ events.Task) (backup.Result, error) {
+	n, err := t.Client.WipeStorage(ctx)
+	return backup.Result{Objects: n}, classify(err)
+}
+
+// putStorage uploads one range of objects from staging, each with the
+// content type the archive recorded.
+func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Task) (backup.Result, error) {
+	sel, err := ParseOnly(job.Options.Only)
+	if err != nil {
+		return backup.Result{}, backup.Permanent(err)
+	}
+	objs, err := t.readObjects(ctx, task.Input)
+	if err != nil {
+		return backup.Result{}, err
+	}
+	var (
+		mu  sync.Mutex
+		res backup.Result
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(t.Concurrency.withDefaults().Objects)
+	for _, o := range objs {
+		if !sel.Object(o.Key) {
+			continue
+		}
+		g.Go(func() error {
+			key := ObjectKey(t.Jobs, task.Job, o.Key)
+			body := func() (io.ReadCloser, error) {
+				rc, err := t.Jobs.Store.Get(gctx, key)
+				if err != nil {
+					return nil, err
+				}
+				return struct {
+					io.Reader
+					io.Closer
+				}{backup.MeteredReader(gctx, rc), rc}, nil
+			}
+			if err := t.Client.PutObject(gctx, o.Key, o.ContentType, o.Size, body); err != nil {
+				return fmt.Errorf("object %q: %w", o.Key, err)
+			}
+			mu.Lock()
+			res.Objects++
+			res.Bytes += o.Size
+			mu.Unlock()
+			return nil
+		})
+	}
+	return res, classify(g.Wait())
+}
+
+func (t *Tasks) readObjects(ctx context.Context, key string) ([]archive.Object, error) {
+	rc, err := t.Jobs.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var out []archive.Object
+	dec := json.NewDecoder(bufio.NewReader(rc))
+	for {
+		var o archive.Object
+		if err := dec.Decode(&o); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+}
+
+func (t *Tasks) resync(ctx context.Context, _ *events.Job, _ events.Task) (backup.Result, error) {
+	// Success is judged by ok/totalSynced, not by the shards field the
+	// server never sends (spec 8.10).
+	n, err := t.Client.ResyncUsersPublic(ctx)
+	if err != nil {
+		return backup.Result{}, backup.AsWarning(fmt.Errorf("_users_public resync failed: %w", err))
+	}
+	return backup.Result{Rows: n}, nil
+}
+
+func (t *Tasks) restoreSecrets(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+	var vals map[string]string
+	if err := t.Jobs.GetJSON(ctx, task.Input, &vals); err != nil {
+		return backup.Result{}, err
+	}
+	if t.Secrets == nil {
+		return backup.Result{}, backup.AsWarning(errors.New("the archive holds secrets but no secret store is configured; not restored"))
+	}
+	if err := t.Secrets.Save(ctx, vals); err != nil {
+		return backup.Result{}, backup.AsWarning(fmt.Errorf("writing secrets: %w", err))
+	}
+	return backup.Result{Objects: int64(len(vals))}, nil
+}
+
+// classify marks replies that retrying cannot change as permanent.
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case edgebase.IsTransport(err):
+		return err
+	case errors.Is(err, edgebase.ErrUnauthorized), errors.Is(err, edgebase.ErrForbidden),
+		errors.Is(err, edgebase.ErrBadRequest), errors.Is(err, edgebase.ErrNotFound),
+		errors.Is(err, edgebase.ErrNotOK), errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, archive.ErrInvalid):
+		return backup.Permanent(err)
+	}
+	return err
+}

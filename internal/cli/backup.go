@@ -138,7 +138,7 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 			"rows": sum.Rows, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
 			"manifest": filepath.Join(out, filepath.FromSlash(final.Manifest)), "job": final.ID,
 			"timestamp": strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "edgebase-backup-"), ".json"), ".tar.gz"),
-			"warnings": nonNil(final.Warnings),
+			"warnings":  nonNil(final.Warnings),
 		})
 		return nil
 	}

@@ -34,8 +34,8 @@ func newProgress(w io.Writer, enabled bool, label string) *progress {
 	return p
 }
 
-func (p *progress) SetTotal(n int64)  { p.total.Store(n) }
-func (p *progress) AddTotal(n int64)  { p.total.Add(n) }
+func (p *progress) SetTotal(n int64) { p.total.Store(n) }
+func (p *progress) AddTotal(n int64) { p.total.Add(n) }
 func (p *progress) Done(failed bool) {
 	p.done.Add(1)
 	if failed {

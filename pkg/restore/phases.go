@@ -12,16 +12,16 @@ import (
 // run in parallel. Wipes sit in phases of their own, before the writes
 // they would otherwise destroy.
 const (
-	PhasePrime     = iota // touch D1 tables a never-used target lacks
-	PhaseControlD1        // restore-control-d1 (wipes CONTROL_DB._meta)
-	PhaseAuthD1           // restore-d1 (wipes every auth table)
-	PhaseOrphans          // wipe-do of target DOs the archive lacks
-	PhaseDOs              // restore-do per DB DO (each replaced whole)
-	PhaseData             // restore-data per namespace (wipes its tables)
-	PhaseWipeStorage      // restore-storage?action=wipe
-	PhasePutStorage       // restore-storage?action=put per object
-	PhaseResync           // resync-users-public (warning only)
-	PhaseSecrets          // secrets, last (warning only)
+	PhasePrime       = iota // touch D1 tables a never-used target lacks
+	PhaseControlD1          // restore-control-d1 (wipes CONTROL_DB._meta)
+	PhaseAuthD1             // restore-d1 (wipes every auth table)
+	PhaseOrphans            // wipe-do of target DOs the archive lacks
+	PhaseDOs                // restore-do per DB DO (each replaced whole)
+	PhaseData               // restore-data per namespace (wipes its tables)
+	PhaseWipeStorage        // restore-storage?action=wipe
+	PhasePutStorage         // restore-storage?action=put per object
+	PhaseResync             // resync-users-public (warning only)
+	PhaseSecrets            // secrets, last (warning only)
 	numPhases
 )
 

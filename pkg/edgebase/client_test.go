@@ -104,7 +104,9 @@ func TestEveryEndpointAgainstTheEmulator(t *testing.T) {
 		t.Errorf("ledger block: %+v", ledger)
 	}
 
-	dump := readAll(t, func(fn func(io.Reader) error) error { return c.DumpDO(ctx, "workspace:ws-1", edgebase.TypeDatabase, fn) })
+	dump := readAll(t, func(fn func(io.Reader) error) error {
+		return c.DumpDO(ctx, "workspace:ws-1", edgebase.TypeDatabase, fn)
+	})
 	var do struct {
 		DoName string                       `json:"doName"`
 		Tables map[string][]json.RawMessage `json:"tables"`

@@ -14,7 +14,7 @@ func TestIndentMatchesJSONStringify(t *testing.T) {
 		`{}`:                         `{}`,
 		`[{"a":1,"b":[1,2],"c":{}}]`: "[\n  {\n    \"a\": 1,\n    \"b\": [\n      1,\n      2\n    ],\n    \"c\": {}\n  }\n]",
 		`[{"t":"é\u0001\"","n":null,"x":true,"y":false,"e":[]}]`: "[\n  {\n    \"t\": \"é\\u0001\\\"\",\n    \"n\": null,\n    \"x\": true,\n    \"y\": false,\n    \"e\": []\n  }\n]",
-		`[1.50,12345678901234567890]`:                             "[\n  1.50,\n  12345678901234567890\n]",
+		`[1.50,12345678901234567890]`:                            "[\n  1.50,\n  12345678901234567890\n]",
 	} {
 		var out bytes.Buffer
 		if err := Indent(&out, strings.NewReader(in), "  "); err != nil {

@@ -9,10 +9,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/miniflare"
 )
 
 type flags struct {
@@ -111,10 +113,55 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// fingerprint prints the data fingerprint of any EdgeBase deployment (the
+// emulator or a real server): users, every table row, every object's bytes
+// and content type. Dynamic-block instances come from --instances or a
+// local state directory.
+func fingerprint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("edgebase-emulator fingerprint", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "", "EdgeBase URL")
+	key := fs.String("key", "", "service key")
+	instances := fs.String("instances", "", "comma-separated instance DOs to include (ns:id,...)")
+	state := fs.String("state-dir", "", "take the instance names from this local state directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" || *key == "" {
+		return errors.New("fingerprint needs --url and --key")
+	}
+	var names []string
+	if *instances != "" {
+		names = strings.Split(*instances, ",")
+	}
+	if *state != "" {
+		insts, err := miniflare.List(ctx, *state, "DatabaseDO")
+		if err != nil {
+			return err
+		}
+		for _, in := range insts {
+			if strings.Contains(in.Name, ":") {
+				names = append(names, in.Name)
+			}
+		}
+	}
+	fp, err := edgebasetest.TakeFingerprint(ctx, *url, edgebasetest.FingerprintOptions{ServiceKey: *key, Instances: names})
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, fp.String())
+	return err
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	cmd := run
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "fingerprint" {
+		cmd, args = fingerprint, args[1:]
+	}
+	if err := cmd(ctx, args, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}

@@ -56,7 +56,8 @@ CDK_STAMP   := $(CDK_DIR)/.installed-$(CDK_VERSION)
 CDK_OUT     ?= cdk.out
 # Extra CLI arguments, e.g. CDK_ARGS='-c assetDir=/tmp/assets -c alarmEmail=ops@example.com'
 CDK_ARGS    ?=
-CDK_ENV     := CDK_DISABLE_CLI_TELEMETRY=true JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
+# Offline: no telemetry, no version check, no notices.
+CDK_ENV     := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=true
 
 .PHONY: cdk-install synth
 

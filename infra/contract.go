@@ -1,0 +1,133 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgevault/edgevault/pkg/lambdaenv"
+)
+
+// This file is the deployment contract of the functions in one place: key
+// layout, sizing, S3 access and environment. The IAM policies, lifecycle
+// rules and environment variables of the stack are all derived from it.
+
+// Key prefixes in the backup bucket (EDGEVAULT_STAGING_PREFIX and
+// EDGEVAULT_ARCHIVE_PREFIX).
+const (
+	stagingPrefix = "jobs/"
+	archivePrefix = "backups/"
+	// manifestSuffix ends the manifest written beside every archive
+	// (archive.ManifestName); its creation triggers drcopy.
+	manifestSuffix = ".manifest.json"
+	// stagingExpireDays bounds how long a job's records and parts live.
+	stagingExpireDays = 1
+)
+
+// s3Access is what a function may do with the objects under one prefix.
+type s3Access uint8
+
+const (
+	// s3Read covers GetObject, HeadObject, ranged reads and being the
+	// source of UploadPartCopy.
+	s3Read s3Access = 1 << iota
+	// s3Write covers PutObject (also conditional creates), the multipart
+	// upload calls, and aborting them (the adapter aborts on failure).
+	s3Write
+	s3Delete
+	// s3ListParts is ListMultipartUploadParts (assembling large archives).
+	s3ListParts
+)
+
+func (a s3Access) actions() []string {
+	var out []string
+	if a&s3Read != 0 {
+		out = append(out, "s3:GetObject")
+	}
+	if a&s3Write != 0 {
+		out = append(out, "s3:PutObject", "s3:AbortMultipartUpload")
+	}
+	if a&s3Delete != 0 {
+		out = append(out, "s3:DeleteObject")
+	}
+	if a&s3ListParts != 0 {
+		out = append(out, "s3:ListMultipartUploadParts")
+	}
+	return out
+}
+
+// fnSpec is one function's sizing and data access.
+type fnSpec struct {
+	id          string // construct id
+	description string
+	memoryMB    int
+	timeout     time.Duration
+	// async functions are invoked asynchronously (EventBridge, the api
+	// function, S3 notifications); events that still fail after Lambda's
+	// retries go to the invoke dead-letter queue.
+	async bool
+	// loops marks functions that feed the queue that triggers them
+	// (re-checks, follow-up tasks); Lambda's recursive loop detection
+	// would otherwise drop those messages after 16 rounds.
+	loops            bool
+	staging, archive s3Access
+}
+
+// fnSpecs gives every function in lambdaenv.Functions its spec.
+func fnSpecs(c Config) map[string]fnSpec {
+	return map[string]fnSpec{
+		lambdaenv.Scheduler: {
+			id: "Scheduler", description: "edgevault scheduler: plans a backup or restore job and enqueues its tasks",
+			memoryMB: 1024, timeout: 10 * time.Minute, async: true,
+			staging: s3Read | s3Write, archive: s3Read,
+		},
+		lambdaenv.Worker: {
+			id: "Worker", description: "edgevault worker: runs one task (a Durable Object, D1 database, R2 page range, ...)",
+			memoryMB: c.WorkerMemoryMB, timeout: c.WorkerTimeout, loops: true,
+			staging: s3Read | s3Write,
+		},
+		lambdaenv.Assembler: {
+			id: "Assembler", description: "edgevault assembler: advances jobs and assembles finished backups into archives",
+			memoryMB: 1024, timeout: 15 * time.Minute, loops: true,
+			staging: s3Read | s3Write | s3Delete | s3ListParts, archive: s3Read | s3Write | s3ListParts,
+		},
+		lambdaenv.API: {
+			id: "Api", description: "edgevault api: starts jobs and reports their state (behind API Gateway, IAM auth)",
+			memoryMB: 256, timeout: 30 * time.Second,
+			staging: s3Read, archive: s3Read,
+		},
+		lambdaenv.DRCopy: {
+			id: "DrCopy", description: "edgevault drcopy: copies each finished archive to the disaster-recovery account",
+			memoryMB: 1024, timeout: 15 * time.Minute, async: true,
+			archive: s3Read,
+		},
+	}
+}
+
+// reads reports whether fn reads the environment variable name.
+func reads(fn, name string) bool { return slices.Contains(lambdaenv.Reads[fn], name) }
+
+// functionEnv picks from values exactly the variables fn reads. A variable
+// without a value is an error, so a name added to lambdaenv fails the
+// synth until the stack provides it.
+func functionEnv(fn string, values map[string]*string) (map[string]*string, error) {
+	names, ok := lambdaenv.Reads[fn]
+	if !ok {
+		return nil, fmt.Errorf("infra: function %q is not in lambdaenv.Reads", fn)
+	}
+	env := make(map[string]*string, len(names))
+	var missing []string
+	for _, name := range names {
+		v, ok := values[name]
+		if !ok || v == nil {
+			missing = append(missing, name)
+			continue
+		}
+		env[name] = v
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("infra: no value for %s read by %s", strings.Join(missing, ", "), fn)
+	}
+	return env, nil
+}

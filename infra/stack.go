@@ -1,0 +1,608 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3notifications"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/lambdaenv"
+)
+
+// jobsFailedMetric is the EMF metric the functions emit (value 1, no
+// dimensions) when a job ends in state failed.
+const jobsFailedMetric = "JobsFailed"
+
+// apiStage is the API Gateway stage (part of the URL, not a resource name).
+const apiStage = "v1"
+
+// BackupStackProps configures NewBackupStack.
+type BackupStackProps struct {
+	awscdk.StackProps
+	Config Config
+}
+
+// BackupStack is the serverless edgevault deployment in one account.
+type BackupStack struct {
+	awscdk.Stack
+	Config     Config
+	Key        awskms.Key
+	Bucket     awss3.Bucket
+	AccessLogs awss3.Bucket
+	// TaskQueue feeds the worker, ControlQueue the assembler; InvokeDLQ
+	// receives the events of asynchronous invocations (schedule, S3
+	// notifications, api -> scheduler) that failed for good.
+	TaskQueue, TaskDLQ, ControlQueue, ControlDLQ, InvokeDLQ awssqs.Queue
+	// Secrets are keyed by the environment variable carrying their ARN.
+	Secrets    map[string]awssecretsmanager.CfnSecret
+	Functions  map[string]awslambda.Function
+	Roles      map[string]awsiam.Role
+	API        awsapigateway.RestApi
+	AlarmTopic awssns.Topic
+	Schedule   awsevents.Rule // nil when schedule=off
+}
+
+// NewBackupStack defines the bucket, queues, secrets, functions, triggers
+// and alarms of one deployment. Invalid configuration or missing function
+// assets are reported as errors before anything is defined.
+func NewBackupStack(scope constructs.Construct, id string, props *BackupStackProps) (*BackupStack, error) {
+	if props == nil {
+		props = &BackupStackProps{Config: DefaultConfig()}
+	}
+	c := props.Config
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkAssets(c.AssetDir); err != nil {
+		return nil, err
+	}
+	sp := props.StackProps
+	if sp.Description == nil {
+		sp.Description = jsii.String("edgevault: scheduled and on-demand backups of an EdgeBase deployment")
+	}
+	s := &BackupStack{
+		Stack:     awscdk.NewStack(scope, jsii.String(id), &sp),
+		Config:    c,
+		Secrets:   map[string]awssecretsmanager.CfnSecret{},
+		Functions: map[string]awslambda.Function{},
+		Roles:     map[string]awsiam.Role{},
+	}
+	pinFeatureFlags(s.Stack)
+	if c.EdgeBaseURL == "" {
+		awscdk.Annotations_Of(s.Stack).AddWarningV2(jsii.String("edgevault:edgebaseUrl"),
+			jsii.String("context edgebaseUrl is not set: the functions will refuse to run until it is (cdk deploy -c edgebaseUrl=https://...)"), nil)
+	}
+	s.Key = newStackKey(s.Stack, "Key", "edgevault: backups, secrets, logs and alarm notifications",
+		keyServices{cloudWatchLogs: true, cloudWatchAlarms: true})
+	s.AccessLogs = newAccessLogsBucket(s.Stack, "AccessLogs", c.LogRetentionDays)
+	s.newBucket()
+	s.newQueues()
+	s.newSecrets()
+	if err := s.newFunctions(); err != nil {
+		return nil, err
+	}
+	s.newTriggers()
+	s.newAlarms()
+	s.newOutputs()
+	return s, nil
+}
+
+func days(n int) awscdk.Duration { return awscdk.Duration_Days(jsii.Number(float64(n))) }
+
+func (s *BackupStack) newBucket() {
+	c := s.Config
+	rules := []*awss3.LifecycleRule{
+		{
+			Id:                          jsii.String("expire-staging"),
+			Prefix:                      jsii.String(stagingPrefix),
+			Expiration:                  days(stagingExpireDays),
+			NoncurrentVersionExpiration: days(stagingExpireDays),
+		},
+		{
+			Id:                                  jsii.String("clean-up-versions-and-uploads"),
+			AbortIncompleteMultipartUploadAfter: days(1),
+			NoncurrentVersionExpiration:         days(c.NoncurrentDays),
+			ExpiredObjectDeleteMarker:           jsii.Bool(true),
+		},
+	}
+	if c.RetentionDays > 0 || c.ArchiveTransitionDays > 0 {
+		r := &awss3.LifecycleRule{Id: jsii.String("archive-retention"), Prefix: jsii.String(archivePrefix)}
+		if c.ArchiveTransitionDays > 0 {
+			// Instant Retrieval keeps archives readable by GetObject, so a
+			// restore needs no thaw request.
+			r.Transitions = &[]*awss3.Transition{{
+				StorageClass:    awss3.StorageClass_GLACIER_INSTANT_RETRIEVAL(),
+				TransitionAfter: days(c.ArchiveTransitionDays),
+			}}
+		}
+		if c.RetentionDays > 0 {
+			r.Expiration = days(c.RetentionDays)
+		}
+		rules = append(rules, r)
+	}
+	p := &awss3.BucketProps{
+		Versioned:              jsii.Bool(true),
+		Encryption:             awss3.BucketEncryption_KMS,
+		EncryptionKey:          s.Key,
+		BucketKeyEnabled:       jsii.Bool(true),
+		BlockPublicAccess:      awss3.BlockPublicAccess_BLOCK_ALL(),
+		EnforceSSL:             jsii.Bool(true),
+		MinimumTLSVersion:      jsii.Number(1.2),
+		ObjectOwnership:        awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
+		LifecycleRules:         &rules,
+		ServerAccessLogsBucket: s.AccessLogs,
+		ServerAccessLogsPrefix: jsii.String("backup-bucket/"),
+		RemovalPolicy:          awscdk.RemovalPolicy_RETAIN,
+	}
+	if c.ObjectLockMode != "" {
+		p.ObjectLockEnabled = jsii.Bool(true)
+		p.ObjectLockDefaultRetention = objectLockRetention(c.ObjectLockMode, c.ObjectLockDays)
+	}
+	s.Bucket = awss3.NewBucket(s.Stack, jsii.String("Backups"), p)
+}
+
+func objectLockRetention(mode string, n int) awss3.ObjectLockRetention {
+	if mode == "COMPLIANCE" {
+		return awss3.ObjectLockRetention_Compliance(days(n))
+	}
+	return awss3.ObjectLockRetention_Governance(days(n))
+}
+
+// newQueues uses SQS-managed encryption: messages hold task descriptors
+// and job ids only (no backup data, no secrets), and it keeps the per
+// message KMS calls, their cost and throttling out of the hot path. It
+// also lets EventBridge deliver to the invoke DLQ without a key grant.
+func (s *BackupStack) newQueues() {
+	c := s.Config
+	dlq := func(id string) awssqs.Queue {
+		return awssqs.NewQueue(s.Stack, jsii.String(id), &awssqs.QueueProps{
+			Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+			EnforceSSL:      jsii.Bool(true),
+			RetentionPeriod: days(14),
+		})
+	}
+	queue := func(id string, dlq awssqs.Queue, consumerTimeout float64) awssqs.Queue {
+		return awssqs.NewQueue(s.Stack, jsii.String(id), &awssqs.QueueProps{
+			Encryption: awssqs.QueueEncryption_SQS_MANAGED,
+			EnforceSSL: jsii.Bool(true),
+			// Six times the consumer's timeout, as Lambda advises, so a
+			// batch being retried after throttling is not redelivered.
+			VisibilityTimeout: awscdk.Duration_Seconds(jsii.Number(6 * consumerTimeout)),
+			RetentionPeriod:   days(4),
+			DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: dlq, MaxReceiveCount: jsii.Number(float64(c.MaxReceiveCount))},
+		})
+	}
+	specs := fnSpecs(c)
+	s.TaskDLQ = dlq("TaskDLQ")
+	s.TaskQueue = queue("TaskQueue", s.TaskDLQ, specs[lambdaenv.Worker].timeout.Seconds())
+	s.ControlDLQ = dlq("ControlDLQ")
+	s.ControlQueue = queue("ControlQueue", s.ControlDLQ, specs[lambdaenv.Assembler].timeout.Seconds())
+	s.InvokeDLQ = dlq("InvokeDLQ")
+}
+
+// newSecrets creates the secrets without a value (L1: the L2 construct
+// always generates one, and widens the key policy with wildcard actions).
+// Operators put the values after the first deploy; see docs/DEPLOY.md.
+func (s *BackupStack) newSecrets() {
+	for _, d := range []struct{ env, id, desc string }{
+		{lambdaenv.ServiceKeySecret, "ServiceKeySecret", "edgevault: EdgeBase service key of the target deployment"},
+		{lambdaenv.CloudflareSecret, "CloudflareTokenSecret", "edgevault: Cloudflare API token (Edge mode: Durable Object enumeration)"},
+		{lambdaenv.EdgeBaseSecrets, "EdgeBaseSecrets", "edgevault: JSON object of the EdgeBase deployment's secrets (backed up with includeSecrets, written back by restores)"},
+	} {
+		sec := awssecretsmanager.NewCfnSecret(s.Stack, jsii.String(d.id), &awssecretsmanager.CfnSecretProps{
+			Description: jsii.String(d.desc),
+			KmsKeyId:    s.Key.KeyArn(),
+		})
+		sec.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN, nil)
+		suppress(sec, false, nag("AwsSolutions-SMG4",
+			"The secret holds a credential issued by another system (EdgeBase or Cloudflare) or that system's own secrets; it is rotated there and the new value is put here. A Secrets Manager rotation function cannot rotate it."))
+		s.Secrets[d.env] = sec
+	}
+}
+
+// envValues maps every variable of lambdaenv the stack sets to its value.
+func (s *BackupStack) envValues() map[string]*string {
+	c := s.Config
+	return map[string]*string{
+		lambdaenv.Bucket:            s.Bucket.BucketName(),
+		lambdaenv.StagingPrefix:     jsii.String(stagingPrefix),
+		lambdaenv.ArchivePrefix:     jsii.String(archivePrefix),
+		lambdaenv.KMSKeyARN:         s.Key.KeyArn(),
+		lambdaenv.TaskQueueURL:      s.TaskQueue.QueueUrl(),
+		lambdaenv.ControlQueueURL:   s.ControlQueue.QueueUrl(),
+		lambdaenv.SchedulerFunction: s.Functions[lambdaenv.Scheduler].FunctionArn(),
+		lambdaenv.EdgeBaseURL:       jsii.String(c.EdgeBaseURL),
+		lambdaenv.ServiceKeySecret:  s.Secrets[lambdaenv.ServiceKeySecret].Ref(),
+		lambdaenv.CloudflareAccount: jsii.String(c.CloudflareAccountID),
+		lambdaenv.CloudflareSecret:  s.Secrets[lambdaenv.CloudflareSecret].Ref(),
+		lambdaenv.EdgeBaseSecrets:   s.Secrets[lambdaenv.EdgeBaseSecrets].Ref(),
+		lambdaenv.Concurrency:       jsii.String(strconv.Itoa(c.Concurrency)),
+		lambdaenv.DRBucket:          jsii.String(c.DR.Bucket),
+		lambdaenv.DRRoleARN:         jsii.String(c.DR.RoleARN),
+		lambdaenv.DRKMSKeyARN:       jsii.String(c.DR.KMSKeyARN),
+		lambdaenv.MetricsNamespace:  jsii.String(c.MetricsNamespace),
+	}
+}
+
+func (s *BackupStack) newFunctions() error {
+	c := s.Config
+	specs := fnSpecs(c)
+	for _, fn := range lambdaenv.Functions {
+		spec, ok := specs[fn]
+		if !ok {
+			return fmt.Errorf("infra: no deployment spec for function %q", fn)
+		}
+		logs := awslogs.NewLogGroup(s.Stack, jsii.String(spec.id+"Logs"), &awslogs.LogGroupProps{
+			Retention:     retentionEnum[c.LogRetentionDays],
+			EncryptionKey: s.Key,
+			RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+		})
+		role := awsiam.NewRole(s.Stack, jsii.String(spec.id+"Role"), &awsiam.RoleProps{
+			AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
+			Description: jsii.String("Execution role of the edgevault " + fn + " function"),
+		})
+		role.AddToPrincipalPolicy(statement("WriteOwnLogs",
+			[]string{"logs:CreateLogStream", "logs:PutLogEvents"}, []*string{logs.LogGroupArn()}, nil))
+		p := &awslambda.FunctionProps{
+			Description:           jsii.String(spec.description),
+			Runtime:               awslambda.Runtime_PROVIDED_AL2023(),
+			Architecture:          awslambda.Architecture_ARM_64(),
+			Handler:               jsii.String("bootstrap"),
+			Code:                  awslambda.Code_FromAsset(jsii.String(filepath.Join(c.AssetDir, fn)), nil),
+			MemorySize:            jsii.Number(float64(spec.memoryMB)),
+			Timeout:               awscdk.Duration_Seconds(jsii.Number(spec.timeout.Seconds())),
+			Role:                  role,
+			LogGroup:              logs,
+			LoggingFormat:         awslambda.LoggingFormat_JSON,
+			ApplicationLogLevelV2: awslambda.ApplicationLogLevel(c.LogLevel),
+			SystemLogLevelV2:      awslambda.SystemLogLevel_INFO,
+		}
+		if c.Tracing {
+			p.Tracing = awslambda.Tracing_ACTIVE
+		}
+		if spec.async {
+			p.DeadLetterQueue = s.InvokeDLQ
+			p.RetryAttempts = jsii.Number(2)
+		}
+		if spec.loops {
+			p.RecursiveLoop = awslambda.RecursiveLoop_ALLOW
+		}
+		if fn == lambdaenv.Worker && c.WorkerReservedConcurrency > 0 {
+			p.ReservedConcurrentExecutions = jsii.Number(float64(c.WorkerReservedConcurrency))
+		}
+		s.Functions[fn] = awslambda.NewFunction(s.Stack, jsii.String(spec.id), p)
+		s.Roles[fn] = role
+	}
+	// Environment last: the api's value names the scheduler function.
+	values := s.envValues()
+	for _, fn := range lambdaenv.Functions {
+		env, err := functionEnv(fn, values)
+		if err != nil {
+			return err
+		}
+		for k, v := range env {
+			s.Functions[fn].AddEnvironment(jsii.String(k), v, nil)
+		}
+		s.grant(fn, specs[fn])
+	}
+	return nil
+}
+
+// grant gives fn's role what its spec and its environment say it uses,
+// each statement on named resources only.
+func (s *BackupStack) grant(fn string, spec fnSpec) {
+	role := s.Roles[fn]
+	add := func(st awsiam.PolicyStatement) { role.AddToPrincipalPolicy(st) }
+	// ListBucket also makes S3 answer 404 (not 403) for a missing key,
+	// which the adapter maps to blob.ErrNotExist.
+	add(statement("ListBackupBucket", []string{"s3:ListBucket"}, []*string{s.Bucket.BucketArn()}, nil))
+	writes := false
+	for _, a := range []struct {
+		sid    string
+		prefix string
+		access s3Access
+	}{{"StagingObjects", stagingPrefix, spec.staging}, {"ArchiveObjects", archivePrefix, spec.archive}} {
+		if a.access == 0 {
+			continue
+		}
+		writes = writes || a.access&s3Write != 0
+		add(statement(a.sid, a.access.actions(), []*string{s.Bucket.ArnForObjects(jsii.String(a.prefix + "*"))}, nil))
+	}
+	kmsS3 := []string{"kms:Decrypt"}
+	if writes {
+		kmsS3 = append(kmsS3, "kms:GenerateDataKey")
+	}
+	add(statement("BucketKeyViaS3", kmsS3, []*string{s.Key.KeyArn()}, viaService(s.Stack, "s3")))
+
+	var queues []*string
+	if reads(fn, lambdaenv.TaskQueueURL) {
+		queues = append(queues, s.TaskQueue.QueueArn())
+	}
+	if reads(fn, lambdaenv.ControlQueueURL) {
+		queues = append(queues, s.ControlQueue.QueueArn())
+	}
+	if len(queues) > 0 {
+		add(statement("SendToQueues", []string{"sqs:SendMessage"}, queues, nil))
+	}
+
+	var secretsRead []*string
+	for _, env := range []string{lambdaenv.ServiceKeySecret, lambdaenv.CloudflareSecret, lambdaenv.EdgeBaseSecrets} {
+		if reads(fn, env) {
+			secretsRead = append(secretsRead, s.Secrets[env].Ref())
+		}
+	}
+	if len(secretsRead) > 0 {
+		add(statement("ReadSecrets", []string{"secretsmanager:GetSecretValue"}, secretsRead, nil))
+		kmsSM := []string{"kms:Decrypt"}
+		if reads(fn, lambdaenv.EdgeBaseSecrets) {
+			// pkg/secrets tells "no value yet" from "no such secret" with
+			// DescribeSecret.
+			add(statement("DescribeEdgeBaseSecrets", []string{"secretsmanager:DescribeSecret"},
+				[]*string{s.Secrets[lambdaenv.EdgeBaseSecrets].Ref()}, nil))
+		}
+		if fn == lambdaenv.Worker {
+			// A restore writes the EdgeBase secrets back, last.
+			add(statement("WriteBackEdgeBaseSecrets", []string{"secretsmanager:PutSecretValue"},
+				[]*string{s.Secrets[lambdaenv.EdgeBaseSecrets].Ref()}, nil))
+			kmsSM = append(kmsSM, "kms:GenerateDataKey")
+		}
+		add(statement("SecretsKeyViaSecretsManager", kmsSM, []*string{s.Key.KeyArn()}, viaService(s.Stack, "secretsmanager")))
+	}
+
+	if reads(fn, lambdaenv.SchedulerFunction) {
+		// The unqualified ARN only: no versions or aliases are invoked.
+		add(statement("StartJobs", []string{"lambda:InvokeFunction"},
+			[]*string{s.Functions[lambdaenv.Scheduler].FunctionArn()}, nil))
+	}
+	if fn == lambdaenv.DRCopy {
+		s.grantDR(add)
+	}
+	s.suppressRoleFindings(fn, role)
+}
+
+// grantDR lets drcopy reach the destination: by assuming the destination
+// role, or (without drRoleArn) by writing to the destination bucket
+// directly, which its bucket policy (and key policy) must then allow.
+func (s *BackupStack) grantDR(add func(awsiam.PolicyStatement)) {
+	dr := s.Config.DR
+	if !dr.Enabled() {
+		return
+	}
+	if dr.RoleARN != "" {
+		add(statement("AssumeDRRole", []string{"sts:AssumeRole"}, []*string{jsii.String(dr.RoleARN)}, nil))
+		return
+	}
+	bucketARN := "arn:" + *s.Stack.Partition() + ":s3:::" + dr.Bucket
+	// s3:ResourceAccount pins the bucket to the destination account, so a
+	// same-named bucket elsewhere is never written.
+	owner := map[string]any{"StringEquals": map[string]any{"s3:ResourceAccount": dr.Account}}
+	add(statement("WriteDRArchives", []string{"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"},
+		[]*string{jsii.String(bucketARN + "/" + archivePrefix + "*")}, owner))
+	add(statement("ListDRBucket", []string{"s3:ListBucket"}, []*string{jsii.String(bucketARN)}, owner))
+	if dr.KMSKeyARN != "" {
+		add(statement("DRKeyViaS3", []string{"kms:GenerateDataKey", "kms:Decrypt"},
+			[]*string{jsii.String(dr.KMSKeyARN)}, viaService(s.Stack, "s3")))
+	}
+}
+
+func (s *BackupStack) suppressRoleFindings(fn string, role awsiam.Role) {
+	var findings []any
+	spec := fnSpecs(s.Config)[fn]
+	if spec.staging != 0 {
+		findings = append(findings, regexFinding(`/^Resource::<Backups[0-9A-F]{8}\.Arn>\/jobs\/\*$/g`))
+	}
+	if spec.archive != 0 {
+		findings = append(findings, regexFinding(`/^Resource::<Backups[0-9A-F]{8}\.Arn>\/backups\/\*$/g`))
+	}
+	reason := "Object-level S3 permissions on one key prefix of the backup bucket (staging jobs/ or archives backups/); object keys are generated per job, task and backup, so they can only be named by prefix. Actions are listed individually."
+	if len(findings) > 0 {
+		suppress(role, true, nag("AwsSolutions-IAM5", reason, findings...))
+	}
+	if fn == lambdaenv.DRCopy && s.Config.DR.Enabled() && s.Config.DR.RoleARN == "" {
+		suppress(role, true, nag("AwsSolutions-IAM5",
+			"Writes archive copies under the archive prefix (backups/) of the configured DR bucket only, and only while s3:ResourceAccount is the configured DR account; archive names derive from each backup's start time. No delete action.",
+			"Resource::arn:<AWS::Partition>:s3:::"+s.Config.DR.Bucket+"/"+archivePrefix+"*"))
+	}
+	if s.Config.Tracing {
+		suppress(role, true, nag("AwsSolutions-IAM5",
+			"X-Ray tracing (opt-in via context tracing=true): xray:PutTraceSegments and xray:PutTelemetryRecords do not support resource-level permissions, so the resource must be *.", "Resource::*"))
+	}
+}
+
+func (s *BackupStack) newTriggers() {
+	c := s.Config
+	worker, assembler := s.Functions[lambdaenv.Worker], s.Functions[lambdaenv.Assembler]
+	tasks := &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(float64(c.TaskBatchSize)),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}
+	if c.TaskBatchingWindow > 0 {
+		tasks.MaxBatchingWindow = awscdk.Duration_Seconds(jsii.Number(c.TaskBatchingWindow.Seconds()))
+	}
+	if c.WorkerMaxConcurrency > 0 {
+		tasks.MaxConcurrency = jsii.Number(float64(c.WorkerMaxConcurrency))
+	}
+	worker.AddEventSource(awslambdaeventsources.NewSqsEventSource(s.TaskQueue, tasks))
+	assembler.AddEventSource(awslambdaeventsources.NewSqsEventSource(s.ControlQueue, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(1),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}))
+
+	scheduler := s.Functions[lambdaenv.Scheduler]
+	if c.Schedule != "off" {
+		s.Schedule = awsevents.NewRule(s.Stack, jsii.String("Schedule"), &awsevents.RuleProps{
+			Description: jsii.String("edgevault: scheduled backup"),
+			Schedule:    awsevents.Schedule_Expression(jsii.String(c.Schedule)),
+			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(scheduler, &awseventstargets.LambdaFunctionProps{
+				Event:           awsevents.RuleTargetInput_FromObject(scheduledStart(c)),
+				DeadLetterQueue: s.InvokeDLQ,
+				RetryAttempts:   jsii.Number(4),
+				MaxEventAge:     awscdk.Duration_Hours(jsii.Number(2)),
+			})},
+		})
+	}
+
+	s.newAPI()
+
+	if c.DR.Enabled() {
+		s.Bucket.AddEventNotification(awss3.EventType_OBJECT_CREATED,
+			awss3notifications.NewLambdaDestination(s.Functions[lambdaenv.DRCopy]),
+			&awss3.NotificationKeyFilter{Prefix: jsii.String(archivePrefix), Suffix: jsii.String(manifestSuffix)})
+		// CDK applies bucket notifications with its own singleton handler.
+		suppress(s.Stack.Node().FindChild(jsii.String("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")), true,
+			nag("AwsSolutions-IAM4",
+				"CDK's bucket-notification handler (a deploy-time custom resource, not part of the data path) always gets AWSLambdaBasicExecutionRole for its own logs; its inline policy is limited to s3:PutBucketNotification/GetBucketNotification on the backup bucket.", "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"))
+	}
+}
+
+// scheduledStart is the scheduler's constant input for a scheduled run,
+// in the shape of events.StartRequest (a test decodes it as one) so the
+// scheduler handles one type whoever invokes it. Both options are spelled
+// out, so the rule shows exactly what a scheduled backup includes.
+func scheduledStart(c Config) map[string]any {
+	return map[string]any{
+		"kind":    string(events.KindBackup),
+		"trigger": string(events.TriggerSchedule),
+		"options": map[string]any{"includeStorage": c.IncludeStorage, "includeSecrets": c.IncludeSecrets},
+	}
+}
+
+func (s *BackupStack) newAPI() {
+	c := s.Config
+	accessLogs := awslogs.NewLogGroup(s.Stack, jsii.String("ApiAccessLogs"), &awslogs.LogGroupProps{
+		Retention:     retentionEnum[c.LogRetentionDays],
+		EncryptionKey: s.Key,
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+	})
+	p := &awsapigateway.LambdaRestApiProps{
+		Handler:     s.Functions[lambdaenv.API],
+		Proxy:       jsii.Bool(true),
+		Description: jsii.String("edgevault API: start backups and restores, read job state (SigV4 / IAM auth)"),
+		EndpointConfiguration: &awsapigateway.EndpointConfiguration{
+			Types: &[]awsapigateway.EndpointType{awsapigateway.EndpointType_REGIONAL},
+		},
+		DefaultMethodOptions: &awsapigateway.MethodOptions{AuthorizationType: awsapigateway.AuthorizationType_IAM},
+		CloudWatchRole:       jsii.Bool(c.APICloudWatchRole),
+		DeployOptions: &awsapigateway.StageOptions{
+			StageName:            jsii.String(apiStage),
+			ThrottlingRateLimit:  jsii.Number(c.APIRateLimit),
+			ThrottlingBurstLimit: jsii.Number(float64(c.APIBurstLimit)),
+			AccessLogDestination: awsapigateway.NewLogGroupLogDestination(accessLogs),
+			AccessLogFormat: awsapigateway.AccessLogFormat_JsonWithStandardFields(&awsapigateway.JsonWithStandardFieldProps{
+				Caller: jsii.Bool(true), HttpMethod: jsii.Bool(true), Ip: jsii.Bool(true), Protocol: jsii.Bool(true),
+				RequestTime: jsii.Bool(true), ResourcePath: jsii.Bool(true), ResponseLength: jsii.Bool(true),
+				Status: jsii.Bool(true), User: jsii.Bool(true),
+			}),
+			LoggingLevel:     awsapigateway.MethodLoggingLevel_ERROR,
+			DataTraceEnabled: jsii.Bool(false), // bodies may hold restore options; never log them
+			MetricsEnabled:   jsii.Bool(true),
+			TracingEnabled:   jsii.Bool(c.Tracing),
+		},
+	}
+	if c.APICloudWatchRole {
+		// The API Gateway account setting outlives the stack: other APIs
+		// of the account may rely on it.
+		p.CloudWatchRoleRemovalPolicy = awscdk.RemovalPolicy_RETAIN
+	}
+	s.API = awsapigateway.NewLambdaRestApi(s.Stack, jsii.String("RestApi"), p)
+	suppress(s.API, true,
+		nag("AwsSolutions-APIG2",
+			"Proxy integration: the api function decodes and validates every request body itself (strict JSON into typed requests); an API Gateway validator without models would check nothing."),
+		nag("AwsSolutions-APIG3",
+			"Every method requires SigV4 (IAM) authorization and the stage is throttled; the API is for a handful of operators and automation, so WAF adds cost without reducing the exposure left."),
+		nag("AwsSolutions-COG4",
+			"Methods use IAM (SigV4) authorization instead of a Cognito user pool: callers are IAM principals of this account (operators, CI), granted execute-api:Invoke by IAM policy."),
+	)
+	if c.APICloudWatchRole {
+		suppress(s.API, true, nag("AwsSolutions-IAM4",
+			"The API Gateway account-level CloudWatch role is shared by every REST API of the account and region, so it cannot be limited to this stack's log groups; AmazonAPIGatewayPushToCloudWatchLogs is the AWS-documented policy for it. Disable with apiGatewayCloudWatchRole=false if the account already has one.", "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"))
+	}
+}
+
+func (s *BackupStack) newAlarms() {
+	c := s.Config
+	s.AlarmTopic = awssns.NewTopic(s.Stack, jsii.String("Alarms"), &awssns.TopicProps{
+		DisplayName: jsii.String("edgevault alarms"),
+		MasterKey:   s.Key,
+		EnforceSSL:  jsii.Bool(true),
+	})
+	// The topic policy (created for enforceSSL) replaces the default one,
+	// so CloudWatch alarms of this account are allowed explicitly.
+	s.AlarmTopic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsOfThisAccount"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  &[]*string{s.AlarmTopic.TopicArn()},
+		Conditions: &map[string]any{
+			"StringEquals": map[string]any{"aws:SourceAccount": s.Stack.Account()},
+			"ArnLike": map[string]any{"aws:SourceArn": s.Stack.FormatArn(&awscdk.ArnComponents{
+				Service: jsii.String("cloudwatch"), Resource: jsii.String("alarm"), ResourceName: jsii.String("*"),
+				ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
+			})},
+		},
+	}))
+	if c.AlarmEmail != "" {
+		s.AlarmTopic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(c.AlarmEmail), nil))
+	}
+	action := awscloudwatchactions.NewSnsAction(s.AlarmTopic)
+	five := awscdk.Duration_Minutes(jsii.Number(5))
+	alarm := func(id, desc string, m awscloudwatch.IMetric) {
+		a := awscloudwatch.NewAlarm(s.Stack, jsii.String(id), &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String(desc),
+			Metric:             m,
+			Threshold:          jsii.Number(0),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			EvaluationPeriods:  jsii.Number(1),
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+		a.AddAlarmAction(action)
+	}
+	dlqDepth := func(q awssqs.Queue) awscloudwatch.IMetric {
+		return q.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: five, Statistic: jsii.String("Maximum")})
+	}
+	alarm("TaskDLQAlarm", "edgevault: tasks failed for good (task dead-letter queue not empty)", dlqDepth(s.TaskDLQ))
+	alarm("ControlDLQAlarm", "edgevault: job checks failed for good (control dead-letter queue not empty)", dlqDepth(s.ControlDLQ))
+	alarm("InvokeDLQAlarm", "edgevault: a scheduled start, API start or DR copy failed for good (invoke dead-letter queue not empty)", dlqDepth(s.InvokeDLQ))
+	alarm("WorkerErrorsAlarm", "edgevault: worker invocations failed (crash or timeout)",
+		s.Functions[lambdaenv.Worker].MetricErrors(&awscloudwatch.MetricOptions{Period: five, Statistic: jsii.String("Sum")}))
+	alarm("JobsFailedAlarm", "edgevault: a backup or restore job failed",
+		awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+			Namespace: jsii.String(c.MetricsNamespace), MetricName: jsii.String(jobsFailedMetric),
+			Period: five, Statistic: jsii.String("Sum"),
+		}))
+}
+
+func (s *BackupStack) newOutputs() {
+	out := func(id, desc string, v *string) {
+		awscdk.NewCfnOutput(s.Stack, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
+	}
+	out("BucketName", "Backup bucket (archives under "+archivePrefix+", job state under "+stagingPrefix+")", s.Bucket.BucketName())
+	out("ApiUrl", "API base URL (SigV4, service execute-api)", s.API.Url())
+	out("SchedulerFunctionName", "Scheduler function (direct invocation: aws lambda invoke)", s.Functions[lambdaenv.Scheduler].FunctionName())
+	out("DRCopyRoleArn", "Execution role of drcopy: the DR account's role trusts this ARN", s.Roles[lambdaenv.DRCopy].RoleArn())
+	out("KeyArn", "KMS key of the bucket, secrets and logs", s.Key.KeyArn())
+	out("ServiceKeySecretArn", "Put the EdgeBase service key here", s.Secrets[lambdaenv.ServiceKeySecret].Ref())
+	out("CloudflareTokenSecretArn", "Put the Cloudflare API token here (Edge mode)", s.Secrets[lambdaenv.CloudflareSecret].Ref())
+	out("EdgeBaseSecretsArn", "JSON object of the EdgeBase deployment's secrets", s.Secrets[lambdaenv.EdgeBaseSecrets].Ref())
+	out("AlarmTopicArn", "SNS topic of the alarms", s.AlarmTopic.TopicArn())
+}

@@ -64,6 +64,7 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	if err != nil {
 		return err
 	}
+	defer d.close()
 	out, err := filepath.Abs(o.output)
 	if err != nil {
 		return failure("backup_create_failed", err)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/edgevault/edgevault/pkg/edgebase"
 )
 
 // Env is the process environment the CLI runs in; tests substitute it.
@@ -26,6 +28,11 @@ type Env struct {
 	// WorkDir is where relative local files (.dev.vars,
 	// .edgebase/secrets.json) are read and written.
 	WorkDir string
+
+	// retry, when set, replaces the EdgeBase client's retry policies, so
+	// in-package tests of persistent failures do not wait out real
+	// backoffs.
+	retry *edgebase.RetryPolicy
 }
 
 // OSEnv is the real environment.

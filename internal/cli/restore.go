@@ -88,6 +88,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	if err != nil {
 		return err
 	}
+	defer d.close()
 	work, err := a.restoreWorkDir(o.workDir, from)
 	if err != nil {
 		return failure("backup_restore_failed", err)
@@ -99,6 +100,9 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	}
 	defer e.Close()
 	tasks := &restore.Tasks{Jobs: e.jobs, Client: d.client, Concurrency: o.concurrency, Secrets: devvars.New(a.env.WorkDir)}
+	if a.env.retry != nil {
+		tasks.DORetry = *a.env.retry
+	}
 	for k, h := range tasks.Handlers() {
 		e.worker.Handlers[k] = h
 	}
@@ -164,7 +168,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 			ce.extra = map[string]any{"failed": units}
 		}
 		state := restore.TargetState(final)
-		ce.msg += ". Target state: " + state
+		ce.msg = strings.TrimSuffix(ce.msg, ".") + ". Target state: " + state
 		return ce
 	}
 	for _, w := range final.Warnings {

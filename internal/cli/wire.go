@@ -60,7 +60,14 @@ type deployment struct {
 	client *edgebase.Client
 	enum   *backup.Enumerator
 	edge   bool
+	hc     *http.Client
 }
+
+// close drops the idle connections of the command's HTTP client. Run is
+// also called in-process (tests, demo tooling); without this a connection
+// the transport dialed speculatively and never used outlives the command
+// and holds up the server's graceful shutdown.
+func (d *deployment) close() { d.hc.CloseIdleConnections() }
 
 func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
 	url := a.flagOrEnv(c.url, "EDGEBASE_URL")
@@ -77,11 +84,15 @@ func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
 			msg: "no service key: pass --service-key, set EDGEBASE_SERVICE_KEY, or put SERVICE_KEY in .edgebase/secrets.json", exit: ExitNeedsInput}
 	}
 	hc := &http.Client{Transport: newLimitedTransport(edgebase.DefaultTransport(), 2*max(concurrency, 1))}
-	client, err := edgebase.New(edgebase.Options{BaseURL: url, ServiceKey: sensitive.String(key), HTTPClient: hc, Logger: a.log})
+	opts := edgebase.Options{BaseURL: url, ServiceKey: sensitive.String(key), HTTPClient: hc, Logger: a.log}
+	if a.env.retry != nil {
+		opts.Retry = *a.env.retry
+	}
+	client, err := edgebase.New(opts)
 	if err != nil {
 		return nil, failure("invalid_arguments", err)
 	}
-	d := &deployment{client: client}
+	d := &deployment{client: client, hc: hc}
 	d.enum = &backup.Enumerator{Client: client, StateDir: c.stateDir, SkipInstances: c.skipInstances, AllowUnresolved: c.allowUnresolved}
 	insts, err := expandList(c.instances)
 	if err != nil {
@@ -215,6 +226,14 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { <-t.sem }}
 	return resp, nil
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// wrapped transport.
+func (t *limitedTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 type releaseBody struct {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/archive"
@@ -100,11 +101,11 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 		return assembled{}, err
 	}
 	tarball := objects > 0 // an empty bucket gives a .json without storage (spec 8.8)
-	name := archive.FileName(job.Started, tarball)
-	final := a.Jobs.ArchiveKey(name)
-	if err := a.reserve(ctx, job.ID, name, final); err != nil {
+	name, err := a.reserve(ctx, job.ID, job.Started, tarball)
+	if err != nil {
 		return assembled{}, err
 	}
+	final := a.Jobs.ArchiveKey(name)
 
 	var man archive.Manifest
 	if !tarball {
@@ -139,33 +140,50 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 	return assembled{archive: final, manifest: mkey, size: man.Size}, nil
 }
 
-// reserve claims an archive name for this job. Names have one-second
-// resolution; a name taken by another job (or a file another tool put
-// there) is an error rather than an overwrite.
-func (a *Assembler) reserve(ctx context.Context, job, name, final string) error {
-	marker := a.Jobs.Staging + "names/" + name
-	err := a.Jobs.Store.Create(ctx, marker, strings.NewReader(job))
-	if errors.Is(err, blob.ErrExist) {
-		rc, gerr := a.Jobs.Store.Get(ctx, marker)
-		if gerr != nil {
-			return gerr
+// maxNameShift bounds how many later seconds reserve tries when the name
+// of a job's start second is taken.
+const maxNameShift = 60
+
+// reserve claims an archive name for this job and returns it. Names have
+// one-second resolution, so two jobs started in the same second want the
+// same name (spec A.9): the later one to assemble takes the next free
+// second instead of failing after all its work, which --resume could never
+// repair. A name whose marker belongs to this job is its own earlier,
+// interrupted attempt, so a repeated assembly finds the same name; a file
+// another tool put under a name is never overwritten.
+func (a *Assembler) reserve(ctx context.Context, job string, started time.Time, tarball bool) (string, error) {
+	for shift := range maxNameShift {
+		name := archive.FileName(started.Add(time.Duration(shift)*time.Second), tarball)
+		marker := a.Jobs.Staging + "names/" + name
+		err := a.Jobs.Store.Create(ctx, marker, strings.NewReader(job))
+		if errors.Is(err, blob.ErrExist) {
+			rc, gerr := a.Jobs.Store.Get(ctx, marker)
+			if gerr != nil {
+				return "", gerr
+			}
+			owner, _ := io.ReadAll(io.LimitReader(rc, 256))
+			rc.Close()
+			if string(owner) == job {
+				return name, nil
+			}
+			continue // another job's archive
 		}
-		owner, _ := io.ReadAll(io.LimitReader(rc, 256))
-		rc.Close()
-		if string(owner) == job {
-			return nil // our own earlier, interrupted attempt
+		if err != nil {
+			return "", err
 		}
-		return Permanent(fmt.Errorf("an archive named %s already belongs to job %s", name, owner))
+		if _, err := a.Jobs.Store.Stat(ctx, a.Jobs.ArchiveKey(name)); err == nil {
+			// Not ours and not to be overwritten: hand the marker to the
+			// file, so a repeated assembly skips this name too.
+			if err := a.Jobs.Store.Put(ctx, marker, strings.NewReader("(a file that no job wrote)")); err != nil {
+				return "", err
+			}
+			continue
+		} else if !errors.Is(err, blob.ErrNotExist) {
+			return "", err
+		}
+		return name, nil
 	}
-	if err != nil {
-		return err
-	}
-	if _, err := a.Jobs.Store.Stat(ctx, final); err == nil {
-		return Permanent(fmt.Errorf("an archive named %s already exists; not overwriting it", name))
-	} else if !errors.Is(err, blob.ErrNotExist) {
-		return err
-	}
-	return nil
+	return "", Permanent(fmt.Errorf("every archive name from %s on for %d seconds is taken", archive.FileName(started, tarball), maxNameShift))
 }
 
 func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final string, members []member) (archive.Manifest, error) {

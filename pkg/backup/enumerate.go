@@ -92,6 +92,14 @@ func (e *Enumerator) DOs(ctx context.Context, cfg *edgebase.Config) ([]string, [
 				warnings = append(warnings, fmt.Sprintf("local DO %s has no recorded name; skipped", in.HexID))
 				continue
 			}
+			if !in.HasData {
+				// Every request that names a DO leaves a file holding only
+				// its name, including requests the server refused with
+				// needsCreate: such a DO does not exist, and dumping it
+				// would fail the whole backup.
+				warnings = append(warnings, fmt.Sprintf("local DO %q stores nothing (a file left by a request for a DO that does not exist); skipped", in.Name))
+				continue
+			}
 			add(in.Name)
 		}
 	}

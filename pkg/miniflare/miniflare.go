@@ -26,6 +26,10 @@ type Instance struct {
 	Name  string // "" when the file names no instance
 	Class string
 	Path  string
+	// HasData is false for a file holding nothing but Miniflare's name
+	// table: every request that names a DO leaves one, including requests
+	// the server refused (needsCreate), so such a DO does not exist.
+	HasData bool
 }
 
 // FindDODir locates the v3/do directory under dir, accepting the
@@ -66,11 +70,11 @@ func List(ctx context.Context, stateDir, class string) ([]Instance, error) {
 			if hex == "metadata" {
 				continue
 			}
-			name, err := readName(ctx, f)
+			name, hasData, err := inspect(ctx, f)
 			if err != nil {
 				return nil, fmt.Errorf("miniflare: %s: %w", f, err)
 			}
-			out = append(out, Instance{HexID: hex, Name: name, Class: class, Path: f})
+			out = append(out, Instance{HexID: hex, Name: name, Class: class, Path: f, HasData: hasData})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -82,34 +86,41 @@ func List(ctx context.Context, stateDir, class string) ([]Instance, error) {
 	return out, nil
 }
 
-// readName takes the name from Miniflare's __miniflare_do_name table, or
-// from EdgeBase's _meta row doName (restores drop Miniflare's table).
-func readName(ctx context.Context, path string) (string, error) {
-	path, err := filepath.Abs(path)
+// inspect reads a DO file's name, from Miniflare's __miniflare_do_name
+// table or else EdgeBase's _meta row doName (restores drop Miniflare's
+// table), and whether it stores any table of its own.
+func inspect(ctx context.Context, path string) (name string, hasData bool, err error) {
+	path, err = filepath.Abs(path)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if _, err := os.Stat(path); err != nil {
-		return "", err
+		return "", false, err
 	}
 	u := url.URL{Scheme: "file", Path: path, RawQuery: "mode=ro&_pragma=busy_timeout(5000)"}
 	db, err := sql.Open("sqlite", u.String())
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer db.Close()
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table'
+		AND name <> '__miniflare_do_name' AND name NOT LIKE '\_cf\_%' ESCAPE '\'`).Scan(&n)
+	if err != nil {
+		return "", false, err
+	}
 	for _, q := range []string{
 		"SELECT name FROM __miniflare_do_name LIMIT 1",
 		"SELECT value FROM _meta WHERE key = 'doName'",
 	} {
-		var name sql.NullString
-		err := db.QueryRowContext(ctx, q).Scan(&name)
-		if err == nil && name.Valid && name.String != "" {
-			return name.String, nil
+		var v sql.NullString
+		err := db.QueryRowContext(ctx, q).Scan(&v)
+		if err == nil && v.Valid && v.String != "" {
+			return v.String, n > 0, nil
 		}
 		if err != nil && !errors.Is(err, sql.ErrNoRows) && !strings.Contains(err.Error(), "no such table") {
-			return "", err
+			return "", false, err
 		}
 	}
-	return "", nil
+	return "", n > 0, nil
 }

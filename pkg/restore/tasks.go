@@ -80,23 +80,39 @@ func (t *Tasks) Handlers() map[events.TaskKind]backup.Handler {
 	}
 }
 
+// sem returns the process-wide semaphore of one task kind. Tasks of a
+// kind run in parallel (one per queue worker), so a limit inside one task
+// alone would be multiplied by the number of workers.
+func (t *Tasks) sem(kind events.TaskKind) chan struct{} {
+	t.once.Do(func() {
+		c := t.Concurrency.withDefaults()
+		t.sems = map[events.TaskKind]chan struct{}{
+			events.TaskRestoreDO:   make(chan struct{}, c.DOs),
+			events.TaskRestoreData: make(chan struct{}, c.Namespaces),
+			events.TaskPutStorage:  make(chan struct{}, c.Objects),
+		}
+	})
+	return t.sems[kind]
+}
+
+// acquire takes a slot of sem, or gives up when ctx ends.
+func acquire(ctx context.Context, sem chan struct{}) (release func(), err error) {
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // limited bounds how many tasks of one kind run at once in this process.
 func (t *Tasks) limited(kind events.TaskKind, h backup.Handler) backup.Handler {
 	return func(ctx context.Context, job *events.Job, task events.Task) (backup.Result, error) {
-		t.once.Do(func() {
-			c := t.Concurrency.withDefaults()
-			t.sems = map[events.TaskKind]chan struct{}{
-				events.TaskRestoreDO:   make(chan struct{}, c.DOs),
-				events.TaskRestoreData: make(chan struct{}, c.Namespaces),
-			}
-		})
-		sem := t.sems[kind]
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return backup.Result{}, ctx.Err()
+		release, err := acquire(ctx, t.sem(kind))
+		if err != nil {
+			return backup.Result{}, err
 		}
-		defer func() { <-sem }()
+		defer release()
 		return h(ctx, job, task)
 	}
 }
@@ -276,6 +292,11 @@ func (t *Tasks) restoreDO(ctx context.Context, _ *events.Job, task events.Task) 
 		_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
 	}
 	res.Rows = rows
+	if errors.Is(err, edgebase.ErrServer) {
+		// The long retry budget above is the retry for server errors;
+		// another round per queue delivery would only multiply it.
+		return res, backup.Permanent(err)
+	}
 	return res, classify(err)
 }
 
@@ -315,6 +336,8 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 		mu  sync.Mutex
 		res backup.Result
 	)
+	// The limit on puts is shared by every storage range running at once.
+	sem := t.sem(events.TaskPutStorage)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(t.Concurrency.withDefaults().Objects)
 	for _, o := range objs {
@@ -322,6 +345,11 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 			continue
 		}
 		g.Go(func() error {
+			release, err := acquire(gctx, sem)
+			if err != nil {
+				return err
+			}
+			defer release()
 			key := ObjectKey(t.Jobs, task.Job, o.Key)
 			body := func() (io.ReadCloser, error) {
 				rc, err := t.Jobs.Store.Get(gctx, key)

@@ -47,6 +47,7 @@ func (a *app) runExport(ctx context.Context, table string, o exportOpts) error {
 	if err != nil {
 		return err
 	}
+	defer d.close()
 	// Rows go to a temporary file first (next to --output, else in the temp
 	// directory): a retried request must be able to start over, and stdout
 	// cannot be taken back.

@@ -36,16 +36,27 @@ const (
 	DRRoleARN         = "EDGEVAULT_DR_ROLE_ARN"        // role in the destination account drcopy assumes ("" = bucket policy)
 	DRKMSKeyARN       = "EDGEVAULT_DR_KMS_KEY_ARN"     // SSE-KMS key in the destination account ("" = bucket default)
 	MetricsNamespace  = "EDGEVAULT_METRICS_NAMESPACE"  // CloudWatch EMF namespace (default "EdgeVault")
-	AWSEndpoint       = "EDGEVAULT_AWS_ENDPOINT"       // local/test override for S3, SQS, Secrets Manager; never set by infra
+	AWSEndpoint       = "EDGEVAULT_AWS_ENDPOINT"       // local/test override for S3, SQS, Secrets Manager, STS; never set by infra
 	S3PathStyle       = "EDGEVAULT_S3_PATH_STYLE"      // "true" with AWSEndpoint
+	LambdaEndpoint    = "EDGEVAULT_LAMBDA_ENDPOINT"    // local/test override for the api's Lambda Invoke; never set by infra
+	CloudflareAPIURL  = "EDGEVAULT_CLOUDFLARE_API_URL" // local/test override of the Cloudflare API base URL; never set by infra
 )
 
 // Reads lists, per function, every variable it reads that the deployment
-// must set. AWSEndpoint and S3PathStyle are test-only and not listed.
+// must set. AWSEndpoint, S3PathStyle, LambdaEndpoint and CloudflareAPIURL
+// are test-only and not listed. A function reads only what it uses, and
+// the stack derives each role's permissions from this list:
+//   - the scheduler plans (EdgeBase, Cloudflare for Edge mode) and queues
+//     tasks and the first check; it never reads the EdgeBase secrets;
+//   - the worker runs tasks against EdgeBase and reads/writes the EdgeBase
+//     secrets; it sends nothing (it only changes the visibility of the
+//     task messages it received, to pace their retries);
+//   - the assembler talks to S3 and the queues only (checks, and a
+//     restore's next phase of tasks).
 var Reads = map[string][]string{
-	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, EdgeBaseSecrets, MetricsNamespace},
-	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, MetricsNamespace},
-	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, EdgeBaseSecrets, MetricsNamespace},
+	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, MetricsNamespace},
+	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, MetricsNamespace},
+	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, MetricsNamespace},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, MetricsNamespace},
 }

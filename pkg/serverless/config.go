@@ -1,0 +1,280 @@
+package serverless
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgevault/edgevault/pkg/awsconfig"
+	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/pkg/metrics"
+)
+
+// Defaults of Config.
+const (
+	DefaultStagingPrefix = "jobs/"
+	DefaultArchivePrefix = "backups/"
+	DefaultConcurrency   = 10
+	DefaultMaxAttempts   = 3
+	// DefaultRecheckDelay spaces the assembler's checks of a running job.
+	// Each check lists the job's task statuses, so it is a trade between
+	// how soon a finished job is assembled and S3 requests per job.
+	DefaultRecheckDelay = 20 * time.Second
+	// DefaultComposeAbove is where the assembler stops streaming the
+	// storage members through itself and joins them server-side with
+	// UploadPartCopy. Below it the archive gets a whole-file SHA-256 and
+	// streams in well under a minute; above it the assembler's time no
+	// longer grows with the archive (see the measurements in test/e2e).
+	DefaultComposeAbove = 1 << 30
+	// DefaultDeadlineMargin is how long before the Lambda deadline a
+	// handler stops work, so statuses, visibility changes and aborted
+	// multipart uploads still get done.
+	DefaultDeadlineMargin = 20 * time.Second
+	// DefaultJobTimeout fails a job that is still not finished after this
+	// long; the stack expires staging objects after a day, so a job older
+	// than that could never be assembled anyway.
+	DefaultJobTimeout = 20 * time.Hour
+	// DefaultBatchConcurrency: how many records of one SQS batch a worker
+	// runs at once. At least the stack's batch size, so no record waits
+	// behind another and reaches the deadline unstarted.
+	DefaultBatchConcurrency = 10
+	// DefaultRetryDelay is the first redelivery delay of a failed task or
+	// check (doubled per attempt, capped at MaxRetryDelay). Without it a
+	// failed message would wait out the queue's whole visibility timeout.
+	DefaultRetryDelay = 10 * time.Second
+	MaxRetryDelay     = 5 * time.Minute
+	DefaultListLimit  = 20
+	MaxListLimit      = 100
+)
+
+// Config is what a function reads from its environment (pkg/lambdaenv
+// names the variables), with defaults, plus tuning that has no variable.
+type Config struct {
+	// Function is the lambdaenv function name; it decides what Validate
+	// requires.
+	Function string
+
+	Bucket        string
+	StagingPrefix string
+	ArchivePrefix string
+	KMSKeyARN     string
+
+	TaskQueueURL      string
+	ControlQueueURL   string
+	SchedulerFunction string
+
+	EdgeBaseURL       string
+	ServiceKeySecret  string // Secrets Manager id; the value is read at cold start
+	CloudflareAccount string
+	CloudflareSecret  string
+	EdgeBaseSecrets   string
+	Concurrency       int
+	// MaxAttempts is the deliveries a task gets before it is recorded as
+	// failed. It must equal the task queue's maxReceiveCount, or a task
+	// dead-lettered before its last attempt would leave its job running,
+	// so NewWorker reads it from the queue's redrive policy; this is the
+	// value for a queue without one.
+	MaxAttempts int
+
+	DRBucket    string
+	DRRoleARN   string
+	DRKMSKeyARN string
+
+	MetricsNamespace string
+	LogLevel         slog.Level
+
+	// AWS carries the test-only endpoint override and path style.
+	AWS awsconfig.Config
+	// LambdaEndpoint and CloudflareAPIURL are test-only overrides.
+	LambdaEndpoint   string
+	CloudflareAPIURL string
+
+	RecheckDelay     time.Duration
+	ComposeAbove     int64
+	DeadlineMargin   time.Duration
+	JobTimeout       time.Duration
+	BatchConcurrency int
+	RetryDelay       time.Duration
+	// VerifyReadBack makes drcopy verify a copy by reading it back even
+	// when S3 reports a checksum (tests; buckets without checksums).
+	VerifyReadBack bool
+}
+
+// DefaultConfig is the Config of fn before the environment is applied.
+func DefaultConfig(fn string) Config {
+	return Config{
+		Function:         fn,
+		StagingPrefix:    DefaultStagingPrefix,
+		ArchivePrefix:    DefaultArchivePrefix,
+		Concurrency:      DefaultConcurrency,
+		MaxAttempts:      DefaultMaxAttempts,
+		MetricsNamespace: metrics.DefaultNamespace,
+		LogLevel:         slog.LevelInfo,
+		RecheckDelay:     DefaultRecheckDelay,
+		ComposeAbove:     DefaultComposeAbove,
+		DeadlineMargin:   DefaultDeadlineMargin,
+		JobTimeout:       DefaultJobTimeout,
+		BatchConcurrency: DefaultBatchConcurrency,
+		RetryDelay:       DefaultRetryDelay,
+	}
+}
+
+// ConfigFromEnv is DefaultConfig(fn) with every variable fn reads applied,
+// validated. getenv is usually os.Getenv.
+func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
+	c := DefaultConfig(fn)
+	// A function reads exactly the variables lambdaenv lists for it (the
+	// stack sets those and derives its permissions from them), plus the
+	// test-only overrides.
+	allowed := map[string]bool{lambdaenv.AWSEndpoint: true, lambdaenv.S3PathStyle: true,
+		lambdaenv.LambdaEndpoint: true, lambdaenv.CloudflareAPIURL: true, lambdaLogLevel: true}
+	for _, name := range lambdaenv.Reads[fn] {
+		allowed[name] = true
+	}
+	get := func(name string) string {
+		if !allowed[name] {
+			return ""
+		}
+		return getenv(name)
+	}
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(get(name)); v != "" {
+			*dst = v
+		}
+	}
+	var errs []error
+	num := func(name string, dst *int) {
+		if v := strings.TrimSpace(get(name)); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a number", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	str(lambdaenv.Bucket, &c.Bucket)
+	str(lambdaenv.StagingPrefix, &c.StagingPrefix)
+	str(lambdaenv.ArchivePrefix, &c.ArchivePrefix)
+	str(lambdaenv.KMSKeyARN, &c.KMSKeyARN)
+	str(lambdaenv.TaskQueueURL, &c.TaskQueueURL)
+	str(lambdaenv.ControlQueueURL, &c.ControlQueueURL)
+	str(lambdaenv.SchedulerFunction, &c.SchedulerFunction)
+	str(lambdaenv.EdgeBaseURL, &c.EdgeBaseURL)
+	str(lambdaenv.ServiceKeySecret, &c.ServiceKeySecret)
+	str(lambdaenv.CloudflareAccount, &c.CloudflareAccount)
+	str(lambdaenv.CloudflareSecret, &c.CloudflareSecret)
+	str(lambdaenv.EdgeBaseSecrets, &c.EdgeBaseSecrets)
+	num(lambdaenv.Concurrency, &c.Concurrency)
+	str(lambdaenv.DRBucket, &c.DRBucket)
+	str(lambdaenv.DRRoleARN, &c.DRRoleARN)
+	str(lambdaenv.DRKMSKeyARN, &c.DRKMSKeyARN)
+	str(lambdaenv.MetricsNamespace, &c.MetricsNamespace)
+	str(lambdaenv.LambdaEndpoint, &c.LambdaEndpoint)
+	str(lambdaenv.CloudflareAPIURL, &c.CloudflareAPIURL)
+	if v := get(lambdaLogLevel); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(lambdaLevel(v))); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", lambdaLogLevel, v, err))
+		}
+	}
+	if err := c.AWS.ApplyEnv(get); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("serverless: %w", errors.Join(errs...))
+	}
+	return c, c.Validate()
+}
+
+// lambdaLogLevel is set by Lambda from the function's application log
+// level when its log format is JSON.
+const lambdaLogLevel = "AWS_LAMBDA_LOG_LEVEL"
+
+// lambdaLevel maps Lambda's level names onto slog's.
+func lambdaLevel(v string) string {
+	switch strings.ToUpper(v) {
+	case "TRACE":
+		return "DEBUG-4"
+	case "FATAL":
+		return "ERROR+4"
+	}
+	return v
+}
+
+// ErrConfig marks an unusable configuration.
+var ErrConfig = errors.New("serverless: invalid configuration")
+
+// Validate reports every missing or invalid setting fn needs.
+func (c Config) Validate() error {
+	var errs []string
+	need := func(v, name string) {
+		if v == "" {
+			errs = append(errs, name+" is required")
+		}
+	}
+	if !slices.Contains(lambdaenv.Functions, c.Function) {
+		return fmt.Errorf("%w: unknown function %q", ErrConfig, c.Function)
+	}
+	need(c.Bucket, lambdaenv.Bucket)
+	for _, p := range []struct{ v, name string }{{c.StagingPrefix, lambdaenv.StagingPrefix}, {c.ArchivePrefix, lambdaenv.ArchivePrefix}} {
+		if p.v == "" || !strings.HasSuffix(p.v, "/") || strings.HasPrefix(p.v, "/") {
+			errs = append(errs, fmt.Sprintf("%s=%q must be a non-empty prefix ending in '/'", p.name, p.v))
+		}
+	}
+	if c.StagingPrefix != "" && c.ArchivePrefix != "" && (strings.HasPrefix(c.StagingPrefix, c.ArchivePrefix) || strings.HasPrefix(c.ArchivePrefix, c.StagingPrefix)) {
+		errs = append(errs, "the staging and archive prefixes must not contain one another")
+	}
+	switch c.Function {
+	case lambdaenv.Scheduler:
+		need(c.TaskQueueURL, lambdaenv.TaskQueueURL)
+		need(c.ControlQueueURL, lambdaenv.ControlQueueURL)
+		c.needEdgeBase(need)
+		if (c.CloudflareAccount == "") != (c.CloudflareSecret == "") {
+			errs = append(errs, fmt.Sprintf("Edge mode needs both %s and %s", lambdaenv.CloudflareAccount, lambdaenv.CloudflareSecret))
+		}
+	case lambdaenv.Worker:
+		need(c.TaskQueueURL, lambdaenv.TaskQueueURL)
+		c.needEdgeBase(need)
+	case lambdaenv.Assembler:
+		need(c.TaskQueueURL, lambdaenv.TaskQueueURL)
+		need(c.ControlQueueURL, lambdaenv.ControlQueueURL)
+	case lambdaenv.API:
+		need(c.SchedulerFunction, lambdaenv.SchedulerFunction)
+	case lambdaenv.DRCopy:
+		need(c.DRBucket, lambdaenv.DRBucket)
+		if c.DRBucket != "" && c.DRBucket == c.Bucket && c.DRRoleARN == "" {
+			errs = append(errs, "the DR bucket must differ from the backup bucket")
+		}
+	}
+	if c.Concurrency < 1 || c.Concurrency > 100 {
+		errs = append(errs, fmt.Sprintf("%s=%d outside 1..100", lambdaenv.Concurrency, c.Concurrency))
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 1000 {
+		errs = append(errs, fmt.Sprintf("max attempts %d outside 1..1000", c.MaxAttempts))
+	}
+	if c.BatchConcurrency < 1 {
+		errs = append(errs, "batch concurrency must be at least 1")
+	}
+	if c.RecheckDelay < time.Second || c.RecheckDelay > 15*time.Minute {
+		errs = append(errs, fmt.Sprintf("recheck delay %s outside 1s..15m (SQS delay limit)", c.RecheckDelay))
+	}
+	if c.DeadlineMargin < 0 || c.JobTimeout <= 0 || c.RetryDelay <= 0 {
+		errs = append(errs, "deadline margin, job timeout and retry delay must be positive")
+	}
+	if err := c.AWS.Validate(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w for %s: %s", ErrConfig, c.Function, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (c Config) needEdgeBase(need func(v, name string)) {
+	need(c.EdgeBaseURL, lambdaenv.EdgeBaseURL)
+	need(c.ServiceKeySecret, lambdaenv.ServiceKeySecret)
+}

@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgevault/edgevault/events"
+)
+
+// TestE2EAPI exercises the api function's contract over a real bucket:
+// validation and its 4xx answers, routing, idempotent starts, listing
+// newest first with pagination, and the status of a failed job.
+func TestE2EAPI(t *testing.T) {
+	gate(t)
+	src := newTarget(t, true)
+	src.fingerprint(t)
+	d := deploy(t, src, deployOptions{})
+
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"GET", "/", "", 404, "not_found"},
+		{"GET", "/jobs", "", 404, "not_found"},
+		{"GET", "/backups/a/b", "", 404, "not_found"},
+		{"GET", "/backups/no-such-job", "", 404, "not_found"},
+		{"GET", "/backups/..", "", 404, "not_found"},
+		{"DELETE", "/backups", "", 405, "method_not_allowed"},
+		{"POST", "/backups/x", "", 405, "method_not_allowed"},
+		{"POST", "/backups", `{"includeStorage":"yes"}`, 400, "invalid_body"},
+		{"POST", "/backups", `{"includeStorag":true}`, 400, "invalid_body"},
+		{"POST", "/backups", `{} {}`, 400, "invalid_body"},
+		{"POST", "/restores", `{"archive":"backups/edgebase-backup-2026-01-02T03-04-05.tar.gz"}`, 400, "confirmation_required"},
+		{"POST", "/restores", `{"archive":"backups/edgebase-backup-2026-01-02T03-04-05.tar.gz","confirm":false}`, 400, "confirmation_required"},
+		{"POST", "/restores", `{"confirm":true}`, 400, "invalid_archive"},
+		{"POST", "/restores", `{"archive":"jobs/x/job.json","confirm":true}`, 400, "invalid_archive"},
+		{"POST", "/restores", `{"archive":"../secrets.json","confirm":true}`, 400, "invalid_archive"},
+		{"POST", "/restores", `{"archive":"edgebase-backup-2026-01-02T03-04-05.json","confirm":true,"only":["bogus:x"]}`, 400, "invalid_only"},
+		{"POST", "/restores", `{"archive":"edgebase-backup-2026-01-02T03-04-05.json","confirm":true}`, 422, "archive_not_found"},
+		{"GET", "/backups", "", 200, ""},
+	} {
+		q := map[string]string(nil)
+		status, body := d.call(c.method, c.path, c.body, q)
+		if status != c.status || errCode(body) != c.code {
+			t.Errorf("%s %s %s: %d %v, want %d %s", c.method, c.path, c.body, status, body, c.status, c.code)
+		}
+		if c.status >= 400 && !strings.Contains(body["error"].(map[string]any)["message"].(string), "") {
+			t.Errorf("no message: %v", body)
+		}
+	}
+	if status, body := d.call("GET", "/backups", "", map[string]string{"limit": "0"}); status != 400 || errCode(body) != "invalid_limit" {
+		t.Errorf("limit=0: %d %v", status, body)
+	}
+	if status, body := d.call("GET", "/backups", "", map[string]string{"cursor": "!!"}); status != 400 || errCode(body) != "invalid_cursor" {
+		t.Errorf("bad cursor: %d %v", status, body)
+	}
+
+	stop := d.run()
+	defer stop()
+	// Three backups through the API; the same Idempotency-Key twice gives
+	// the same job.
+	var ids []string
+	for i := range 3 {
+		status, body := d.callWithHeader("POST", "/backups", `{"includeStorage":false}`, map[string]string{"Idempotency-Key": "k" + string(rune('0'+i))})
+		if status != 202 || body["state"] != "accepted" {
+			t.Fatalf("POST /backups: %d %v", status, body)
+		}
+		ids = append(ids, body["id"].(string))
+		d.wait(events.KindBackup, ids[i], 2*time.Minute)
+	}
+	status, again := d.callWithHeader("POST", "/backups", `{}`, map[string]string{"idempotency-key": "k0"})
+	if status != 202 || again["id"] != ids[0] {
+		t.Fatalf("idempotent POST: %d %v, want job %s", status, again, ids[0])
+	}
+	// Every job was created at the same (fixed) time; pages of two still
+	// list each job exactly once.
+	seen := map[string]int{}
+	cursor := ""
+	for page := 0; page < 5; page++ {
+		q := map[string]string{"limit": "2"}
+		if cursor != "" {
+			q["cursor"] = cursor
+		}
+		status, body := d.call("GET", "/backups", "", q)
+		if status != 200 {
+			t.Fatalf("list: %d %v", status, body)
+		}
+		for _, it := range body["items"].([]any) {
+			seen[it.(map[string]any)["id"].(string)]++
+		}
+		next, _ := body["nextCursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Fatalf("listing saw %v, want each of %v once", seen, ids)
+		}
+	}
+	if status, body := d.call("GET", "/restores/"+ids[0], "", nil); status != 404 {
+		t.Fatalf("a backup id under /restores: %d %v", status, body)
+	}
+	status, st := d.call("GET", "/backups/"+ids[1], "", nil)
+	if status != 200 || st["state"] != "done" || st["archive"].(map[string]any)["key"] == "" || st["trigger"] != "api" {
+		t.Fatalf("status: %d %v", status, st)
+	}
+	archives := map[any]bool{}
+	for _, id := range ids {
+		_, st := d.call("GET", "/backups/"+id, "", nil)
+		if st["state"] != "done" {
+			t.Fatalf("%s: %v", id, st)
+		}
+		archives[st["archive"].(map[string]any)["key"]] = true
+	}
+	if len(archives) != len(ids) {
+		t.Fatalf("jobs share archives: %v", archives)
+	}
+}

@@ -36,8 +36,6 @@ const (
 	// upload calls, and aborting them (the adapter aborts on failure).
 	s3Write
 	s3Delete
-	// s3ListParts is ListMultipartUploadParts (assembling large archives).
-	s3ListParts
 )
 
 func (a s3Access) actions() []string {
@@ -50,9 +48,6 @@ func (a s3Access) actions() []string {
 	}
 	if a&s3Delete != 0 {
 		out = append(out, "s3:DeleteObject")
-	}
-	if a&s3ListParts != 0 {
-		out = append(out, "s3:ListMultipartUploadParts")
 	}
 	return out
 }
@@ -72,6 +67,9 @@ type fnSpec struct {
 	// would otherwise drop those messages after 16 rounds.
 	loops            bool
 	staging, archive s3Access
+	// sendsTasks and sendsControl: the function queues tasks (the first
+	// phase, the next restore phase) or checks.
+	sendsTasks, sendsControl bool
 }
 
 // fnSpecs gives every function in lambdaenv.Functions its spec.
@@ -80,17 +78,23 @@ func fnSpecs(c Config) map[string]fnSpec {
 		lambdaenv.Scheduler: {
 			id: "Scheduler", description: "edgevault scheduler: plans a backup or restore job and enqueues its tasks",
 			memoryMB: 1024, timeout: 10 * time.Minute, async: true,
-			staging: s3Read | s3Write, archive: s3Read,
+			// Delete: an interrupted plan is removed before planning again.
+			staging: s3Read | s3Write | s3Delete, archive: s3Read,
+			sendsTasks: true, sendsControl: true,
 		},
 		lambdaenv.Worker: {
 			id: "Worker", description: "edgevault worker: runs one task (a Durable Object, D1 database, R2 page range, ...)",
 			memoryMB: c.WorkerMemoryMB, timeout: c.WorkerTimeout, loops: true,
-			staging: s3Read | s3Write,
+			// Delete: a failed wipe task releases its lease for the retry.
+			// The worker sends nothing; it only paces retries through the
+			// visibility of the messages it received (event source grant).
+			staging: s3Read | s3Write | s3Delete,
 		},
 		lambdaenv.Assembler: {
 			id: "Assembler", description: "edgevault assembler: advances jobs and assembles finished backups into archives",
 			memoryMB: 1024, timeout: 15 * time.Minute, loops: true,
-			staging: s3Read | s3Write | s3Delete | s3ListParts, archive: s3Read | s3Write | s3ListParts,
+			staging: s3Read | s3Write | s3Delete, archive: s3Read | s3Write,
+			sendsTasks: true, sendsControl: true,
 		},
 		lambdaenv.API: {
 			id: "Api", description: "edgevault api: starts jobs and reports their state (behind API Gateway, IAM auth)",

@@ -335,10 +335,10 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 	add(statement("BucketKeyViaS3", kmsS3, []*string{s.Key.KeyArn()}, viaService(s.Stack, "s3")))
 
 	var queues []*string
-	if reads(fn, lambdaenv.TaskQueueURL) {
+	if spec.sendsTasks {
 		queues = append(queues, s.TaskQueue.QueueArn())
 	}
-	if reads(fn, lambdaenv.ControlQueueURL) {
+	if spec.sendsControl {
 		queues = append(queues, s.ControlQueue.QueueArn())
 	}
 	if len(queues) > 0 {
@@ -481,6 +481,9 @@ func (s *BackupStack) newTriggers() {
 // out, so the rule shows exactly what a scheduled backup includes.
 func scheduledStart(c Config) map[string]any {
 	return map[string]any{
+		// One job per scheduled event, even when EventBridge delivers the
+		// event twice (Lambda's own retries keep the request id).
+		"jobId":   "backup-" + *awsevents.EventField_FromPath(jsii.String("$.id")),
 		"kind":    string(events.KindBackup),
 		"trigger": string(events.TriggerSchedule),
 		"options": map[string]any{"includeStorage": c.IncludeStorage, "includeSecrets": c.IncludeSecrets},

@@ -614,21 +614,35 @@ func TestSchedule(t *testing.T) {
 			mustJSON(target["DeadLetterConfig"]) != mustJSON(map[string]any{"Arn": getAtt(logicalID(v.backup.InvokeDLQ), "Arn")}) {
 			t.Errorf("%s: target %v", tc.name, target)
 		}
-		// The constant input is a StartRequest the scheduler decodes.
-		dec := json.NewDecoder(strings.NewReader(target["Input"].(string)))
+		// The input is a StartRequest the scheduler decodes, with the job id
+		// taken from the event's id (one job per scheduled event).
+		tr, _ := target["InputTransformer"].(map[string]any)
+		paths, _ := tr["InputPathsMap"].(map[string]any)
+		tmpl, _ := tr["InputTemplate"].(string)
+		var ref string
+		for k, v := range paths {
+			if v == "$.id" {
+				ref = k
+			}
+		}
+		if ref == "" || !strings.Contains(tmpl, "<"+ref+">") {
+			t.Fatalf("%s: input transformer %v does not use the event id", tc.name, tr)
+		}
+		input := strings.ReplaceAll(tmpl, "<"+ref+">", "0f1e2d3c-aaaa-bbbb-cccc-000000000001")
+		dec := json.NewDecoder(strings.NewReader(input))
 		dec.DisallowUnknownFields()
 		var req events.StartRequest
 		if err := dec.Decode(&req); err != nil {
-			t.Fatalf("%s: input %s: %v", tc.name, target["Input"], err)
+			t.Fatalf("%s: input %s: %v", tc.name, input, err)
 		}
-		want := events.StartRequest{Kind: events.KindBackup, Trigger: events.TriggerSchedule, Options: tc.opts}
+		want := events.StartRequest{JobID: "backup-0f1e2d3c-aaaa-bbbb-cccc-000000000001", Kind: events.KindBackup, Trigger: events.TriggerSchedule, Options: tc.opts}
 		if mustJSON(req) != mustJSON(want) {
-			t.Errorf("%s: input %s, want %s", tc.name, target["Input"], mustJSON(want))
+			t.Errorf("%s: input %s, want %s", tc.name, input, mustJSON(want))
 		}
 		var raw struct{ Options map[string]any }
-		_ = json.Unmarshal([]byte(target["Input"].(string)), &raw)
+		_ = json.Unmarshal([]byte(input), &raw)
 		if _, ok := raw.Options["includeSecrets"]; !ok {
-			t.Errorf("%s: input does not spell out includeSecrets: %s", tc.name, target["Input"])
+			t.Errorf("%s: input does not spell out includeSecrets: %s", tc.name, input)
 		}
 		has(t, v.tmpl, "AWS::Lambda::Permission", map[string]any{
 			"Action": "lambda:InvokeFunction", "Principal": "events.amazonaws.com",
@@ -1048,9 +1062,12 @@ func TestFunctionGrants(t *testing.T) {
 					t.Errorf("%s: %s PutSecretValue on %s = %v", name, fn, secret, got)
 				}
 			}
-			for env, q := range map[string]string{lambdaenv.TaskQueueURL: logicalID(b.TaskQueue), lambdaenv.ControlQueueURL: logicalID(b.ControlQueue)} {
-				if got, want := grants(st, "sqs:SendMessage", "<"+q+".Arn>"), reads(fn, env); got != want {
+			for q, want := range map[string]bool{logicalID(b.TaskQueue): spec.sendsTasks, logicalID(b.ControlQueue): spec.sendsControl} {
+				if got := grants(st, "sqs:SendMessage", "<"+q+".Arn>"); got != want {
 					t.Errorf("%s: %s SendMessage to %s = %v, want %v", name, fn, q, got, want)
+				}
+				if want && !reads(fn, map[string]string{logicalID(b.TaskQueue): lambdaenv.TaskQueueURL, logicalID(b.ControlQueue): lambdaenv.ControlQueueURL}[q]) {
+					t.Errorf("%s: %s may send to %s but is not given its URL", name, fn, q)
 				}
 			}
 			for prefix, access := range map[string]s3Access{"jobs/": spec.staging, "backups/": spec.archive} {

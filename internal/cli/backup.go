@@ -143,9 +143,9 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 		})
 		return nil
 	}
-	a.say("Backup written: %s (%s)\n", path, humanBytes(sum.ArchiveSize))
+	a.say("Backup written: %s (%s)\n", path, archive.HumanBytes(sum.ArchiveSize))
 	a.say("  %d DOs, %d data namespaces, %d rows, %d objects (%s moved) in %s\n",
-		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, humanBytes(sum.Bytes), fmtDuration(time.Since(start)))
+		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(time.Since(start)))
 	if man.SHA256 != "" {
 		a.say("  sha256 %s\n", man.SHA256)
 	}
@@ -287,7 +287,7 @@ func (a *app) runList(ctx context.Context, dir string) error {
 		if la.Manifest {
 			m = "manifest ok"
 		}
-		a.say("%s  %10s  %s  %s\n", la.Modified, humanBytes(la.Bytes), filepath.Base(la.File), m)
+		a.say("%s  %10s  %s  %s\n", la.Modified, archive.HumanBytes(la.Bytes), filepath.Base(la.File), m)
 	}
 	for _, j := range unfinished {
 		a.say("unfinished %s job %s (%s) of %s, created %s: resume with --resume\n", j.Kind, j.ID, j.State, j.Target, j.CreatedAt.Format(time.RFC3339))

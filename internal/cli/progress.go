@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/edgevault/edgevault/pkg/archive"
 	"io"
 	"strings"
 	"sync"
@@ -69,7 +70,7 @@ func (p *progress) draw(final bool) {
 	el := time.Since(p.start).Seconds()
 	rate := ""
 	if el > 0.5 {
-		rate = fmt.Sprintf(" %s/s", humanBytes(int64(float64(p.bytes.Load())/el)))
+		rate = fmt.Sprintf(" %s/s", archive.HumanBytes(int64(float64(p.bytes.Load())/el)))
 	}
 	fail := ""
 	if f := p.failed.Load(); f > 0 {
@@ -77,7 +78,7 @@ func (p *progress) draw(final bool) {
 	}
 	line := fmt.Sprintf("\r%s [%s%s] %d/%d units  %s%s%s  %.0fs ", p.label,
 		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done, total,
-		humanBytes(p.bytes.Load()), rate, fail, el)
+		archive.HumanBytes(p.bytes.Load()), rate, fail, el)
 	fmt.Fprint(p.w, line+"\x1b[K")
 	if final {
 		fmt.Fprintln(p.w)
@@ -96,17 +97,4 @@ func (p *progress) Close() {
 	}
 	close(p.stop)
 	p.stopped.Wait()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/edgevault/edgevault/pkg/archive"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,7 +186,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 		return nil
 	}
 	a.say("Restore complete: %d DOs, %d data namespaces, %d rows, %d objects (%s) into %s in %s\n",
-		rep.DOCount, len(rep.Namespaces), rep.Rows, rep.Objects, humanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(time.Since(start)))
+		rep.DOCount, len(rep.Namespaces), rep.Rows, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(time.Since(start)))
 	return nil
 }
 
@@ -220,7 +221,7 @@ func (a *app) printReport(r *restore.Report) {
 		a.say("           orphan DO %s\n", o)
 	}
 	a.say("  writes:  %d users, %d DOs, %d data namespaces (%d rows), %d objects (%s)%s\n",
-		r.Users, r.DOCount, len(r.Namespaces), r.Rows, r.Objects, humanBytes(r.ObjectBytes), map[bool]string{true: ", secrets", false: ""}[r.Secrets])
+		r.Users, r.DOCount, len(r.Namespaces), r.Rows, r.Objects, archive.HumanBytes(r.ObjectBytes), map[bool]string{true: ", secrets", false: ""}[r.Secrets])
 	for _, u := range r.DOs {
 		a.say("           DO %s: %d rows\n", u.Name, u.Rows)
 	}

@@ -162,7 +162,7 @@ func (s Summary) WriteText(w io.Writer) error {
 	if name == "" {
 		name = "backup"
 	}
-	fmt.Fprintf(&b, "%s: %s, %s", name, s.Format, humanBytes(s.Bytes))
+	fmt.Fprintf(&b, "%s: %s, %s", name, s.Format, HumanBytes(s.Bytes))
 	if s.SHA256 != "" {
 		fmt.Fprintf(&b, ", sha256 %s", s.SHA256)
 	}
@@ -170,7 +170,7 @@ func (s Summary) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "  backup v%s, %s, source %s\n", s.Version, s.Timestamp, s.Source)
 	fmt.Fprintf(&b, "  %d DOs, %d auth shards, %d data namespaces; %d tables, %d rows, %d users\n",
 		s.DOs, s.AuthShards, s.DataNamespaces, s.Tables, s.Rows, s.Users)
-	fmt.Fprintf(&b, "  storage: %d objects, %s", s.Objects, humanBytes(s.StorageBytes))
+	fmt.Fprintf(&b, "  storage: %d objects, %s", s.Objects, HumanBytes(s.StorageBytes))
 	if s.Format == TarGz {
 		fmt.Fprintf(&b, " (%d members, %d checked by sha256)", s.Members, s.VerifiedObjects)
 	}
@@ -194,7 +194,8 @@ func (s Summary) WriteText(w io.Writer) error {
 	return err
 }
 
-func humanBytes(n int64) string {
+// HumanBytes formats a byte count with binary units (1.5 MiB).
+func HumanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

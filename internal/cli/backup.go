@@ -69,7 +69,7 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	if err != nil {
 		return failure("backup_create_failed", err)
 	}
-	e, err := a.embed(out, o.concurrency, time.Now)
+	e, err := a.embed(out, o.concurrency, time.Now, false)
 	if err != nil {
 		return failure("backup_create_failed", err)
 	}
@@ -257,7 +257,7 @@ func (a *app) runList(ctx context.Context, dir string) error {
 	sort.Slice(list, func(i, j int) bool { return list[i].File > list[j].File })
 	var unfinished []*events.Job
 	if st, err := os.Stat(filepath.Join(dir, StagingPrefix)); err == nil && st.IsDir() {
-		e, err := a.embed(dir, 1, time.Now)
+		e, err := a.embed(dir, 1, time.Now, false)
 		if err == nil {
 			defer e.Close()
 			_ = e.jobs.ListJobs(ctx, func(j *events.Job) error {

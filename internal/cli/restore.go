@@ -95,7 +95,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 		return failure("backup_restore_failed", err)
 	}
 	defer os.RemoveAll(work)
-	e, err := a.embed(work, max(o.concurrency.DOs, o.concurrency.Namespaces, 1), time.Now)
+	e, err := a.embed(work, max(o.concurrency.DOs, o.concurrency.Namespaces, 1), time.Now, true)
 	if err != nil {
 		return failure("backup_restore_failed", err)
 	}

@@ -161,8 +161,15 @@ type embedded struct {
 	runner     *backup.Runner
 }
 
-func (a *app) embed(dir string, concurrency int, now func() time.Time) (*embedded, error) {
-	store, err := fs.New(dir)
+// embed wires the pipeline over dir. Writes under the staging prefix are
+// not fsynced: staging is recreated or resumed after a crash anyway, and
+// thousands of small syncs would dominate a local run. The archive and its
+// manifest are always durable. scratch makes every write non-durable (a
+// restore's work directory, deleted at the end).
+func (a *app) embed(dir string, concurrency int, now func() time.Time, scratch bool) (*embedded, error) {
+	store, err := fs.NewWithOptions(dir, fs.Options{NoSync: func(key string) bool {
+		return scratch || strings.HasPrefix(key, StagingPrefix)
+	}})
 	if err != nil {
 		return nil, err
 	}

@@ -37,12 +37,26 @@ const (
 
 // Store keeps blobs as files under a root directory.
 type Store struct {
-	root *os.Root
+	root   *os.Root
+	noSync func(key string) bool
 }
 
-// New opens (creating it 0700 if needed) the directory dir as a Store.
-// Close releases the directory handle.
-func New(dir string) (*Store, error) {
+// Options tune a Store.
+type Options struct {
+	// NoSync, when it returns true for a key, skips the fsyncs that make
+	// a write survive an operating-system crash (the write stays atomic
+	// for every other reader). Staging data that is recreated anyway (a
+	// restore's unpacked archive, resumable backup parts) does not need
+	// them, and on a busy disk they are most of the cost of a write.
+	NoSync func(key string) bool
+}
+
+// New opens (creating it 0700 if needed) the directory dir as a Store
+// whose writes are durable. Close releases the directory handle.
+func New(dir string) (*Store, error) { return NewWithOptions(dir, Options{}) }
+
+// NewWithOptions is New with options.
+func NewWithOptions(dir string, o Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("fs: empty root directory")
 	}
@@ -53,7 +67,7 @@ func New(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: open root %s: %w", dir, err)
 	}
-	return &Store{root: root}, nil
+	return &Store{root: root, noSync: o.NoSync}, nil
 }
 
 // Close releases the root directory.
@@ -427,10 +441,14 @@ func (s *Store) newTemp(dir string) (*tempFile, error) {
 	return nil, fmt.Errorf("create temporary file in %s: %w", dir, last)
 }
 
-// commit makes the temporary file durable and moves it to key.
+// commit makes the temporary file durable (unless NoSync says otherwise)
+// and moves it to key.
 func (s *Store) commit(t *tempFile, key string, exclusive bool) error {
-	if err := t.f.Sync(); err != nil {
-		return err
+	durable := s.noSync == nil || !s.noSync(key)
+	if durable {
+		if err := t.f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := t.f.Close(); err != nil {
 		return err
@@ -447,6 +465,9 @@ func (s *Store) commit(t *tempFile, key string, exclusive bool) error {
 		return err
 	} else {
 		t.done = true
+	}
+	if !durable {
+		return nil
 	}
 	return s.syncDir(t.dir)
 }

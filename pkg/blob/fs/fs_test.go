@@ -164,3 +164,15 @@ func TestKeyConflictsWithDirectory(t *testing.T) {
 		t.Error("Create(a) over a directory succeeded")
 	}
 }
+
+// The behaviour contract holds for non-durable writes too.
+func TestSuiteWithoutSync(t *testing.T) {
+	blobtest.Run(t, func(t *testing.T) backup.BlobStore {
+		s, err := NewWithOptions(t.TempDir(), Options{NoSync: func(string) bool { return true }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -74,6 +74,40 @@ func NewManifest(s Summary, createdAt time.Time, job string) Manifest {
 	}
 }
 
+// Count adds a value written to the archive to the manifest's figures,
+// counting the way Summary does, so a manifest built while writing agrees
+// with what Verify reads back.
+func (m *Manifest) Count(vs ValueStats) {
+	switch vs.Section {
+	case SectionDatabase:
+		m.DOs++
+	case SectionAuthShard:
+		m.AuthShards++
+	case SectionDataNamespace:
+		m.DataNamespaces++
+	case SectionSecrets:
+		m.Secrets = m.Secrets || vs.Keys > 0
+		return
+	case SectionConfig:
+		return
+	}
+	m.Tables += int64(len(vs.Tables))
+	m.Rows += vs.Rows
+	if vs.Section == SectionAuthD1 {
+		for _, t := range vs.Tables {
+			if t.Name == "_users" {
+				m.Users += t.Rows
+			}
+		}
+	}
+}
+
+// CountObject adds a storage object to the manifest's figures.
+func (m *Manifest) CountObject(o Object) {
+	m.Objects++
+	m.StorageBytes += o.Size
+}
+
 // EncodeManifest writes m as indented JSON.
 func EncodeManifest(w io.Writer, m Manifest) error {
 	b, err := json.MarshalIndent(m, "", "  ")

@@ -107,30 +107,19 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 	}
 	final := a.Jobs.ArchiveKey(name)
 
-	var man archive.Manifest
+	man := &archive.Manifest{Version: archive.ManifestVersion, Archive: name, Job: job.ID, Source: job.Source}
 	if !tarball {
-		hw, err := a.putHashed(ctx, final, func(w io.Writer) error { return a.writeDocument(ctx, job, w) })
+		hw, err := a.putHashed(ctx, final, func(w io.Writer) error { return a.writeDocument(ctx, job, w, man) })
 		if err != nil {
 			return assembled{}, err
 		}
-		man = archive.Manifest{Format: archive.JSON, Size: hw.n, SHA256: hw.sum()}
-	} else {
-		man, err = a.assembleTarGz(ctx, job, final, members)
-		if err != nil {
-			return assembled{}, err
-		}
+		man.Format, man.Size, man.SHA256 = archive.JSON, hw.n, hw.sum()
+	} else if err := a.assembleTarGz(ctx, job, final, members, man); err != nil {
+		return assembled{}, err
 	}
-	man.Version = archive.ManifestVersion
-	man.Archive = name
 	man.CreatedAt = a.Jobs.Now().UTC()
-	man.Job = job.ID
-	man.Source = job.Source
-	if job.Summary != nil {
-		man.DOs, man.DataNamespaces = job.Summary.DOs, job.Summary.Namespaces
-	}
-	man.Objects = objects
 	var buf bytes.Buffer
-	if err := archive.EncodeManifest(&buf, man); err != nil {
+	if err := archive.EncodeManifest(&buf, *man); err != nil {
 		return assembled{}, err
 	}
 	mkey := a.Jobs.ArchiveKey(archive.ManifestName(name))
@@ -186,16 +175,18 @@ func (a *Assembler) reserve(ctx context.Context, job string, started time.Time, 
 	return "", Permanent(fmt.Errorf("every archive name from %s on for %d seconds is taken", archive.FileName(started, tarball), maxNameShift))
 }
 
-func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final string, members []member) (archive.Manifest, error) {
-	man := archive.Manifest{Format: archive.TarGz}
+// assembleTarGz writes the .tar.gz and fills man's format, size and
+// hashes (and, through writeDocument, its counts).
+func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final string, members []member, man *archive.Manifest) error {
+	man.Format = archive.TarGz
 	// backup.json first, to learn its size for the tar header.
 	docKey := a.Jobs.key(job.ID, "backup.json")
 	var docSize int64
 	err := (&BackupTasks{Jobs: a.Jobs}).putStream(ctx, docKey, func(w io.Writer) error {
-		return a.writeDocument(ctx, job, w)
+		return a.writeDocument(ctx, job, w, man)
 	}, &docSize)
 	if err != nil {
-		return man, err
+		return err
 	}
 	headKey, trailerKey := a.Jobs.key(job.ID, "head.gz"), a.Jobs.key(job.ID, "trailer.gz")
 	head, err := a.putHashed(ctx, headKey, func(w io.Writer) error {
@@ -207,11 +198,11 @@ func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final st
 		return archive.WriteHeadMember(w, doc, docSize, job.Started)
 	})
 	if err != nil {
-		return man, err
+		return err
 	}
 	trailer, err := a.putHashed(ctx, trailerKey, archive.WriteTrailerMember)
 	if err != nil {
-		return man, err
+		return err
 	}
 	all := append([]member{{key: headKey, size: head.n, sha256: head.sum()}}, members...)
 	all = append(all, member{key: trailerKey, size: trailer.n, sha256: trailer.sum()})
@@ -231,9 +222,9 @@ func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final st
 			keys[i] = m.key
 		}
 		if err := c.Compose(ctx, final, keys); err != nil {
-			return man, err
+			return err
 		}
-		return man, nil
+		return nil
 	}
 	hw, err := a.putHashed(ctx, final, func(w io.Writer) error {
 		for _, m := range all {
@@ -244,25 +235,24 @@ func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final st
 		return nil
 	})
 	if err != nil {
-		return man, err
+		return err
 	}
 	if hw.n != man.Size {
-		return man, fmt.Errorf("assembled %d bytes, members add up to %d", hw.n, man.Size)
+		return fmt.Errorf("assembled %d bytes, members add up to %d", hw.n, man.Size)
 	}
 	man.SHA256 = hw.sum()
-	return man, nil
+	return nil
 }
 
-// writeDocument streams backup.json from the parts, in plan order.
-func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Writer) error {
-	jw, err := archive.NewJSONWriter(w, archive.Header{
-		Version:   archive.Version,
-		Timestamp: archive.FormatTimestamp(a.Jobs.Now()),
-		Source:    job.Source,
-	})
+// writeDocument streams backup.json from the parts, in plan order, and
+// counts what it writes into man.
+func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Writer, man *archive.Manifest) error {
+	hdr := archive.Header{Version: archive.Version, Timestamp: archive.FormatTimestamp(a.Jobs.Now()), Source: job.Source}
+	jw, err := archive.NewJSONWriter(w, hdr)
 	if err != nil {
 		return err
 	}
+	man.BackupTimestamp = hdr.Timestamp
 	err = a.Jobs.EachTask(ctx, job.ID, func(t events.Task) error {
 		if t.Kind == events.TaskStorage {
 			var idx StorageIndex
@@ -273,6 +263,7 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 				if err := jw.StorageObject(o); err != nil {
 					return err
 				}
+				man.CountObject(o)
 			}
 			return nil
 		}
@@ -281,7 +272,8 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 			if err := a.Jobs.GetJSON(ctx, a.Jobs.PartKey(job.ID, t.ID, ""), &vals); err != nil {
 				return err
 			}
-			_, err := jw.Secrets(vals)
+			vs, err := jw.Secrets(vals)
+			man.Count(vs)
 			return err
 		}
 		rc, err := a.Jobs.Store.Get(ctx, a.Jobs.PartKey(job.ID, t.ID, ""))
@@ -289,23 +281,25 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 			return fmt.Errorf("%s: %w", t.Unit, err)
 		}
 		defer rc.Close()
+		var vs archive.ValueStats
 		switch t.Kind {
 		case events.TaskControlD1:
-			_, err = jw.ControlD1(rc)
+			vs, err = jw.ControlD1(rc)
 		case events.TaskAuthD1:
-			_, err = jw.AuthD1(rc)
+			vs, err = jw.AuthD1(rc)
 		case events.TaskDO:
-			_, err = jw.Database(t.DOName, rc)
+			vs, err = jw.Database(t.DOName, rc)
 		case events.TaskConfig:
-			_, err = jw.Config(rc)
+			vs, err = jw.Config(rc)
 		case events.TaskData:
-			_, err = jw.DataNamespace(t.Namespace, rc)
+			vs, err = jw.DataNamespace(t.Namespace, rc)
 		default:
 			err = fmt.Errorf("unexpected task kind %q in a backup plan", t.Kind)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Unit, err)
 		}
+		man.Count(vs)
 		return nil
 	})
 	if err != nil {

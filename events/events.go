@@ -151,8 +151,10 @@ type Task struct {
 	// SkipTables are tables of the input a restore leaves out (FTS index
 	// tables the target's triggers rebuild).
 	SkipTables []string `json:"skipTables,omitempty"`
-	// Prefix limits a storage range to keys with this prefix (--only).
-	Prefix string `json:"prefix,omitempty"`
+	// Create marks an instance DO the target does not have yet: it is
+	// created before its restore (which would otherwise be refused with
+	// needsCreate after uploading the whole body).
+	Create bool `json:"create,omitempty"`
 	// Wipes marks tasks that delete data: they run only while their phase
 	// is open (a late duplicate would destroy restored data).
 	Wipes bool `json:"wipes,omitempty"`

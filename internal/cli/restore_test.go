@@ -35,34 +35,46 @@ func sameLines(t *testing.T, what string, want, got []string) {
 }
 
 // TestRestoreCreatesMissingInstances: restore-do answers needsCreate for an
-// instance the target never had; the restore creates it through the public
-// API and restores it instead of counting the no-op as success (9.7).
+// instance the target never had. A full restore knows the target's DOs and
+// creates missing instances through the public API before restoring them;
+// a selective one (no listing) meets needsCreate, creates the instance and
+// restores again. Neither counts the no-op as success (9.7).
 func TestRestoreCreatesMissingInstances(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	sa := newSourceArchives(ctx, t)
-	dst := newEmulator(t, edgebasetest.Options{})
-	r := cliRun(ctx, t, append([]string{"backup", "restore", "--from", sa.json, "--yes"}, conn(dst)...)...)
-	if r.code != 0 {
-		t.Fatalf("restore failed:\n%s", r)
-	}
-	log := dst.Requests()
-	want := fingerprint(ctx, t, sa.src.emu, sa.src.demo.Instances...)
-	got := fingerprint(ctx, t, dst, sa.src.demo.Instances...)
-	sameLines(t, "instance tables", linesWith(want, "table workspace:"), linesWith(got, "table workspace:"))
-	for _, inst := range sa.src.demo.Instances {
-		_, id, _ := strings.Cut(inst, ":")
-		var calls []string
-		for _, q := range log {
-			switch {
-			case q.Endpoint == "restore-do" && q.Fields["doName"] == inst:
-				calls = append(calls, "restore-do")
-			case q.Endpoint == "api:db:list" && strings.HasPrefix(q.Path, "/api/db/workspace/"+id+"/"):
-				calls = append(calls, "create")
-			}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{"full restore", nil, "create,restore-do"},
+		{"selective restore", []string{"--only", "db:workspace"}, "restore-do,create,restore-do"},
+	} {
+		dst := newEmulator(t, edgebasetest.Options{})
+		args := append([]string{"backup", "restore", "--from", sa.json, "--yes"}, tc.extra...)
+		r := cliRun(ctx, t, append(args, conn(dst)...)...)
+		if r.code != 0 {
+			t.Fatalf("%s failed:\n%s", tc.name, r)
 		}
-		if strings.Join(calls, ",") != "restore-do,create,restore-do" {
-			t.Errorf("%s: calls %v; want restore-do (needsCreate), a public read that creates it, restore-do", inst, calls)
+		log := dst.Requests()
+		want := fingerprint(ctx, t, sa.src.emu, sa.src.demo.Instances...)
+		got := fingerprint(ctx, t, dst, sa.src.demo.Instances...)
+		sameLines(t, tc.name+": instance tables", linesWith(want, "table workspace:"), linesWith(got, "table workspace:"))
+		for _, inst := range sa.src.demo.Instances {
+			_, id, _ := strings.Cut(inst, ":")
+			var calls []string
+			for _, q := range log {
+				switch {
+				case q.Endpoint == "restore-do" && q.Fields["doName"] == inst:
+					calls = append(calls, "restore-do")
+				case q.Endpoint == "api:db:list" && strings.HasPrefix(q.Path, "/api/db/workspace/"+id+"/"):
+					calls = append(calls, "create")
+				}
+			}
+			if strings.Join(calls, ",") != tc.want {
+				t.Errorf("%s: %s: calls %v; want %s", tc.name, inst, calls, tc.want)
+			}
 		}
 	}
 }

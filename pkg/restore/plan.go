@@ -106,6 +106,7 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	}
 
 	var orphans []string
+	var onTarget map[string]bool // nil when the target's DOs were not listed
 	if sel.all {
 		targetDOs, warnings, err := p.Enum.DOs(ctx, cfg)
 		if err != nil {
@@ -116,7 +117,9 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 		for _, d := range in.dos {
 			inArchive[d.Name] = true
 		}
+		onTarget = make(map[string]bool, len(targetDOs))
 		for _, n := range targetDOs {
+			onTarget[n] = true
 			if !inArchive[n] {
 				orphans = append(orphans, n)
 			}
@@ -168,8 +171,9 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 				continue
 			}
 			rep.addDO(d)
+			create := onTarget != nil && !onTarget[d.Name] && strings.Contains(d.Name, ":")
 			if err := add(PhaseDOs, events.Task{Kind: events.TaskRestoreDO, Unit: "DO " + d.Name, DOName: d.Name,
-				DOType: edgebase.TypeDatabase, Input: d.Part, SkipTables: d.SkipTables}); err != nil {
+				DOType: edgebase.TypeDatabase, Input: d.Part, SkipTables: d.SkipTables, Create: create}); err != nil {
 				return err
 			}
 		}

@@ -284,6 +284,11 @@ func (t *Tasks) restoreDO(ctx context.Context, _ *events.Job, task events.Task) 
 		policy = edgebase.RetryPolicy{MaxAttempts: 40, BaseDelay: 500 * time.Millisecond, MaxDelay: 10 * time.Second}
 	}
 	client := t.Client.WithRetry(policy)
+	if task.Create {
+		if err := t.createInstance(ctx, task.DOName); err != nil {
+			return res, backup.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, err))
+		}
+	}
 	_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
 	if errors.Is(err, edgebase.ErrNeedsCreate) {
 		if cerr := t.createInstance(ctx, task.DOName); cerr != nil {

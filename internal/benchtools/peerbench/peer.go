@@ -312,7 +312,9 @@ func (b *bench) restore(ctx context.Context, tool string, src, dst *target, arch
 		args := []string{filepath.Join(proj, "node_modules/@edge-base/cli/dist/index.js"), "--json", "backup", "restore", "--from", archive, "--yes", "--url", dst.URL, "--service-key", dst.Key}
 		r.m, err = b.timedOn(ctx, dst, proj, environ("EDGEBASE_TELEMETRY_DISABLED=1", "CI=true"), "node", args...)
 	case "edgevault":
-		args := []string{"--json", "backup", "restore", "--from", archive, "--yes", "--url", dst.URL, "--service-key", dst.Key, "--concurrency", strconv.Itoa(b.cfg.concurrency)}
+		// Objects go up with as many requests in flight as the floor uses.
+		args := []string{"--json", "backup", "restore", "--from", archive, "--yes", "--url", dst.URL, "--service-key", dst.Key,
+			"--concurrency", strconv.Itoa(b.cfg.concurrency), "--storage-concurrency", strconv.Itoa(2 * b.cfg.concurrency)}
 		r.m, err = b.timedOn(ctx, dst, filepath.Dir(archive), environ(), b.cfg.edgevault, args...)
 	case "floor":
 		args := []string{"restore", "-url", dst.URL, "-key", dst.Key, "-source", src.URL, "-source-key", src.Key,
@@ -476,7 +478,7 @@ func (b *bench) profileRuns(ctx context.Context, sc string, src, dst *target) (s
 	if m == nil {
 		return "", errors.New("profile: create printed no file")
 	}
-	if _, err := runOne("restore", []string{"--json", "backup", "restore", "--from", m[1], "--yes", "--url", dst.URL, "--service-key", dst.Key, "--concurrency", conc}); err != nil {
+	if _, err := runOne("restore", []string{"--json", "backup", "restore", "--from", m[1], "--yes", "--url", dst.URL, "--service-key", dst.Key, "--concurrency", conc, "--storage-concurrency", strconv.Itoa(2 * b.cfg.concurrency)}); err != nil {
 		return "", err
 	}
 	b.logf("profiles in %s", dir)

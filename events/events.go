@@ -151,6 +151,9 @@ type Task struct {
 	// SkipTables are tables of the input a restore leaves out (FTS index
 	// tables the target's triggers rebuild).
 	SkipTables []string `json:"skipTables,omitempty"`
+	// Skip is how many leading objects of a storage range are uploaded by
+	// another task (a spool) and skipped here.
+	Skip int64 `json:"skip,omitempty"`
 	// Create marks an instance DO the target does not have yet: it is
 	// created before its restore (which would otherwise be refused with
 	// needsCreate after uploading the whole body).

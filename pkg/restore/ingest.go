@@ -71,6 +71,14 @@ type ingester struct {
 	objBytes int64
 	members  int64
 
+	// Spooled staging of members (see spool.go).
+	sp          *spool
+	spools      int
+	spooled     int64 // members in spools: always the first entries of storage.objects
+	unordered   bool  // a member broke the order: the rest are staged one by one
+	loaded      []archive.Object
+	loadedRange int
+
 	seq     int
 	pending *stagedPut
 }
@@ -109,8 +117,13 @@ func (in *ingester) finishPut(err error) error {
 	return err
 }
 
-// abort stops a value being staged when Read fails mid-way.
-func (in *ingester) abort(err error) { _ = in.finishPut(err) }
+// abort stops a value (and a spool) being staged when Read fails mid-way.
+func (in *ingester) abort(err error) {
+	_ = in.finishPut(err)
+	if err != nil {
+		_ = in.closeSpool(err)
+	}
+}
 
 func (in *ingester) Header(_ context.Context, h archive.Header) error {
 	in.header = h
@@ -208,6 +221,19 @@ func (in *ingester) StorageMember(ctx context.Context, m archive.Member, r io.Re
 	in.members++
 	if in.skipStorage {
 		return nil
+	}
+	if !in.unordered {
+		o, ok, err := in.expected(ctx, in.spooled)
+		if err != nil {
+			return err
+		}
+		if ok && o.Key == m.Key {
+			return in.spoolMember(ctx, o, r)
+		}
+		in.unordered = true
+		if err := in.closeSpool(nil); err != nil {
+			return err
+		}
 	}
 	return in.jobs.Store.Put(ctx, ObjectKey(in.jobs, in.job, m.Key), r)
 }

@@ -64,7 +64,7 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	if err != nil {
 		return backup.Permanent(fmt.Errorf("opening archive %s: %w", job.Options.Archive, err))
 	}
-	in := &ingester{jobs: p.Jobs, job: job.ID, target: cfg,
+	in := &ingester{jobs: p.Jobs, job: job.ID, target: cfg, loadedRange: -1,
 		skipStorage: job.Options.SkipStorage || !sel.wantsStorage(),
 		skipSecrets: job.Options.SkipSecrets || !sel.wantsSecrets(),
 		rangeKeys:   p.RangeKeys}
@@ -195,9 +195,21 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 				}
 			}
 			rep.Objects, rep.ObjectBytes = in.objects, in.objBytes
+			for n := range in.spools {
+				if err := add(PhasePutStorage, events.Task{Kind: events.TaskPutStorage, Unit: fmt.Sprintf("storage spool %d", n),
+					Range: n, Input: spoolIndexKey(in, n)}); err != nil {
+					return err
+				}
+			}
+			// Objects not in a spool were staged one by one: the ranges
+			// from the first unspooled object on upload them.
 			for r := range in.ranges {
+				start := int64(r) * int64(in.rangeKeys)
+				if start+int64(in.rangeKeys) <= in.spooled {
+					continue
+				}
 				if err := add(PhasePutStorage, events.Task{Kind: events.TaskPutStorage, Unit: fmt.Sprintf("storage range %d", r),
-					Range: r, Input: rangeKey(p.Jobs, job.ID, r)}); err != nil {
+					Range: r, Input: rangeKey(p.Jobs, job.ID, r), Skip: max(0, in.spooled-start)}); err != nil {
 					return err
 				}
 			}
@@ -263,6 +275,9 @@ func (p *Planner) ingest(ctx context.Context, src Source, in *ingester) (archive
 	}
 	if err == nil {
 		err = in.flushRange(ctx)
+	}
+	if err == nil {
+		err = in.closeSpool(nil)
 	}
 	in.abort(err)
 	if pw != nil {

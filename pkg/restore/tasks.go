@@ -326,27 +326,51 @@ func (t *Tasks) wipeStorage(ctx context.Context, _ *events.Job, _ events.Task) (
 	return backup.Result{Objects: n}, classify(err)
 }
 
-// putStorage uploads one range of objects from staging, each with the
-// content type the archive recorded.
+// putStorage uploads one spool or one range of objects from staging,
+// each object with the content type the archive recorded.
 func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Task) (backup.Result, error) {
 	sel, err := ParseOnly(job.Options.Only)
 	if err != nil {
 		return backup.Result{}, backup.Permanent(err)
 	}
-	objs, err := t.readObjects(ctx, task.Input)
-	if err != nil {
-		return backup.Result{}, err
+	type upload struct {
+		key, contentType string
+		size             int64
+		open             func(context.Context) (io.ReadCloser, error)
+	}
+	var ups []upload
+	if strings.HasSuffix(task.Input, ".json") {
+		var idx spoolIndex
+		if err := t.Jobs.GetJSON(ctx, task.Input, &idx); err != nil {
+			return backup.Result{}, err
+		}
+		for _, e := range idx.Entries {
+			ups = append(ups, upload{e.Key, e.ContentType, e.Size, func(ctx context.Context) (io.ReadCloser, error) {
+				return t.Jobs.Store.GetRange(ctx, idx.Blob, e.Offset, e.Size)
+			}})
+		}
+	} else {
+		objs, err := readObjects(ctx, t.Jobs, task.Input)
+		if err != nil {
+			return backup.Result{}, err
+		}
+		for _, o := range objs[min(int(task.Skip), len(objs)):] {
+			blobKey := ObjectKey(t.Jobs, task.Job, o.Key)
+			ups = append(ups, upload{o.Key, o.ContentType, o.Size, func(ctx context.Context) (io.ReadCloser, error) {
+				return t.Jobs.Store.Get(ctx, blobKey)
+			}})
+		}
 	}
 	var (
 		mu  sync.Mutex
 		res backup.Result
 	)
-	// The limit on puts is shared by every storage range running at once.
+	// The limit on puts is shared by every storage task running at once.
 	sem := t.sem(events.TaskPutStorage)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(t.Concurrency.withDefaults().Objects)
-	for _, o := range objs {
-		if !sel.Object(o.Key) {
+	for _, u := range ups {
+		if !sel.Object(u.key) {
 			continue
 		}
 		g.Go(func() error {
@@ -355,9 +379,8 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 				return err
 			}
 			defer release()
-			key := ObjectKey(t.Jobs, task.Job, o.Key)
 			body := func() (io.ReadCloser, error) {
-				rc, err := t.Jobs.Store.Get(gctx, key)
+				rc, err := u.open(gctx)
 				if err != nil {
 					return nil, err
 				}
@@ -366,12 +389,12 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 					io.Closer
 				}{backup.MeteredReader(gctx, rc), rc}, nil
 			}
-			if err := t.Client.PutObject(gctx, o.Key, o.ContentType, o.Size, body); err != nil {
-				return fmt.Errorf("object %q: %w", o.Key, err)
+			if err := t.Client.PutObject(gctx, u.key, u.contentType, u.size, body); err != nil {
+				return fmt.Errorf("object %q: %w", u.key, err)
 			}
 			mu.Lock()
 			res.Objects++
-			res.Bytes += o.Size
+			res.Bytes += u.size
 			mu.Unlock()
 			return nil
 		})
@@ -379,8 +402,9 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 	return res, classify(g.Wait())
 }
 
-func (t *Tasks) readObjects(ctx context.Context, key string) ([]archive.Object, error) {
-	rc, err := t.Jobs.Store.Get(ctx, key)
+// readObjects loads a staged range of storage.objects entries.
+func readObjects(ctx context.Context, jobs *backup.Jobs, key string) ([]archive.Object, error) {
+	rc, err := jobs.Store.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/edgevault/edgevault/pkg/backup"
@@ -39,7 +40,18 @@ const (
 type Store struct {
 	root   *os.Root
 	noSync func(key string) bool
+
+	// dirs caches handles on directories: os.Root walks every path
+	// component (symlink-safely) on each call, which for deep staging
+	// keys costs more than the writes themselves. A cached handle can go
+	// stale when its directory is pruned; every use that meets ENOENT
+	// drops it and walks again.
+	mu      sync.Mutex
+	dirs    map[string]*os.Root
+	retired []*os.Root // evicted handles, closed by Close (others may still use them)
 }
+
+const maxCachedDirs = 256
 
 // Options tune a Store.
 type Options struct {
@@ -67,11 +79,93 @@ func NewWithOptions(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: open root %s: %w", dir, err)
 	}
-	return &Store{root: root, noSync: o.NoSync}, nil
+	return &Store{root: root, noSync: o.NoSync, dirs: map[string]*os.Root{}}, nil
 }
 
-// Close releases the root directory.
-func (s *Store) Close() error { return s.root.Close() }
+// Close releases the root directory and the cached directory handles.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.dirs {
+		r.Close()
+	}
+	for _, r := range s.retired {
+		r.Close()
+	}
+	s.dirs, s.retired = map[string]*os.Root{}, nil
+	return s.root.Close()
+}
+
+// sub returns a handle on directory dir ("." is the root), creating it
+// first when create is set.
+func (s *Store) sub(dir string, create bool) (*os.Root, error) {
+	if dir == "." {
+		return s.root, nil
+	}
+	s.mu.Lock()
+	r := s.dirs[dir]
+	s.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	if create {
+		if err := s.root.MkdirAll(dir, dirPerm); err != nil {
+			return nil, fmt.Errorf("create directory %s: %w", dir, err)
+		}
+	}
+	r, err := s.root.OpenRoot(dir)
+	if err != nil {
+		// os.Root reports a file in the way with a plain error; make it
+		// ENOTDIR so it reads as "not found" like everywhere else.
+		if fi, serr := s.root.Lstat(dir); serr == nil && !fi.IsDir() {
+			return nil, &iofs.PathError{Op: "open", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.dirs[dir]; old != nil {
+		s.retired = append(s.retired, r)
+		return old, nil
+	}
+	if len(s.dirs) >= maxCachedDirs {
+		for k, old := range s.dirs {
+			s.retired = append(s.retired, old)
+			delete(s.dirs, k)
+		}
+	}
+	s.dirs[dir] = r
+	return r, nil
+}
+
+// drop forgets the handles of dir and everything below it.
+func (s *Store) drop(dir string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, r := range s.dirs {
+		if k == dir || strings.HasPrefix(k, dir+"/") {
+			s.retired = append(s.retired, r)
+			delete(s.dirs, k)
+		}
+	}
+}
+
+// inDir runs op on the handle of key's directory and key's base name,
+// walking afresh once if a cached handle turned out stale.
+func (s *Store) inDir(key string, op func(r *os.Root, base string) error) error {
+	dir, base := path.Dir(key), path.Base(key)
+	for attempt := 0; ; attempt++ {
+		r, err := s.sub(dir, false)
+		if err == nil {
+			err = op(r, base)
+		}
+		if attempt == 0 && dir != "." && (errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
+			s.drop(dir)
+			continue
+		}
+		return err
+	}
+}
 
 func checkKey(key string) error {
 	if err := blob.ValidateKey(key); err != nil {
@@ -117,7 +211,7 @@ func (s *Store) write(ctx context.Context, op, key string, r io.Reader, exclusiv
 	}
 	if exclusive {
 		// Fail before consuming r; the link below still decides races.
-		if _, err := s.root.Lstat(key); err == nil {
+		if s.inDir(key, func(r *os.Root, base string) error { _, err := r.Lstat(base); return err }) == nil {
 			return fmt.Errorf("fs: %s %s: %w", op, key, blob.ErrExist)
 		}
 	}
@@ -237,7 +331,8 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return blob.Info{}, fmt.Errorf("fs: stat %s: %w", key, err)
 	}
-	fi, err := s.root.Stat(key)
+	var fi iofs.FileInfo
+	err := s.inDir(key, func(r *os.Root, base string) (err error) { fi, err = r.Stat(base); return err })
 	if err != nil {
 		return blob.Info{}, fmt.Errorf("fs: stat %s: %w", key, mapNotExist(err))
 	}
@@ -269,6 +364,7 @@ type entry struct {
 	name  string
 	sort  string
 	isDir bool
+	size  int64
 }
 
 func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(blob.Info) error) error {
@@ -298,14 +394,7 @@ func (s *Store) walk(ctx context.Context, dir, prefix string, fn func(blob.Info)
 		if !strings.HasPrefix(key, prefix) {
 			continue
 		}
-		fi, err := s.root.Lstat(key)
-		if errors.Is(err, iofs.ErrNotExist) {
-			continue // deleted while listing
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(blob.Info{Key: key, Size: fi.Size()}); err != nil {
+		if err := fn(blob.Info{Key: key, Size: e.size}); err != nil {
 			return err
 		}
 	}
@@ -340,7 +429,14 @@ func (s *Store) readDir(dir string) ([]entry, error) {
 		case t.IsDir():
 			out = append(out, entry{name: name, sort: name + "/", isDir: true})
 		case t.IsRegular():
-			out = append(out, entry{name: name, sort: name})
+			fi, err := de.Info() // relative to the open directory: one syscall
+			if errors.Is(err, iofs.ErrNotExist) {
+				continue // deleted while listing
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, entry{name: name, sort: name, size: fi.Size()})
 		}
 	}
 	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.sort, b.sort) })
@@ -356,18 +452,25 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("fs: delete %s: %w", key, err)
 	}
-	fi, err := s.root.Lstat(key)
+	var isDir bool
+	err := s.inDir(key, func(r *os.Root, base string) error {
+		fi, err := r.Lstat(base)
+		if err != nil {
+			return err
+		}
+		if isDir = fi.IsDir(); isDir {
+			return nil // a prefix of other keys, not a blob
+		}
+		return r.Remove(base)
+	})
 	if err != nil {
 		if errors.Is(mapNotExist(err), blob.ErrNotExist) {
 			return nil
 		}
 		return fmt.Errorf("fs: delete %s: %w", key, err)
 	}
-	if fi.IsDir() {
-		return nil // a prefix of other keys, not a blob
-	}
-	if err := s.root.Remove(key); err != nil && !errors.Is(err, iofs.ErrNotExist) {
-		return fmt.Errorf("fs: delete %s: %w", key, err)
+	if isDir {
+		return nil
 	}
 	for dir := path.Dir(key); dir != "."; dir = path.Dir(dir) {
 		// Fails on the first non-empty directory; a concurrent writer that
@@ -375,6 +478,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		if s.root.Remove(dir) != nil {
 			break
 		}
+		s.drop(dir)
 	}
 	return nil
 }
@@ -382,7 +486,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // openRegular opens key for reading and returns its size; directories and
 // anything that is not a regular file count as missing.
 func (s *Store) openRegular(key string) (*os.File, int64, error) {
-	f, err := s.root.Open(key)
+	var f *os.File
+	err := s.inDir(key, func(r *os.Root, base string) (err error) { f, err = r.Open(base); return err })
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", key, mapNotExist(err))
 	}
@@ -407,11 +512,14 @@ func mapNotExist(err error) error {
 	return err
 }
 
+// tempFile is a file being written in directory dir (handle d), to be
+// renamed or linked to its key's base name there.
 type tempFile struct {
-	root      *os.Root
-	f         *os.File
-	name, dir string
-	done      bool
+	d    *os.Root
+	f    *os.File
+	name string
+	dir  string
+	done bool
 }
 
 // newTemp creates a temporary file in dir, creating dir as needed. It
@@ -419,24 +527,24 @@ type tempFile struct {
 func (s *Store) newTemp(dir string) (*tempFile, error) {
 	var last error
 	for range 5 {
-		if dir != "." {
-			if err := s.root.MkdirAll(dir, dirPerm); err != nil {
-				return nil, fmt.Errorf("create directory %s: %w", dir, err)
-			}
+		d, err := s.sub(dir, true)
+		if err != nil {
+			return nil, err
 		}
 		var rnd [8]byte
 		if _, err := rand.Read(rnd[:]); err != nil {
 			return nil, err
 		}
-		name := path.Join(dir, TempPrefix+hex.EncodeToString(rnd[:]))
-		f, err := s.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
+		name := TempPrefix + hex.EncodeToString(rnd[:])
+		f, err := d.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
 		if err == nil {
-			return &tempFile{root: s.root, f: f, name: name, dir: dir}, nil
+			return &tempFile{d: d, f: f, name: name, dir: dir}, nil
 		}
 		last = err
 		if !errors.Is(err, iofs.ErrNotExist) {
 			break
 		}
+		s.drop(dir) // pruned (or a stale handle): walk again
 	}
 	return nil, fmt.Errorf("create temporary file in %s: %w", dir, last)
 }
@@ -454,14 +562,15 @@ func (s *Store) commit(t *tempFile, key string, exclusive bool) error {
 		return err
 	}
 	t.f = nil
+	base := path.Base(key)
 	if exclusive {
-		if err := s.root.Link(t.name, key); err != nil {
+		if err := t.d.Link(t.name, base); err != nil {
 			if errors.Is(err, iofs.ErrExist) {
 				return blob.ErrExist
 			}
 			return err
 		}
-	} else if err := s.root.Rename(t.name, key); err != nil {
+	} else if err := t.d.Rename(t.name, base); err != nil {
 		return err
 	} else {
 		t.done = true
@@ -469,11 +578,7 @@ func (s *Store) commit(t *tempFile, key string, exclusive bool) error {
 	if !durable {
 		return nil
 	}
-	return s.syncDir(t.dir)
-}
-
-func (s *Store) syncDir(dir string) error {
-	d, err := s.root.Open(dir)
+	d, err := t.d.Open(".")
 	if err != nil {
 		return err
 	}
@@ -487,7 +592,7 @@ func (t *tempFile) discard() {
 		t.f.Close()
 	}
 	if !t.done {
-		_ = t.root.Remove(t.name)
+		_ = t.d.Remove(t.name)
 	}
 }
 

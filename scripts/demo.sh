@@ -21,9 +21,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_emulator() { # name key [seed]
+start_emulator() { # name key [seed]: starts in this shell, so cleanup can stop it by PID
   "$EMU" --key "$2" --seed "${3:-none}" --state "$WORK/$1-state" --ready-file "$WORK/$1.url" >/dev/null 2>"$WORK/$1.log" &
   PIDS+=($!)
+}
+
+emulator_url() { # name
   for _ in $(seq 1 100); do [ -s "$WORK/$1.url" ] && break; sleep 0.1; done
   [ -s "$WORK/$1.url" ] || { echo "emulator $1 did not start:"; cat "$WORK/$1.log"; exit 1; }
   sed 's/^EDGEBASE_URL=//' "$WORK/$1.url"
@@ -31,8 +34,10 @@ start_emulator() { # name key [seed]
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-SRC=$(start_emulator source demo-source-key demo)
-DST=$(start_emulator target demo-target-key)
+start_emulator source demo-source-key demo
+start_emulator target demo-target-key
+SRC=$(emulator_url source)
+DST=$(emulator_url target)
 echo "source $SRC ($(cat "$WORK/source.log"))"
 echo "target $DST (empty)"
 

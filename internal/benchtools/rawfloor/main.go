@@ -101,6 +101,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	tr := edgebase.DefaultTransport()
 	tr.MaxConnsPerHost = o.inFlight
+	// The same bound on waiting for headers as edgevault's client: a
+	// request the server never answers fails the run instead of hanging it.
+	tr.ResponseHeaderTimeout = 30 * time.Second
 	hc := &http.Client{Transport: tr}
 	// Idle keep-alive connections would hold up a server's graceful
 	// shutdown (the tests run the emulator in-process).

@@ -383,6 +383,22 @@ func (w *walker) rowMembers(msg, path string, row int64, t *TableStats) (empty b
 	}
 }
 
+// req names a required presence bit of an object being walked.
+type req struct {
+	bit  int
+	name string
+}
+
+// require reports the first of fields whose bit is not set in have.
+func (w *walker) require(msg, path string, have int, fields ...req) error {
+	for _, f := range fields {
+		if have&f.bit == 0 {
+			return w.shape(msg, path, "missing %s", f.name)
+		}
+	}
+	return nil
+}
+
 // Field bits for duplicate and presence checks.
 const (
 	fDoName = 1 << iota
@@ -519,13 +535,8 @@ func (w *walker) doDump(msg, path, key string, vs *ValueStats) error {
 			}
 		}
 	}
-	for _, f := range []struct {
-		bit  int
-		name string
-	}{{fDoName, "doName"}, {fDoType, "doType"}, {fTimestamp, "timestamp"}, {fTables, "tables"}} {
-		if have&f.bit == 0 {
-			return w.shape(msg, path, "missing %s", f.name)
-		}
+	if err := w.require(msg, path, have, req{fDoName, "doName"}, req{fDoType, "doType"}, req{fTimestamp, "timestamp"}, req{fTables, "tables"}); err != nil {
+		return err
 	}
 	if vs.DoName != key {
 		return w.shape(msg, path, "doName %q differs from its key %q", vs.DoName, key)
@@ -612,13 +623,8 @@ func (w *walker) namespaceDump(msg, path, key string, vs *ValueStats) error {
 			}
 		}
 	}
-	for _, f := range []struct {
-		bit  int
-		name string
-	}{{fType, "type"}, {fNamespace, "namespace"}, {fTimestamp, "timestamp"}, {fTables, "tables"}} {
-		if have&f.bit == 0 {
-			return w.shape(msg, path, "missing %s", f.name)
-		}
+	if err := w.require(msg, path, have, req{fType, "type"}, req{fNamespace, "namespace"}, req{fTimestamp, "timestamp"}, req{fTables, "tables"}); err != nil {
+		return err
 	}
 	if vs.Namespace != key {
 		return w.shape(msg, path, "namespace %q differs from its key %q", vs.Namespace, key)
@@ -760,13 +766,8 @@ func (w *walker) object(msg, path string) (Object, error) {
 			o.Path = s
 		}
 	}
-	for _, f := range []struct {
-		bit  int
-		name string
-	}{{fKey, "key"}, {fSize, "size"}, {fETag, "etag"}, {fContentType, "contentType"}} {
-		if have&f.bit == 0 {
-			return o, w.shape(msg, path, "missing %s", f.name)
-		}
+	if err := w.require(msg, path, have, req{fKey, "key"}, req{fSize, "size"}, req{fETag, "etag"}, req{fContentType, "contentType"}); err != nil {
+		return o, err
 	}
 	if o.Key == "" {
 		return o, w.shape(msg, path+".key", "is empty")

@@ -1,35 +1,14 @@
 // Command assembler is the edgevault assembler Lambda function (SQS control queue: checks jobs, assembles finished backups). It only
-// wires: configuration from the environment (pkg/lambdaenv), clients built
-// once per cold start, and the handler of pkg/serverless.
+// wires: serverless.Main reads the configuration from the environment
+// (pkg/lambdaenv), builds the clients once per cold start and serves the
+// handler of pkg/serverless.
 package main
 
 import (
-	"context"
-	"log/slog"
-	"os"
-
-	"github.com/aws/aws-lambda-go/lambda"
-
 	"github.com/edgevault/edgevault/pkg/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 
 func main() {
-	ctx := context.Background()
-	cfg, err := serverless.ConfigFromEnv(lambdaenv.Assembler, os.Getenv)
-	if err != nil {
-		fail(err)
-	}
-	h, err := serverless.NewAssembler(ctx, cfg, serverless.LambdaRuntime())
-	if err != nil {
-		fail(err)
-	}
-	lambda.Start(h.Handle)
-}
-
-// fail reports an init error; Lambda records the failed init and retries
-// it on the next invocation.
-func fail(err error) {
-	slog.New(slog.NewJSONHandler(os.Stdout, nil)).Error("assembler: init failed", "function", lambdaenv.Assembler, "err", err)
-	os.Exit(1)
+	serverless.Main(lambdaenv.Assembler, serverless.NewAssembler, func(h *serverless.Assembler) any { return h.Handle })
 }

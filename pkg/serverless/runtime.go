@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/edgevault/edgevault/pkg/awsconfig"
@@ -193,4 +194,22 @@ func (b *base) emit(d metrics.Doc) {
 	if err := b.metrics.Emit(d); err != nil {
 		b.log.Warn("could not emit metrics", "err", err)
 	}
+}
+
+// Main is the body of every function's main: it reads fn's Config from the
+// environment, builds the handler once per cold start and serves handle(h)
+// with lambda.Start. An init error is logged as JSON and exits 1; Lambda
+// records the failed init and retries it on the next invocation.
+func Main[H any](fn string, build func(context.Context, Config, Runtime) (H, error), handle func(H) any) {
+	ctx := context.Background()
+	cfg, err := ConfigFromEnv(fn, os.Getenv)
+	if err == nil {
+		var h H
+		if h, err = build(ctx, cfg, LambdaRuntime()); err == nil {
+			lambda.Start(handle(h))
+			return
+		}
+	}
+	slog.New(slog.NewJSONHandler(os.Stdout, nil)).Error(fn+": init failed", "function", fn, "err", err)
+	os.Exit(1)
 }

@@ -65,7 +65,10 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 func (p *Poller) poll(ctx context.Context) error {
-	out, err := p.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+	// The receive is not cut short by ctx: moto keeps serving a long poll
+	// whose client went away and would hand it a message that then stays
+	// invisible for the whole visibility timeout. The wait is one second.
+	out, err := p.Client.ReceiveMessage(context.WithoutCancel(ctx), &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(p.QueueURL),
 		MaxNumberOfMessages:         int32(max(p.BatchSize, 1)),
 		WaitTimeSeconds:             1,
@@ -76,6 +79,16 @@ func (p *Poller) poll(ctx context.Context) error {
 		return fmt.Errorf("e2e: receive from %s: %w", p.QueueURL, err)
 	}
 	if len(out.Messages) == 0 {
+		return nil
+	}
+	if ctx.Err() != nil {
+		// Stopped while receiving: hand the batch back at once.
+		for _, m := range out.Messages {
+			if _, err := p.Client.ChangeMessageVisibility(context.WithoutCancel(ctx), &sqs.ChangeMessageVisibilityInput{
+				QueueUrl: aws.String(p.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+				return fmt.Errorf("e2e: release a message: %w", err)
+			}
+		}
 		return nil
 	}
 	ev := awsevents.SQSEvent{}

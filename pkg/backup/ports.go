@@ -2,8 +2,10 @@ package backup
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgevault/edgevault/pkg/blob"
 )
@@ -49,6 +51,29 @@ type Composer interface {
 type Message struct {
 	Body  []byte
 	Delay time.Duration // delivery delay (SQS allows up to 15 minutes)
+}
+
+// CheckBody reports why SQS would refuse the body of message i of a Send:
+// empty, larger than max bytes, or not UTF-8 made only of the characters
+// SQS accepts (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+// #x10000-#x10FFFF). Adapters call it so every queue refuses the same
+// bodies.
+func (m Message) CheckBody(i, max int) error {
+	if len(m.Body) == 0 {
+		return fmt.Errorf("message %d has an empty body", i)
+	}
+	if len(m.Body) > max {
+		return fmt.Errorf("message %d body of %d bytes exceeds %d", i, len(m.Body), max)
+	}
+	for b := m.Body; len(b) > 0; {
+		r, n := utf8.DecodeRune(b)
+		ok := r == 0x9 || r == 0xA || r == 0xD || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
+		if !ok || r == utf8.RuneError && n <= 1 {
+			return fmt.Errorf("message %d body is not UTF-8 text that SQS accepts", i)
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // Delivery is a received message.

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/edgevault/edgevault/pkg/backup"
 )
@@ -86,13 +85,8 @@ func (q *Queue) Send(ctx context.Context, msgs ...backup.Message) error {
 		return fmt.Errorf("mem: send: %w", err)
 	}
 	for i, m := range msgs {
-		switch {
-		case len(m.Body) == 0:
-			return fmt.Errorf("mem: send: message %d has an empty body", i)
-		case len(m.Body) > MaxBodySize:
-			return fmt.Errorf("mem: send: message %d body of %d bytes exceeds %d", i, len(m.Body), MaxBodySize)
-		case !validBody(m.Body):
-			return fmt.Errorf("mem: send: message %d body is not UTF-8 text that SQS accepts", i)
+		if err := m.CheckBody(i, MaxBodySize); err != nil {
+			return fmt.Errorf("mem: send: %w", err)
 		}
 	}
 	q.mu.Lock()
@@ -276,24 +270,4 @@ func (h *msgHeap) Pop() any {
 	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
 	return m
-}
-
-// validBody reports whether b is UTF-8 made only of the characters SQS
-// accepts in a message: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
-// #x10000-#x10FFFF.
-func validBody(b []byte) bool {
-	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == utf8.RuneError && n <= 1 {
-			return false
-		}
-		switch {
-		case r == 0x9, r == 0xA, r == 0xD:
-		case r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
-		default:
-			return false
-		}
-		b = b[n:]
-	}
-	return true
 }

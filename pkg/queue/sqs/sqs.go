@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -63,13 +62,8 @@ func New(client *sqs.Client, queueURL string, o Options) (*Queue, error) {
 // failure; messages of earlier batches stay sent (at least once).
 func (q *Queue) Send(ctx context.Context, msgs ...backup.Message) error {
 	for i, m := range msgs {
-		switch {
-		case len(m.Body) == 0:
-			return fmt.Errorf("sqs: send: message %d has an empty body", i)
-		case len(m.Body) > MaxBatchBytes:
-			return fmt.Errorf("sqs: send: message %d body of %d bytes exceeds %d", i, len(m.Body), MaxBatchBytes)
-		case !validBody(m.Body):
-			return fmt.Errorf("sqs: send: message %d body is not UTF-8 text that SQS accepts", i)
+		if err := m.CheckBody(i, MaxBatchBytes); err != nil {
+			return fmt.Errorf("sqs: send: %w", err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -220,24 +214,4 @@ func classify(err error) error {
 		return &transientError{err}
 	}
 	return err
-}
-
-// validBody reports whether b is UTF-8 made only of the characters SQS
-// accepts in a message: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
-// #x10000-#x10FFFF.
-func validBody(b []byte) bool {
-	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == utf8.RuneError && n <= 1 {
-			return false
-		}
-		switch {
-		case r == 0x9, r == 0xA, r == 0xD:
-		case r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
-		default:
-			return false
-		}
-		b = b[n:]
-	}
-	return true
 }

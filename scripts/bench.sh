@@ -26,37 +26,9 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/edgevault-bench.XXXXXX")
 PEER_DIR=""
 child=""
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
-		# peerbench stops its peers and emulators on SIGTERM.
-		kill -TERM "$child" 2>/dev/null || true
-		wait "$child" 2>/dev/null || true
-	fi
-	if [ -n "$PEER_DIR" ]; then
-		while IFS= read -r f; do
-			echo "stopping leftover peer $(dirname "$f")"
-			bash "$PEER_DIR/stop.sh" "$(dirname "$f")" || true
-		done < <(find "$WORK" -name peer.pid 2>/dev/null)
-	fi
-	while IFS= read -r f; do
-		pid=$(cat "$f")
-		if kill -0 "$pid" 2>/dev/null; then
-			echo "stopping leftover emulator $pid"
-			kill -TERM "$pid" 2>/dev/null || true
-		fi
-	done < <(find "$WORK" -name emulator.pid 2>/dev/null)
-	if [ -n "${KEEP_WORK:-}" ]; then
-		echo "work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+trap_cleanup
 
 echo "== building"
 mkdir -p "$WORK/bin"
@@ -69,14 +41,7 @@ args=()
 PEER_DIR=${EDGEBASE_PEER_DIR:-../shared/peer}
 if [ -f "$PEER_DIR/start.sh" ] && command -v node >/dev/null; then
 	PEER_DIR=$(cd "$PEER_DIR" && pwd)
-	APP=${EDGEBASE_PEER_APP:-${TMPDIR:-/tmp}/edgevault-peer-app}
-	mkdir -p "$APP"
-	APP=$(cd "$APP" && pwd)
-	export EDGEBASE_PEER_DIR="$PEER_DIR" EDGEBASE_PEER_APP="$APP"
-	if [ ! -f "$APP/node_modules/@edge-base/cli/dist/index.js" ] || [ ! -f "$APP/edgebase.static.config.ts" ]; then
-		echo "== installing the EdgeBase peer into $APP"
-		flock "$APP/.install.lock" bash "$PEER_DIR/install.sh" "$APP"
-	fi
+	install_peer
 else
 	if [ "${CI:-}" = true ]; then
 		echo "no EdgeBase peer at $PEER_DIR (or no node): CI needs it for make bench" >&2

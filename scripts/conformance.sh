@@ -31,30 +31,9 @@ LOG="$WORK/conformance.log"
 PEER_DIR=""
 child=""
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
-		# The test binary stops its peers on SIGTERM.
-		kill -TERM "$child" 2>/dev/null || true
-		wait "$child" 2>/dev/null || true
-	fi
-	if [ -n "$PEER_DIR" ]; then
-		while IFS= read -r pidfile; do
-			echo "stopping leftover peer $(dirname "$pidfile")"
-			bash "$PEER_DIR/stop.sh" "$(dirname "$pidfile")" || true
-		done < <(find "$WORK" -name peer.pid 2>/dev/null)
-	fi
-	if [ -n "${KEEP_WORK:-}" ]; then
-		echo "work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+trap_cleanup
 
 # run DIR BINARY ARGS...: run a compiled test binary in DIR in the
 # background (so a signal to this script reaches the trap at once), teeing
@@ -99,22 +78,13 @@ if [ ! -f "$PEER_DIR/start.sh" ]; then
 	exit 1
 fi
 PEER_DIR=$(cd "$PEER_DIR" && pwd)
-APP=${EDGEBASE_PEER_APP:-${TMPDIR:-/tmp}/edgevault-peer-app}
-mkdir -p "$APP"
-APP=$(cd "$APP" && pwd)
-export EDGEBASE_PEER_DIR="$PEER_DIR" EDGEBASE_PEER_APP="$APP" EDGEVAULT_PEER=1
+export EDGEVAULT_PEER=1
 unset CLOUDFLARE_ACCOUNT_ID CLOUDFLARE_API_TOKEN EDGEBASE_URL EDGEBASE_SERVICE_KEY
 
 for tool in node curl /usr/bin/time; do
 	command -v "$tool" >/dev/null || { echo "conformance needs $tool (see $PEER_DIR/README.md)" >&2; exit 1; }
 done
-if [ ! -f "$APP/node_modules/@edge-base/cli/dist/index.js" ] || [ ! -f "$APP/edgebase.static.config.ts" ]; then
-	echo "== installing the EdgeBase peer into $APP"
-	# Same lock as internal/peer.Install, so concurrent runs do not collide.
-	flock "$APP/.install.lock" bash "$PEER_DIR/install.sh" "$APP"
-else
-	echo "== reusing the EdgeBase peer installed in $APP"
-fi
+install_peer
 
 $GO test -c -o "$WORK/bin/contract.test" ./test/contract/
 start=$(date +%s)

@@ -56,25 +56,8 @@ func NewDRDestinationStack(scope constructs.Construct, id string, props *DRDesti
 			Id: jsii.String("archive-retention"), Prefix: jsii.String(archivePrefix), Expiration: days(c.RetentionDays),
 		})
 	}
-	bp := &awss3.BucketProps{
-		Versioned:              jsii.Bool(true),
-		Encryption:             awss3.BucketEncryption_KMS,
-		EncryptionKey:          s.Key,
-		BucketKeyEnabled:       jsii.Bool(true),
-		BlockPublicAccess:      awss3.BlockPublicAccess_BLOCK_ALL(),
-		EnforceSSL:             jsii.Bool(true),
-		MinimumTLSVersion:      jsii.Number(1.2),
-		ObjectOwnership:        awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
-		LifecycleRules:         &rules,
-		ServerAccessLogsBucket: s.AccessLogs,
-		ServerAccessLogsPrefix: jsii.String("dr-bucket/"),
-		RemovalPolicy:          awscdk.RemovalPolicy_RETAIN,
-	}
-	if c.ObjectLockMode != "" {
-		bp.ObjectLockEnabled = jsii.Bool(true)
-		bp.ObjectLockDefaultRetention = objectLockRetention(c.ObjectLockMode, c.ObjectLockDays)
-	}
-	s.Bucket = awss3.NewBucket(s.Stack, jsii.String("Archives"), bp)
+	s.Bucket = awss3.NewBucket(s.Stack, jsii.String("Archives"),
+		archiveBucketProps(s.Key, s.AccessLogs, "dr-bucket/", rules, c.ObjectLockMode, c.ObjectLockDays))
 
 	// Trust the source account, narrowed to the one drcopy role by ARN
 	// (a condition rather than the role as principal, so the trust

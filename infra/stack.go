@@ -140,25 +140,34 @@ func (s *BackupStack) newBucket() {
 		}
 		rules = append(rules, r)
 	}
+	s.Bucket = awss3.NewBucket(s.Stack, jsii.String("Backups"),
+		archiveBucketProps(s.Key, s.AccessLogs, "backup-bucket/", rules, c.ObjectLockMode, c.ObjectLockDays))
+}
+
+// archiveBucketProps are the settings every bucket holding archives shares
+// (the backup bucket and the DR bucket): versioned, KMS with a bucket key,
+// no public access, TLS 1.2+ only, owner-enforced, access-logged under
+// logPrefix, retained on stack deletion, Object Lock when lockMode is set.
+func archiveBucketProps(key awskms.IKey, logs awss3.IBucket, logPrefix string, rules []*awss3.LifecycleRule, lockMode string, lockDays int) *awss3.BucketProps {
 	p := &awss3.BucketProps{
 		Versioned:              jsii.Bool(true),
 		Encryption:             awss3.BucketEncryption_KMS,
-		EncryptionKey:          s.Key,
+		EncryptionKey:          key,
 		BucketKeyEnabled:       jsii.Bool(true),
 		BlockPublicAccess:      awss3.BlockPublicAccess_BLOCK_ALL(),
 		EnforceSSL:             jsii.Bool(true),
 		MinimumTLSVersion:      jsii.Number(1.2),
 		ObjectOwnership:        awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
 		LifecycleRules:         &rules,
-		ServerAccessLogsBucket: s.AccessLogs,
-		ServerAccessLogsPrefix: jsii.String("backup-bucket/"),
+		ServerAccessLogsBucket: logs,
+		ServerAccessLogsPrefix: jsii.String(logPrefix),
 		RemovalPolicy:          awscdk.RemovalPolicy_RETAIN,
 	}
-	if c.ObjectLockMode != "" {
+	if lockMode != "" {
 		p.ObjectLockEnabled = jsii.Bool(true)
-		p.ObjectLockDefaultRetention = objectLockRetention(c.ObjectLockMode, c.ObjectLockDays)
+		p.ObjectLockDefaultRetention = objectLockRetention(lockMode, lockDays)
 	}
-	s.Bucket = awss3.NewBucket(s.Stack, jsii.String("Backups"), p)
+	return p
 }
 
 func objectLockRetention(mode string, n int) awss3.ObjectLockRetention {

@@ -683,18 +683,11 @@ func (e *Emulator) dumpStorage(ctx context.Context, q *request) *response {
 		if err != nil {
 			return unexpected()
 		}
-		rc, err := e.r2.open(o)
-		if err != nil {
-			return unexpected()
+		resp := e.objectResponse(o)
+		if resp.status == 200 {
+			resp.header["X-R2-Key"] = []string{key}
 		}
-		ct := o.ContentType
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		h := http.Header{}
-		h.Set("Content-Type", ct)
-		h["X-R2-Key"] = []string{key}
-		return &response{status: 200, header: h, stream: rc, length: o.Size}
+		return resp
 	}
 	return errorResponse(400, `action query parameter must be "list" or "get".`)
 }

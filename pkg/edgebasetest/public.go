@@ -653,19 +653,12 @@ func (e *Emulator) routeStorage(ctx context.Context, q *request) *response {
 		if err != nil {
 			return unexpected()
 		}
-		rc, err := e.r2.open(o)
-		if err != nil {
-			return unexpected()
+		resp := e.objectResponse(o)
+		if resp.status == 200 {
+			resp.header.Set("ETag", o.ETag)
+			resp.header.Set("Last-Modified", o.Uploaded.UTC().Format(http.TimeFormat))
 		}
-		ct := o.ContentType
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		h := http.Header{}
-		h.Set("Content-Type", ct)
-		h.Set("ETag", o.ETag)
-		h.Set("Last-Modified", o.Uploaded.UTC().Format(http.TimeFormat))
-		return &response{status: 200, header: h, stream: rc, length: o.Size}
+		return resp
 	}
 	return e.storageUpload(ctx, q, bucket)
 }

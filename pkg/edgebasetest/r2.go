@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -129,6 +130,22 @@ func (s *r2Store) open(o *r2Object) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("edgebasetest: r2 open %s: %w", o.Key, err)
 	}
 	return f, nil
+}
+
+// objectResponse streams o's bytes with its content type (R2's default
+// when none was stored); callers add the headers of their endpoint.
+func (e *Emulator) objectResponse(o *r2Object) *response {
+	rc, err := e.r2.open(o)
+	if err != nil {
+		return unexpected()
+	}
+	ct := o.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h := http.Header{}
+	h.Set("Content-Type", ct)
+	return &response{status: 200, header: h, stream: rc, length: o.Size}
 }
 
 func httpMetadata(ct string) string {

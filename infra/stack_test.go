@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/pkg/serverless"
 )
 
 // The stack tests synthesize three variants of the app once each (jsii
@@ -588,6 +589,35 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 	}
 	if v := props(full.json, logicalID(full.backup.Functions[lambdaenv.Worker]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.MetricsNamespace] != "EdgeVaultTest" || v[lambdaenv.Concurrency] != "16" || v[lambdaenv.EdgeBaseURL] != edgebaseURL {
 		t.Errorf("full: worker context values %v", v)
+	}
+}
+
+// TestFunctionsStartWithTheStackEnvironment feeds each function's
+// environment, as every variant of the stack sets it (CloudFormation
+// references resolved to placeholders), to the functions' own
+// configuration reader: a deployed function must pass its cold start. Both
+// variants set edgebaseUrl and a DR destination ("base" has neither: the
+// stack warns about the URL, and drcopy has no trigger without DR), one in
+// Edge mode and one without.
+func TestFunctionsStartWithTheStackEnvironment(t *testing.T) {
+	for _, name := range []string{"full", "direct"} {
+		v := get(t, name)
+		for _, fn := range lambdaenv.Functions {
+			vars, _ := props(v.json, logicalID(v.backup.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+			env := func(k string) string {
+				switch val := vars[k].(type) {
+				case nil:
+					return ""
+				case string:
+					return val
+				default: // Ref, Fn::GetAtt: known once deployed
+					return "resolved-" + strings.ToLower(k)
+				}
+			}
+			if _, err := serverless.ConfigFromEnv(fn, env); err != nil {
+				t.Errorf("%s: %s would fail its cold start: %v", name, fn, err)
+			}
+		}
 	}
 }
 

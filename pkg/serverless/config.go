@@ -233,8 +233,10 @@ func (c Config) Validate() error {
 		need(c.TaskQueueURL, lambdaenv.TaskQueueURL)
 		need(c.ControlQueueURL, lambdaenv.ControlQueueURL)
 		c.needEdgeBase(need)
-		if (c.CloudflareAccount == "") != (c.CloudflareSecret == "") {
-			errs = append(errs, fmt.Sprintf("Edge mode needs both %s and %s", lambdaenv.CloudflareAccount, lambdaenv.CloudflareSecret))
+		// The stack always creates the token secret; only an account id
+		// turns Edge mode on, and then the secret is needed.
+		if c.CloudflareAccount != "" && c.CloudflareSecret == "" {
+			errs = append(errs, fmt.Sprintf("Edge mode (%s set) needs %s", lambdaenv.CloudflareAccount, lambdaenv.CloudflareSecret))
 		}
 	case lambdaenv.Worker:
 		need(c.TaskQueueURL, lambdaenv.TaskQueueURL)

@@ -97,6 +97,11 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := ConfigFromEnv(lambdaenv.Scheduler, get(map[string]string{lambdaenv.CloudflareSecret: ""})); err == nil {
 		t.Error("scheduler: Edge mode with an account and no token secret accepted")
 	}
+	// Without an account id the token secret the stack always creates is
+	// simply not used (Docker/Direct mode enumeration).
+	if c, err := ConfigFromEnv(lambdaenv.Scheduler, get(map[string]string{lambdaenv.CloudflareAccount: ""})); err != nil || c.CloudflareAccount != "" {
+		t.Errorf("scheduler without an account id: %+v %v", c, err)
+	}
 	if _, err := ConfigFromEnv(lambdaenv.DRCopy, get(map[string]string{lambdaenv.DRBucket: ""})); err == nil {
 		t.Error("drcopy without a DR bucket accepted")
 	}

@@ -15,6 +15,10 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 )
 
+// maxInstancesLen bounds the instances context value, which travels in
+// the scheduler's environment.
+const maxInstancesLen = 2048
+
 // Context keys (cdk.json "context" or `cdk synth -c key=value`). DEPLOY.md
 // lists them with their defaults.
 const (
@@ -22,6 +26,8 @@ const (
 	ctxAssetDir                  = "assetDir"
 	ctxEdgeBaseURL               = "edgebaseUrl"
 	ctxCloudflareAccount         = "cloudflareAccountId"
+	ctxInstances                 = "instances"
+	ctxSkipInstances             = "skipInstances"
 	ctxSchedule                  = "schedule"
 	ctxIncludeStorage            = "includeStorage"
 	ctxIncludeSecrets            = "includeSecrets"
@@ -77,6 +83,11 @@ type Config struct {
 	EdgeBaseURL string
 	// CloudflareAccountID selects Edge mode (with the Cloudflare token secret).
 	CloudflareAccountID string
+	// Instances lists dynamic DB instances ("ns:id,ns:id") to back up
+	// besides those Edge mode finds; SkipInstances accepts backups that
+	// leave out a dynamic block no source can list.
+	Instances     string
+	SkipInstances bool
 	// Schedule is an EventBridge cron()/rate() expression; "off" disables it.
 	Schedule       string
 	IncludeStorage bool
@@ -276,6 +287,8 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	r.str(ctxAssetDir, &c.AssetDir)
 	r.str(ctxEdgeBaseURL, &c.EdgeBaseURL)
 	r.str(ctxCloudflareAccount, &c.CloudflareAccountID)
+	r.str(ctxInstances, &c.Instances)
+	r.boolean(ctxSkipInstances, &c.SkipInstances)
 	r.str(ctxSchedule, &c.Schedule)
 	r.boolean(ctxIncludeStorage, &c.IncludeStorage)
 	r.boolean(ctxIncludeSecrets, &c.IncludeSecrets)
@@ -371,6 +384,16 @@ func (c Config) Validate() error {
 	}
 	if c.CloudflareAccountID != "" && !cfAccountRE.MatchString(c.CloudflareAccountID) {
 		bad(ctxCloudflareAccount, c.CloudflareAccountID, "a 32-character hex Cloudflare account id")
+	}
+	for _, in := range strings.Split(c.Instances, ",") {
+		if ns, id, ok := strings.Cut(strings.TrimSpace(in), ":"); c.Instances != "" && (!ok || ns == "" || id == "") {
+			bad(ctxInstances, c.Instances, "ns:id[,ns:id...]")
+			break
+		}
+	}
+	if len(c.Instances) > maxInstancesLen {
+		// Lambda allows 4 KB of environment in all.
+		bad(ctxInstances, fmt.Sprintf("%d characters", len(c.Instances)), fmt.Sprintf("at most %d characters (list more instances with Edge mode)", maxInstancesLen))
 	}
 	if c.Schedule != "off" && !scheduleRE.MatchString(c.Schedule) {
 		bad(ctxSchedule, c.Schedule, `cron(...), rate(...) or "off"`)

@@ -32,6 +32,8 @@ func TestConfigValidateRejects(t *testing.T) {
 		{ctxStackName, func(c *Config) { c.StackName = "1bad name" }},
 		{ctxEdgeBaseURL, func(c *Config) { c.EdgeBaseURL = "ftp://x" }},
 		{ctxCloudflareAccount, func(c *Config) { c.CloudflareAccountID = "nothex" }},
+		{ctxInstances, func(c *Config) { c.Instances = "workspace:a,workspace" }},
+		{ctxInstances, func(c *Config) { c.Instances = strings.Repeat("workspace:a,", 200) + "workspace:b" }},
 		{ctxSchedule, func(c *Config) { c.Schedule = "daily" }},
 		{ctxConcurrency, func(c *Config) { c.Concurrency = 0 }},
 		{ctxRetentionDays, func(c *Config) { c.RetentionDays = 10 }}, // not after the 30-day transition

@@ -244,6 +244,8 @@ func (s *BackupStack) envValues() map[string]*string {
 		lambdaenv.ServiceKeySecret:  s.Secrets[lambdaenv.ServiceKeySecret].Ref(),
 		lambdaenv.CloudflareAccount: jsii.String(c.CloudflareAccountID),
 		lambdaenv.CloudflareSecret:  s.Secrets[lambdaenv.CloudflareSecret].Ref(),
+		lambdaenv.Instances:         jsii.String(c.Instances),
+		lambdaenv.SkipInstances:     jsii.String(strconv.FormatBool(c.SkipInstances)),
 		lambdaenv.EdgeBaseSecrets:   s.Secrets[lambdaenv.EdgeBaseSecrets].Ref(),
 		lambdaenv.Concurrency:       jsii.String(strconv.Itoa(c.Concurrency)),
 		lambdaenv.DRBucket:          jsii.String(c.DR.Bucket),

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -29,7 +30,8 @@ import (
 //     destination stack, tracing, alarm e-mail, reserved worker
 //     concurrency and other non-default values;
 //   - direct: DR through the destination bucket policy (no role), no
-//     schedule, no API Gateway account role, archives kept forever.
+//     schedule, no API Gateway account role, archives kept forever, no
+//     Edge mode: dynamic instances from the instances context.
 
 var (
 	// assetDir holds dummy bootstrap files: functions/ is built elsewhere.
@@ -62,8 +64,8 @@ var variantContext = map[string]map[string]any{
 		ctxDRSourceRoleARN: drSource, ctxDRObjectLockMode: "compliance", ctxDRObjectLockDays: "35", ctxDRRetentionDays: "400",
 	},
 	"direct": {
-		ctxEdgeBaseURL: edgebaseURL,
-		ctxDRAccount:   drAccount, ctxDRBucket: drBucket, ctxDRKMSKeyARN: drKey,
+		ctxEdgeBaseURL: edgebaseURL, ctxInstances: "workspace:ws-1, workspace:ws-2", ctxSkipInstances: "true",
+		ctxDRAccount: drAccount, ctxDRBucket: drBucket, ctxDRKMSKeyARN: drKey,
 		ctxSchedule: "off", ctxAPICloudWatchRole: "false",
 		ctxRetentionDays: "0", ctxArchiveTransitionDays: "0",
 	},
@@ -568,6 +570,8 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.ServiceKeySecret:  ref(logicalID(b.Secrets[lambdaenv.ServiceKeySecret])),
 				lambdaenv.CloudflareAccount: c.CloudflareAccountID,
 				lambdaenv.CloudflareSecret:  ref(logicalID(b.Secrets[lambdaenv.CloudflareSecret])),
+				lambdaenv.Instances:         c.Instances,
+				lambdaenv.SkipInstances:     strconv.FormatBool(c.SkipInstances),
 				lambdaenv.EdgeBaseSecrets:   ref(logicalID(b.Secrets[lambdaenv.EdgeBaseSecrets])),
 				lambdaenv.Concurrency:       fmt.Sprint(c.Concurrency),
 				lambdaenv.DRBucket:          c.DR.Bucket,
@@ -586,6 +590,10 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 	vars := props(full.json, logicalID(full.backup.Functions[lambdaenv.DRCopy]))["Environment"].(map[string]any)["Variables"].(map[string]any)
 	if vars[lambdaenv.DRBucket] != drBucket || vars[lambdaenv.DRRoleARN] != drRole || vars[lambdaenv.DRKMSKeyARN] != drKey {
 		t.Errorf("full: drcopy DR settings %v", vars)
+	}
+	direct := get(t, "direct")
+	if v := props(direct.json, logicalID(direct.backup.Functions[lambdaenv.Scheduler]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.Instances] != "workspace:ws-1, workspace:ws-2" || v[lambdaenv.SkipInstances] != "true" || v[lambdaenv.CloudflareAccount] != "" {
+		t.Errorf("direct: scheduler instance settings %v", v)
 	}
 	if v := props(full.json, logicalID(full.backup.Functions[lambdaenv.Worker]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.MetricsNamespace] != "EdgeVaultTest" || v[lambdaenv.Concurrency] != "16" || v[lambdaenv.EdgeBaseURL] != edgebaseURL {
 		t.Errorf("full: worker context values %v", v)

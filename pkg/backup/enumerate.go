@@ -138,8 +138,9 @@ func (e *Enumerator) DOs(ctx context.Context, cfg *edgebase.Config) ([]string, [
 			}
 			if !e.SkipInstances {
 				return nil, nil, fmt.Errorf("DB block %q is dynamic (one DO per instance) and no source can list its instances here: "+
-					"give Cloudflare credentials (--account-id/--api-token, Edge mode), the local dev server's state directory (--state-dir), "+
-					"or the instance names (--instances); or pass --skip-instances to knowingly leave them out", b.Name)
+					"give Cloudflare credentials (Edge mode: --account-id/--api-token; on AWS the stack's cloudflareAccountId), "+
+					"the local dev server's state directory (--state-dir), or the instance names (--instances; on AWS the stack's instances); "+
+					"or knowingly leave them out (--skip-instances; on AWS skipInstances)", b.Name)
 			}
 			warnings = append(warnings, fmt.Sprintf("instances of dynamic DB block %q are NOT included (--skip-instances)", b.Name))
 		}

@@ -26,6 +26,8 @@ const (
 	ServiceKeySecret  = "EDGEVAULT_SERVICE_KEY_SECRET" // Secrets Manager id of the EdgeBase service key
 	CloudflareAccount = "CLOUDFLARE_ACCOUNT_ID"        // Edge mode when set together with the token secret
 	CloudflareSecret  = "EDGEVAULT_CLOUDFLARE_SECRET"  // Secrets Manager id of the Cloudflare API token
+	Instances         = "EDGEVAULT_INSTANCES"          // dynamic DB instances to back up besides those Edge mode lists: "ns:id,ns:id"
+	SkipInstances     = "EDGEVAULT_SKIP_INSTANCES"     // "true": back up although a dynamic DB block's instances cannot be listed
 	EdgeBaseSecrets   = "EDGEVAULT_EDGEBASE_SECRETS"   // Secrets Manager id of the JSON map of EdgeBase secrets
 	Concurrency       = "EDGEVAULT_CONCURRENCY"        // in-task fan-out (default 10)
 	DRBucket          = "EDGEVAULT_DR_BUCKET"          // cross-account destination bucket
@@ -50,7 +52,7 @@ const (
 //   - the assembler talks to S3 and the queues only (checks, and a
 //     restore's next phase of tasks).
 var Reads = map[string][]string{
-	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, MetricsNamespace},
+	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, MetricsNamespace},
 	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, MetricsNamespace},
 	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, MetricsNamespace},

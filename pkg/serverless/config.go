@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/edgevault/edgevault/pkg/awsconfig"
 	"github.com/edgevault/edgevault/pkg/lambdaenv"
@@ -71,8 +72,13 @@ type Config struct {
 	ServiceKeySecret  string // Secrets Manager id; the value is read at cold start
 	CloudflareAccount string
 	CloudflareSecret  string
-	EdgeBaseSecrets   string
-	Concurrency       int
+	// Instances are dynamic DB instances ("ns:id") the scheduler backs up
+	// besides those Edge mode lists; SkipInstances accepts a backup that
+	// leaves out a dynamic block nothing can list (backup.Enumerator).
+	Instances       []string
+	SkipInstances   bool
+	EdgeBaseSecrets string
+	Concurrency     int
 	// MaxAttempts is the deliveries a task gets before it is recorded as
 	// failed. It must equal the task queue's maxReceiveCount, or a task
 	// dead-lettered before its last attempt would leave its job running,
@@ -169,6 +175,14 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 	str(lambdaenv.CloudflareAccount, &c.CloudflareAccount)
 	str(lambdaenv.CloudflareSecret, &c.CloudflareSecret)
 	str(lambdaenv.EdgeBaseSecrets, &c.EdgeBaseSecrets)
+	c.Instances = strings.FieldsFunc(get(lambdaenv.Instances), func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if v := strings.TrimSpace(get(lambdaenv.SkipInstances)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not true or false", lambdaenv.SkipInstances, v))
+		}
+		c.SkipInstances = b
+	}
 	num(lambdaenv.Concurrency, &c.Concurrency)
 	str(lambdaenv.DRBucket, &c.DRBucket)
 	str(lambdaenv.DRRoleARN, &c.DRRoleARN)
@@ -237,6 +251,11 @@ func (c Config) Validate() error {
 		// turns Edge mode on, and then the secret is needed.
 		if c.CloudflareAccount != "" && c.CloudflareSecret == "" {
 			errs = append(errs, fmt.Sprintf("Edge mode (%s set) needs %s", lambdaenv.CloudflareAccount, lambdaenv.CloudflareSecret))
+		}
+		for _, in := range c.Instances {
+			if ns, id, ok := strings.Cut(in, ":"); !ok || ns == "" || id == "" {
+				errs = append(errs, fmt.Sprintf("%s: %q is not a dynamic DB instance name (ns:id)", lambdaenv.Instances, in))
+			}
 		}
 	case lambdaenv.Worker:
 		need(c.TaskQueueURL, lambdaenv.TaskQueueURL)

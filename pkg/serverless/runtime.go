@@ -129,7 +129,7 @@ func (b *base) edgeBase(creds credentials) (*edgebase.Client, *backup.Enumerator
 	if err != nil {
 		return nil, nil, fmt.Errorf("serverless: %w", err)
 	}
-	enum := &backup.Enumerator{Client: client}
+	enum := &backup.Enumerator{Client: client, Instances: b.cfg.Instances, SkipInstances: b.cfg.SkipInstances}
 	if b.cfg.CloudflareAccount != "" && !creds.cloudflareToken.IsZero() {
 		cf, err := cloudflare.New(cloudflare.Options{BaseURL: b.cfg.CloudflareAPIURL, AccountID: b.cfg.CloudflareAccount,
 			Token: creds.cloudflareToken, Logger: b.log})

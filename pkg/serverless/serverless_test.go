@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -31,6 +32,7 @@ func fullEnv() map[string]string {
 		lambdaenv.ServiceKeySecret: "arn:sk", lambdaenv.CloudflareAccount: "acct", lambdaenv.CloudflareSecret: "arn:cf",
 		lambdaenv.EdgeBaseSecrets: "arn:ebs", lambdaenv.Concurrency: "7", lambdaenv.DRBucket: "dr", lambdaenv.DRRoleARN: "",
 		lambdaenv.DRKMSKeyARN: "", lambdaenv.KMSKeyARN: "arn:kms", lambdaenv.MetricsNamespace: "NS",
+		lambdaenv.Instances: "workspace:a, workspace:b", lambdaenv.SkipInstances: "false",
 	}
 }
 
@@ -96,6 +98,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := ConfigFromEnv(lambdaenv.Scheduler, get(map[string]string{lambdaenv.CloudflareSecret: ""})); err == nil {
 		t.Error("scheduler: Edge mode with an account and no token secret accepted")
+	}
+	if c, err := ConfigFromEnv(lambdaenv.Scheduler, get(nil)); err != nil || fmt.Sprint(c.Instances) != "[workspace:a workspace:b]" || c.SkipInstances {
+		t.Errorf("scheduler instances: %+v %v", c, err)
+	}
+	for name, over := range map[string]map[string]string{
+		"instance without id": {lambdaenv.Instances: "workspace:a,workspace"},
+		"empty namespace":     {lambdaenv.Instances: ":a"},
+		"bad skip":            {lambdaenv.SkipInstances: "maybe"},
+	} {
+		if _, err := ConfigFromEnv(lambdaenv.Scheduler, get(over)); err == nil {
+			t.Errorf("scheduler %s: accepted", name)
+		}
 	}
 	// Without an account id the token secret the stack always creates is
 	// simply not used (Docker/Direct mode enumeration).

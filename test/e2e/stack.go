@@ -179,6 +179,8 @@ func (s *Stack) Env(fn string, extra map[string]string) map[string]string {
 		lambdaenv.ServiceKeySecret:  s.ServiceKeySecret,
 		lambdaenv.CloudflareAccount: s.Options.CloudflareAccount,
 		lambdaenv.CloudflareSecret:  s.CloudflareSecret,
+		lambdaenv.Instances:         "",
+		lambdaenv.SkipInstances:     "false",
 		lambdaenv.EdgeBaseSecrets:   s.EdgeBaseSecretsSecret,
 		lambdaenv.Concurrency:       "10",
 		lambdaenv.DRBucket:          s.DRBucket,

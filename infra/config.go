@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/aws/constructs-go/constructs/v10"
+
+	"github.com/edgevault/edgevault/pkg/lambdaenv"
 )
 
 // maxInstancesLen bounds the instances context value, which travels in
@@ -385,11 +387,8 @@ func (c Config) Validate() error {
 	if c.CloudflareAccountID != "" && !cfAccountRE.MatchString(c.CloudflareAccountID) {
 		bad(ctxCloudflareAccount, c.CloudflareAccountID, "a 32-character hex Cloudflare account id")
 	}
-	for _, in := range strings.Split(c.Instances, ",") {
-		if ns, id, ok := strings.Cut(strings.TrimSpace(in), ":"); c.Instances != "" && (!ok || ns == "" || id == "") {
-			bad(ctxInstances, c.Instances, "ns:id[,ns:id...]")
-			break
-		}
+	if _, err := lambdaenv.ParseInstances(c.Instances); err != nil {
+		bad(ctxInstances, c.Instances, "ns:id[,ns:id...]: "+err.Error())
 	}
 	if len(c.Instances) > maxInstancesLen {
 		// Lambda allows 4 KB of environment in all.

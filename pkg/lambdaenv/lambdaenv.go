@@ -1,5 +1,10 @@
 package lambdaenv
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Function names (also the directory names under functions/ and the asset
 // directory names under build/lambda/).
 const (
@@ -57,4 +62,22 @@ var Reads = map[string][]string{
 	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, MetricsNamespace},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, MetricsNamespace},
+}
+
+// ParseInstances reads the value of Instances: dynamic DB instance names
+// "ns:id" separated by commas (blanks around them ignored). The stack
+// checks its context value with it, the scheduler reads it with it.
+func ParseInstances(v string) ([]string, error) {
+	var out []string
+	for _, in := range strings.Split(v, ",") {
+		in = strings.TrimSpace(in)
+		if in == "" {
+			continue
+		}
+		if ns, id, ok := strings.Cut(in, ":"); !ok || ns == "" || id == "" {
+			return nil, fmt.Errorf("%q is not a dynamic DB instance name (ns:id)", in)
+		}
+		out = append(out, in)
+	}
+	return out, nil
 }

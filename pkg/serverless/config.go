@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/edgevault/edgevault/pkg/awsconfig"
 	"github.com/edgevault/edgevault/pkg/lambdaenv"
@@ -175,7 +174,11 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 	str(lambdaenv.CloudflareAccount, &c.CloudflareAccount)
 	str(lambdaenv.CloudflareSecret, &c.CloudflareSecret)
 	str(lambdaenv.EdgeBaseSecrets, &c.EdgeBaseSecrets)
-	c.Instances = strings.FieldsFunc(get(lambdaenv.Instances), func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if insts, err := lambdaenv.ParseInstances(get(lambdaenv.Instances)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", lambdaenv.Instances, err))
+	} else {
+		c.Instances = insts
+	}
 	if v := strings.TrimSpace(get(lambdaenv.SkipInstances)); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -251,11 +254,6 @@ func (c Config) Validate() error {
 		// turns Edge mode on, and then the secret is needed.
 		if c.CloudflareAccount != "" && c.CloudflareSecret == "" {
 			errs = append(errs, fmt.Sprintf("Edge mode (%s set) needs %s", lambdaenv.CloudflareAccount, lambdaenv.CloudflareSecret))
-		}
-		for _, in := range c.Instances {
-			if ns, id, ok := strings.Cut(in, ":"); !ok || ns == "" || id == "" {
-				errs = append(errs, fmt.Sprintf("%s: %q is not a dynamic DB instance name (ns:id)", lambdaenv.Instances, in))
-			}
 		}
 	case lambdaenv.Worker:
 		need(c.TaskQueueURL, lambdaenv.TaskQueueURL)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/edgevault/edgevault/pkg/iox"
 	"github.com/edgevault/edgevault/pkg/jsonstream"
 )
 
@@ -163,8 +164,8 @@ func newReader(ctx context.Context, v Visitor, f Format) *reader {
 }
 
 func (r *reader) read(src io.Reader) error {
-	cr := &countReader{r: &ctxReader{ctx: r.ctx, r: src}}
-	defer func() { r.sum.Bytes = cr.n }()
+	cr := &iox.CountingReader{R: iox.ContextReader(r.ctx, src)}
+	defer func() { r.sum.Bytes = cr.N }()
 	switch r.f {
 	case JSON:
 		if err := r.readJSON(cr); err != nil {
@@ -549,19 +550,19 @@ func (r *reader) readTarGz(src io.Reader) error {
 		return readErr("archive", err)
 	}
 	zr.Multistream(false)
-	cr := &countReader{r: &gzipMembers{br: br, zr: zr}}
+	cr := &iox.CountingReader{R: &gzipMembers{br: br, zr: zr}}
 	tr := tar.NewReader(cr)
 	sawJSON := false
 	for {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		// Finish the previous member so cr.n ends on its data; the next
+		// Finish the previous member so cr.N ends on its data; the next
 		// header starts at the following 512-byte boundary.
 		if _, err := io.Copy(io.Discard, tr); err != nil {
 			return readErr("archive", err)
 		}
-		boundary := (cr.n + 511) &^ 511
+		boundary := (cr.N + 511) &^ 511
 		hdr, err := tr.Next()
 		if errors.Is(err, tar.ErrInsecurePath) && hdr != nil {
 			err = nil // GODEBUG=tarinsecurepath=0; cleanMemberName says precisely what is wrong
@@ -569,7 +570,7 @@ func (r *reader) readTarGz(src io.Reader) error {
 		if err == io.EOF {
 			// tar.Reader also stops quietly when the stream ends without
 			// the two zero blocks that close an archive; then it is cut.
-			if cr.n != boundary+1024 {
+			if cr.N != boundary+1024 {
 				return &Error{Msg: "archive is truncated", Detail: "the tar stream ends without its end-of-archive blocks", Offset: -1,
 					Err: errors.Join(ErrTruncated, io.ErrUnexpectedEOF)}
 			}
@@ -815,28 +816,5 @@ func (e *readErrRecorder) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF && e.err == nil {
 		e.err = err
 	}
-	return n, err
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
 	return n, err
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/edgevault/edgevault/pkg/iox"
 	"github.com/edgevault/edgevault/pkg/jsonstream"
 )
 
@@ -48,7 +49,7 @@ const sectionOrder = "ControlD1, AuthD1, AuthShard*, Database*, Config, DataName
 // dataNamespaces and storage only when they have an entry; null is never
 // written. Output is compact and deterministic for identical input.
 type JSONWriter struct {
-	cw    *countWriter
+	cw    *iox.CountingWriter
 	out   *bufio.Writer
 	dec   *jsonstream.Decoder
 	walk  *walker
@@ -76,7 +77,7 @@ func NewJSONWriter(w io.Writer, h Header) (*JSONWriter, error) {
 	default:
 		return nil, fmt.Errorf("archive: JSONWriter: source %q, want %q, %q or %q", h.Source, SourceCloudflareEdge, SourceLocal, SourceDocker)
 	}
-	cw := &countWriter{w: w}
+	cw := &iox.CountingWriter{W: w}
 	jw := &JSONWriter{
 		cw:    cw,
 		out:   bufio.NewWriterSize(cw, 64<<10),
@@ -93,7 +94,7 @@ func NewJSONWriter(w io.Writer, h Header) (*JSONWriter, error) {
 }
 
 // Size is the number of bytes written so far, buffered ones included.
-func (jw *JSONWriter) Size() int64 { return jw.cw.n + int64(jw.out.Buffered()) }
+func (jw *JSONWriter) Size() int64 { return jw.cw.N + int64(jw.out.Buffered()) }
 
 // ControlD1 writes control.d1 from a tables object (the "tables" of the
 // dump-control-d1 reply).
@@ -412,15 +413,4 @@ func (jw *JSONWriter) putBytes(b []byte) {
 			jw.err = fmt.Errorf("archive: JSONWriter: %w", err)
 		}
 	}
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

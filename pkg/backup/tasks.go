@@ -15,6 +15,7 @@ import (
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 // BackupTasks runs the backup task kinds. Each writes its output to the
@@ -143,9 +144,9 @@ func (b *BackupTasks) putStream(ctx context.Context, key string, produce func(w 
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		cw := &countWriter{w: pw}
+		cw := &iox.CountingWriter{W: pw}
 		err := produce(cw)
-		*n = cw.n
+		*n = cw.N
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -320,17 +321,6 @@ func (b *BackupTasks) fetch(ctx context.Context, o edgebase.Object, memLimit int
 		return spooled{err: err}
 	}
 	return out
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // hashingWriter counts and hashes what passes through.

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 // DO types accepted by dump-do, restore-do and wipe-do.
@@ -145,13 +147,8 @@ func wrapBody(head []byte, tables BodyFunc) BodyFunc {
 		if err != nil {
 			return nil, err
 		}
-		return readCloser{io.MultiReader(bytes.NewReader(head), t, strings.NewReader("}")), t}, nil
+		return iox.ReadCloser{Reader: io.MultiReader(bytes.NewReader(head), t, strings.NewReader("}")), Closer: t}, nil
 	}
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
 }
 
 // WipeDO deletes everything in one DO (storage.deleteAll on the server).

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 // Object sizes: like R2 buckets of user uploads, mostly small and medium
@@ -264,7 +265,7 @@ func assemble(path, jsonPath string, jsonSize int64, parts int, mtime time.Time)
 	}
 	defer f.Close()
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	cw := &iox.CountingWriter{W: io.MultiWriter(f, h)}
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	jf, err := os.Open(jsonPath)
 	if err != nil {
@@ -294,16 +295,5 @@ func assemble(path, jsonPath string, jsonSize int64, parts int, mtime time.Time)
 	if err := f.Sync(); err != nil {
 		return 0, "", err
 	}
-	return cw.n, hex.EncodeToString(h.Sum(nil)), f.Close()
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return cw.N, hex.EncodeToString(h.Sum(nil)), f.Close()
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 var (
@@ -220,7 +221,7 @@ func (s *Store) write(ctx context.Context, op, key string, r io.Reader, exclusiv
 		return fmt.Errorf("fs: %s %s: %w", op, key, err)
 	}
 	defer tmp.discard()
-	if _, err := io.Copy(tmp.f, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(tmp.f, iox.ContextReader(ctx, r)); err != nil {
 		return fmt.Errorf("fs: %s %s: %w", op, key, err)
 	}
 	if err := s.commit(tmp, key, exclusive); err != nil {
@@ -297,7 +298,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: get: %w", err)
 	}
-	return readCloser{ctxReader{ctx, f}, f}, nil
+	return iox.ReadCloser{Reader: iox.ContextReader(ctx, f), Closer: f}, nil
 }
 
 // GetRange implements backup.BlobStore. A range past the end is cut at
@@ -320,7 +321,7 @@ func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) 
 	if length >= 0 {
 		n = min(n, length)
 	}
-	return readCloser{ctxReader{ctx, io.NewSectionReader(f, offset, n)}, f}, nil
+	return iox.ReadCloser{Reader: iox.ContextReader(ctx, io.NewSectionReader(f, offset, n)), Closer: f}, nil
 }
 
 // Stat implements backup.BlobStore.
@@ -594,22 +595,4 @@ func (t *tempFile) discard() {
 	if !t.done {
 		_ = t.d.Remove(t.name)
 	}
-}
-
-// ctxReader stops a copy at the next Read once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 var (
@@ -163,7 +164,7 @@ func (s *Store) upload(ctx context.Context, op, key string, r io.Reader, exclusi
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("s3: %s %s: %w", op, key, err)
 	}
-	cr := ctxReader{ctx, r}
+	cr := iox.ContextReader(ctx, r)
 	head := make([]byte, min(headBody, s.o.PartSize))
 	n, err := io.ReadFull(cr, head)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -248,7 +249,7 @@ func (s *Store) multipart(ctx context.Context, op, key string, first []byte, r i
 			}
 			buf = s.getBuf()
 			var rerr error
-			n, rerr = io.ReadFull(ctxReader{p.ctx, r}, buf)
+			n, rerr = io.ReadFull(iox.ContextReader(p.ctx, r), buf)
 			switch {
 			case rerr == io.EOF:
 				s.putBuf(buf)
@@ -467,19 +468,6 @@ func (s *Store) copySource(key string) *string {
 		segs[i] = strings.ReplaceAll(url.PathEscape(seg), "+", "%2B")
 	}
 	return aws.String(s.bucket + "/" + strings.Join(segs, "/"))
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // sortParts orders completed parts by number, as CompleteMultipartUpload

@@ -88,6 +88,11 @@ type Emulator struct {
 	ln  net.Listener
 	srv *http.Server
 	url string
+	// fresh holds connections that have not sent a request yet (a client
+	// transport may dial one and then use another): Close drops them
+	// instead of waiting for them as http.Server.Shutdown does.
+	freshMu sync.Mutex
+	fresh   map[net.Conn]bool
 
 	idSeq    atomic.Uint64
 	idMu     sync.Mutex
@@ -152,7 +157,9 @@ func New(opts Options) (*Emulator, error) {
 	}
 	e.ln = ln
 	e.url = "http://" + ln.Addr().String()
-	e.srv = &http.Server{Handler: e, ReadHeaderTimeout: 30 * time.Second}
+	e.fresh = map[net.Conn]bool{}
+	e.srv = &http.Server{Handler: e, ReadHeaderTimeout: 30 * time.Second, ConnState: e.connState}
+	e.srv.RegisterOnShutdown(e.closeFresh)
 	go func() { _ = e.srv.Serve(ln) }()
 	return e, nil
 }
@@ -219,11 +226,33 @@ func (e *Emulator) Close() error {
 	e.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Shutdown closes the listener, then the fresh connections (see
+	// e.fresh), and waits for requests in flight: one left at Close is a
+	// client that did not finish its request, reported as an error.
 	errs := []error{e.srv.Shutdown(ctx)}
 	e.dos.close()
 	errs = append(errs, e.d1.close(), e.r2.close())
 	e.cleanupDir()
 	return errors.Join(errs...)
+}
+
+func (e *Emulator) connState(c net.Conn, s http.ConnState) {
+	e.freshMu.Lock()
+	defer e.freshMu.Unlock()
+	if s == http.StateNew {
+		e.fresh[c] = true
+	} else {
+		delete(e.fresh, c)
+	}
+}
+
+// closeFresh runs when Shutdown has closed the listener.
+func (e *Emulator) closeFresh() {
+	e.freshMu.Lock()
+	defer e.freshMu.Unlock()
+	for c := range e.fresh {
+		_ = c.Close()
+	}
 }
 
 func (e *Emulator) cleanupDir() {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,12 +30,14 @@ const readyTimeout = 30 * time.Second
 // CI instead of failing them.
 var errMissing = errors.New("moto_server not found on PATH and $MOTO_SERVER unset (pip install 'moto[server]')")
 
-// server is one running moto_server process.
+// server is one running moto_server process behind its proxy.
 type server struct {
-	endpoint string
+	endpoint string // the proxy's
+	moto     string // moto_server's own
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	log      *tailBuffer
+	proxy    *http.Server
 }
 
 // shared holds the server of a test binary whose TestMain calls Main. It is
@@ -185,10 +189,10 @@ func launch(bin string, port int) (*server, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	srv := &server{
-		endpoint: "http://127.0.0.1:" + strconv.Itoa(port),
-		cmd:      cmd,
-		exited:   make(chan struct{}),
-		log:      log,
+		moto:   "http://127.0.0.1:" + strconv.Itoa(port),
+		cmd:    cmd,
+		exited: make(chan struct{}),
+		log:    log,
 	}
 	go func() {
 		_ = cmd.Wait()
@@ -198,7 +202,40 @@ func launch(bin string, port int) (*server, error) {
 		srv.stop()
 		return nil, fmt.Errorf("%w; output:\n%s", err, log.String())
 	}
+	if err := srv.startProxy(); err != nil {
+		srv.stop()
+		return nil, err
+	}
 	return srv, nil
+}
+
+// startProxy puts a reverse proxy in front of moto that serialises
+// conditional writes (requests with If-None-Match or If-Match). moto checks
+// the condition and then writes without a lock, so two concurrent
+// create-if-absent PUTs can both succeed; S3 lets exactly one win and
+// answers the others 412 (or 409), and the blob suite and the pipeline's
+// fences rely on that. Every other request passes through unchanged.
+func (s *server) startProxy() error {
+	target, err := url.Parse(s.moto)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("motoserver: proxy: %w", err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var conditional sync.Mutex
+	s.proxy = &http.Server{ReadHeaderTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodPut || r.Method == http.MethodPost) && (r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Match") != "") {
+			conditional.Lock()
+			defer conditional.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = s.proxy.Serve(ln) }()
+	s.endpoint = "http://" + ln.Addr().String()
+	return nil
 }
 
 func (s *server) waitReady() error {
@@ -210,7 +247,7 @@ func (s *server) waitReady() error {
 			return errors.New("moto_server exited before it was ready")
 		default:
 		}
-		resp, err := client.Get(s.endpoint + "/moto-api/")
+		resp, err := client.Get(s.moto + "/moto-api/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -222,8 +259,12 @@ func (s *server) waitReady() error {
 	return fmt.Errorf("moto_server not ready after %s", readyTimeout)
 }
 
-// stop kills the process we started, by its PID, and reaps it.
+// stop closes the proxy and kills the process we started, by its PID, and
+// reaps it.
 func (s *server) stop() {
+	if s.proxy != nil {
+		_ = s.proxy.Close()
+	}
 	select {
 	case <-s.exited:
 		return

@@ -20,6 +20,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
+	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 	"github.com/edgevault/edgevault/pkg/sensitive"
 )
 
@@ -86,31 +87,6 @@ func (p *pipeline) runNormally(ctx context.Context, t *testing.T, id string) *ev
 		t.Fatal(err)
 	}
 	return job
-}
-
-// drain takes every queued message (acking it) and returns its tasks.
-func (p *pipeline) drain(ctx context.Context, t *testing.T) []events.Task {
-	t.Helper()
-	var out []events.Task
-	for {
-		ds, err := p.queue.Receive(ctx, 10, 10*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ds) == 0 {
-			return out
-		}
-		for _, d := range ds {
-			env, err := events.Decode(d.Body)
-			if err != nil || env.Task == nil {
-				t.Fatalf("unexpected message %s: %v", d.Body, err)
-			}
-			out = append(out, *env.Task)
-			if err := p.queue.Ack(ctx, d); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 }
 
 // deliver runs tasks through the worker, all at once (bounded), as an
@@ -202,7 +178,7 @@ func TestRedeliveryIsByteIdentical(t *testing.T) {
 
 	dup := newPipeline(t, emu, 40)
 	job := dup.start(ctx, t, "job-1")
-	tasks := dup.drain(ctx, t)
+	tasks := queuetest.Drain(ctx, t, dup.queue)
 	if len(tasks) != job.Tasks || len(tasks) < 10 {
 		t.Fatalf("queued %d tasks, plan has %d; want every task of the plan (>= 10)", len(tasks), job.Tasks)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
+	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 	"github.com/edgevault/edgevault/pkg/restore"
 	"github.com/edgevault/edgevault/pkg/sensitive"
 )
@@ -205,31 +206,6 @@ func TestPutConcurrencyAcrossRanges(t *testing.T) {
 	}
 }
 
-// drain takes (and acks) every queued task.
-func (r *restorer) drain(ctx context.Context, t *testing.T) []events.Task {
-	t.Helper()
-	var out []events.Task
-	for {
-		ds, err := r.queue.Receive(ctx, 10, 10*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ds) == 0 {
-			return out
-		}
-		for _, d := range ds {
-			env, err := events.Decode(d.Body)
-			if err != nil || env.Task == nil {
-				t.Fatalf("unexpected message %s: %v", d.Body, err)
-			}
-			out = append(out, *env.Task)
-			if err := r.queue.Ack(ctx, d); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-}
-
 func writesTo(e *edgebasetest.Emulator) int {
 	n := 0
 	for _, q := range e.Requests() {
@@ -263,7 +239,7 @@ func TestLateWipeIsFenced(t *testing.T) {
 		if step > 20 {
 			t.Fatalf("restore did not finish; stuck in phase %d", job.Phase)
 		}
-		tasks := r.drain(ctx, t)
+		tasks := queuetest.Drain(ctx, t, r.queue)
 		for _, task := range late {
 			before := writesTo(dst)
 			if err := r.worker.Process(ctx, task, 1); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/backup"
 )
 
@@ -380,4 +381,30 @@ func testCancel(t *testing.T, q backup.Queue) {
 	}
 	// The canceled Send enqueued nothing.
 	wantEmpty(t, q, 0)
+}
+
+// Drain receives and acks every message queued in q and returns their
+// tasks; a message that is not a task envelope fails t.
+func Drain(ctx context.Context, t *testing.T, q backup.Queue) []events.Task {
+	t.Helper()
+	var out []events.Task
+	for {
+		ds, err := q.Receive(ctx, 10, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 0 {
+			return out
+		}
+		for _, d := range ds {
+			env, err := events.Decode(d.Body)
+			if err != nil || env.Task == nil {
+				t.Fatalf("unexpected message %s: %v", d.Body, err)
+			}
+			out = append(out, *env.Task)
+			if err := q.Ack(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

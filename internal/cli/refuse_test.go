@@ -137,9 +137,9 @@ func makeTarGz(t *testing.T, members ...tarMember) []byte {
 	return buf.Bytes()
 }
 
-// repack rewrites a .tar.gz member by member: edit may change a member's
-// bytes or drop it (nil keeps everything); extra members are appended.
-func repack(t *testing.T, tarball string, edit func(name string, data []byte) ([]byte, bool), extra ...tarMember) []byte {
+// eachMember calls fn with every member of a .tar.gz and its bytes, in
+// order, until fn returns false.
+func eachMember(t *testing.T, tarball string, fn func(h *tar.Header, data []byte) bool) {
 	t.Helper()
 	f, err := os.Open(tarball)
 	if err != nil {
@@ -151,11 +151,10 @@ func repack(t *testing.T, tarball string, edit func(name string, data []byte) ([
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(gz)
-	var members []tarMember
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			break
+			return
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -164,6 +163,18 @@ func repack(t *testing.T, tarball string, edit func(name string, data []byte) ([
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !fn(h, data) {
+			return
+		}
+	}
+}
+
+// repack rewrites a .tar.gz member by member: edit may change a member's
+// bytes or drop it (nil keeps everything); extra members are appended.
+func repack(t *testing.T, tarball string, edit func(name string, data []byte) ([]byte, bool), extra ...tarMember) []byte {
+	t.Helper()
+	var members []tarMember
+	eachMember(t, tarball, func(h *tar.Header, data []byte) bool {
 		keep := true
 		if edit != nil {
 			data, keep = edit(h.Name, data)
@@ -171,36 +182,25 @@ func repack(t *testing.T, tarball string, edit func(name string, data []byte) ([
 		if keep {
 			members = append(members, tarMember{hdr: tar.Header{Name: h.Name, Typeflag: h.Typeflag, Mode: h.Mode}, data: data})
 		}
-	}
+		return true
+	})
 	return makeTarGz(t, append(members, extra...)...)
 }
 
 // backupJSONOf extracts backup.json from a .tar.gz.
 func backupJSONOf(t *testing.T, tarball string) []byte {
 	t.Helper()
-	f, err := os.Open(tarball)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatalf("backup.json not found in %s: %v", tarball, err)
-		}
+	var doc []byte
+	eachMember(t, tarball, func(h *tar.Header, data []byte) bool {
 		if h.Name == "backup.json" {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
+			doc = data
 		}
+		return doc == nil
+	})
+	if doc == nil {
+		t.Fatalf("backup.json not found in %s", tarball)
 	}
+	return doc
 }
 
 var versionRE = regexp.MustCompile(`"version":\s*"1\.1"`)

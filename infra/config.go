@@ -14,7 +14,7 @@ import (
 
 	"github.com/aws/constructs-go/constructs/v10"
 
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 )
 
 // maxInstancesLen bounds the instances context value, which travels in

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 )
 
 // This file is the deployment contract of the functions in one place: key

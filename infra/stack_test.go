@@ -19,7 +19,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/edgevault/edgevault/events"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
-	"github.com/edgevault/edgevault/pkg/miniflare"
+	"github.com/edgevault/edgevault/internal/miniflare"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 type flags struct {

@@ -7,7 +7,7 @@ package main
 import (
 	"context"
 
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 

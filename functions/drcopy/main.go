@@ -5,7 +5,7 @@
 package main
 
 import (
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/cloudflaretest"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/cloudflare/cloudflaretest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // edgeSetup is a source emulator whose DOs are registered, by their real

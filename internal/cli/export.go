@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgevault/edgevault/internal/jsonstream"
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	"github.com/edgevault/edgevault/pkg/jsonstream"
 )
 
 type exportOpts struct {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {

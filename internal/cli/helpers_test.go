@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // testRetry keeps the client's attempt count but not its backoff.

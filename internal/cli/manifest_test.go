@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // The manifest written while assembling agrees with what verify reads back.

@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // sourceArchives is a SeedDemo emulator backed up once as .json and once

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // jobFiles counts the plan's tasks and the recorded task outcomes of the

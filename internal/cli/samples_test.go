@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // samplesDir holds archives written by the official CLI against the peer,

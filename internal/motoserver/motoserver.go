@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/awsconfig"
+	"github.com/edgevault/edgevault/internal/awsconfig"
 )
 
 // Region is the region every client built by Config uses.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/edgevault/edgevault/pkg/miniflare"
+	"github.com/edgevault/edgevault/internal/miniflare"
 )
 
 // DOName is one Durable Object instance found in a Miniflare state.

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // ErrUnavailable marks an environment in which the peer cannot run (no

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 func TestListDONamesReadsEmulatorState(t *testing.T) {

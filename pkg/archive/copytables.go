@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/edgevault/edgevault/pkg/jsonstream"
+	"github.com/edgevault/edgevault/internal/jsonstream"
 )
 
 // CopyTables streams a tables object ({"<table>":[{row}…],…}) from src to

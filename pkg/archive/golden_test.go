@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgevault/edgevault/pkg/jsonstream"
+	"github.com/edgevault/edgevault/internal/jsonstream"
 )
 
 // TestOfficialSamples reads backups written by the official CLI, rewrites

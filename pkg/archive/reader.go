@@ -15,8 +15,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/edgevault/edgevault/pkg/iox"
-	"github.com/edgevault/edgevault/pkg/jsonstream"
+	"github.com/edgevault/edgevault/internal/iox"
+	"github.com/edgevault/edgevault/internal/jsonstream"
 )
 
 // ErrUnsupportedVersion is wrapped by the error for a version other than

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/edgevault/edgevault/pkg/jsonstream"
+	"github.com/edgevault/edgevault/internal/jsonstream"
 )
 
 // maxColumns bounds the distinct column names of one table (SQLite allows

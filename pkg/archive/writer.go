@@ -10,8 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/edgevault/edgevault/pkg/iox"
-	"github.com/edgevault/edgevault/pkg/jsonstream"
+	"github.com/edgevault/edgevault/internal/iox"
+	"github.com/edgevault/edgevault/internal/jsonstream"
 )
 
 // Writer stages, in the official key order (spec 3.1).

@@ -6,8 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/edgevault/edgevault/internal/miniflare"
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	"github.com/edgevault/edgevault/pkg/miniflare"
 )
 
 // EdgeLister lists the hex ids of every DatabaseDO holding data, through

@@ -18,7 +18,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/blob/fs"
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 	"github.com/edgevault/edgevault/pkg/sensitive"

@@ -100,7 +100,7 @@ type Queue interface {
 	Nack(ctx context.Context, d Delivery, delay time.Duration) error
 }
 
-// SecretStore holds the deployment's EdgeBase secrets (JWT_USER_SECRET,
+
 // JWT_ADMIN_SECRET, SERVICE_KEY, ...) that --include-secrets backs up and a
 // restore writes back last. Adapters: local files (.dev.vars and
 // .edgebase/secrets.json) and AWS Secrets Manager (pkg/secrets).

@@ -13,9 +13,10 @@ import (
 	"sort"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/iox"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	"github.com/edgevault/edgevault/pkg/iox"
+	"github.com/edgevault/edgevault/pkg/secrets"
 )
 
 // BackupTasks runs the backup task kinds. Each writes its output to the
@@ -24,7 +25,7 @@ import (
 type BackupTasks struct {
 	Jobs    *Jobs
 	Client  *edgebase.Client
-	Secrets SecretStore // for --include-secrets; nil means none are available
+	Secrets secrets.Store // for --include-secrets; nil means none are available
 	// Concurrency bounds parallel object downloads inside one storage range.
 	Concurrency int
 	// SpoolDir holds downloaded objects larger than SpoolInMemory while they

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/pkg/cloudflare"
-	"github.com/edgevault/edgevault/pkg/cloudflaretest"
+	"github.com/edgevault/edgevault/pkg/cloudflare/cloudflaretest"
 	"github.com/edgevault/edgevault/pkg/sensitive"
 )
 

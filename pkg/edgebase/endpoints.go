@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/edgevault/edgevault/pkg/iox"
+	"github.com/edgevault/edgevault/internal/iox"
 )
 
 // DO types accepted by dump-do, restore-do and wipe-do.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/edgevault/edgevault/pkg/jsonstream"
+	"github.com/edgevault/edgevault/internal/jsonstream"
 )
 
 // chunkTables splits a tables object into tables objects of at most

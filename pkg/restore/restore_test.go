@@ -13,7 +13,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob/fs"
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 	"github.com/edgevault/edgevault/pkg/restore"

@@ -15,7 +15,7 @@ import (
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/restore"
 )
 

@@ -18,6 +18,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/secrets"
 )
 
 // Concurrency bounds parallel requests per step inside one process. The
@@ -49,7 +50,7 @@ func (c Concurrency) withDefaults() Concurrency {
 type Tasks struct {
 	Jobs    *backup.Jobs
 	Client  *edgebase.Client
-	Secrets backup.SecretStore // where restored secrets go; nil: skipped with a warning
+	Secrets secrets.Store // where restored secrets go; nil: skipped with a warning
 	// ChunkBytes splits D1 restores larger than this into a wipe call and
 	// per-table calls with skipWipe (spec 2.8); 0 = 8 MiB.
 	ChunkBytes  int64

@@ -1,7 +1,6 @@
-// Package secrets reads credentials and EdgeBase secrets from AWS Secrets
-// Manager: Manager.GetString fetches one secret value (the EdgeBase service
-// key, the Cloudflare API token) as a redacting sensitive.String, and Store
-// is the backup.SecretStore over one secret that holds a JSON object of
-// EdgeBase secrets. The local-file store of the official CLI lives in
-// subpackage devvars. Secret values never appear in errors.
+// Package secrets declares Store, where a deployment's EdgeBase secrets
+// live. Its adapters are the subpackages devvars (the official CLI's local
+// files) and secretsmanager (AWS Secrets Manager, which also reads the
+// single credentials the functions need). Secret values never appear in
+// errors or logs.
 package secrets

@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/blob"
-	"github.com/edgevault/edgevault/pkg/metrics"
 	"github.com/edgevault/edgevault/pkg/restore"
 )
 

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/awsconfig"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
-	"github.com/edgevault/edgevault/pkg/metrics"
+	"github.com/edgevault/edgevault/internal/awsconfig"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
+	"github.com/edgevault/edgevault/internal/metrics"
 )
 
 // Defaults of Config.

@@ -21,10 +21,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/backup"
 	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
-	"github.com/edgevault/edgevault/pkg/metrics"
 )
 
 // DRPartSize is the multipart part size of DR copies: 32 MiB x the

@@ -15,14 +15,14 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
-	"github.com/edgevault/edgevault/pkg/awsconfig"
+	"github.com/edgevault/edgevault/internal/awsconfig"
+	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/backup"
 	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
 	"github.com/edgevault/edgevault/pkg/cloudflare"
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	"github.com/edgevault/edgevault/pkg/metrics"
 	sqsqueue "github.com/edgevault/edgevault/pkg/queue/sqs"
-	"github.com/edgevault/edgevault/pkg/secrets"
+	"github.com/edgevault/edgevault/pkg/secrets/secretsmanager"
 	"github.com/edgevault/edgevault/pkg/sensitive"
 )
 
@@ -107,7 +107,7 @@ type credentials struct {
 
 func (b *base) readCredentials(ctx context.Context) (credentials, error) {
 	var c credentials
-	sm, err := secrets.New(b.clients.SecretsManager())
+	sm, err := secretsmanager.New(b.clients.SecretsManager())
 	if err != nil {
 		return c, err
 	}

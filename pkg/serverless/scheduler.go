@@ -12,10 +12,10 @@ import (
 	awsevents "github.com/aws/aws-lambda-go/events"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
-	"github.com/edgevault/edgevault/pkg/metrics"
 	"github.com/edgevault/edgevault/pkg/restore"
 )
 

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
 )
 
 // fullEnv gives every variable of lambdaenv a plausible value.

@@ -16,11 +16,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
-	"github.com/edgevault/edgevault/pkg/metrics"
 	"github.com/edgevault/edgevault/pkg/restore"
 	"github.com/edgevault/edgevault/pkg/secrets"
+	"github.com/edgevault/edgevault/pkg/secrets/secretsmanager"
 )
 
 // Worker is the worker function: it runs the tasks of an SQS batch from
@@ -51,9 +52,9 @@ func NewWorker(ctx context.Context, cfg Config, rt Runtime) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	var secretStore backup.SecretStore
+	var secretStore secrets.Store
 	if cfg.EdgeBaseSecrets != "" {
-		if secretStore, err = secrets.NewStore(b.clients.SecretsManager(), cfg.EdgeBaseSecrets); err != nil {
+		if secretStore, err = secretsmanager.NewStore(b.clients.SecretsManager(), cfg.EdgeBaseSecrets); err != nil {
 			return nil, err
 		}
 	}

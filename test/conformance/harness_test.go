@@ -25,7 +25,7 @@ import (
 
 	"github.com/edgevault/edgevault/internal/cli"
 	"github.com/edgevault/edgevault/internal/peer"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // Environment switches (scripts/conformance.sh sets them).

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/peer"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // assertWiped checks that instance DOs hold no rows, through the admin

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/peer"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // TestOfficialInterop is the interop matrix with the official CLI on the

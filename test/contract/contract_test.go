@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 const B = "/admin/api/backup"

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/peer"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 const rootKey = "contract-root-key"

@@ -17,11 +17,11 @@ import (
 	awsevents "github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/motoserver"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/blob"
 	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/blob"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // backupOnce runs one scheduled backup with storage on its own stack and

@@ -19,14 +19,14 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/awsconfig"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/awsconfig"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
 	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
-	"github.com/edgevault/edgevault/pkg/cloudflaretest"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/pkg/cloudflare/cloudflaretest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 

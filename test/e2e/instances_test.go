@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // TestE2EInstancesWithoutEdgeMode: a stack deployed without Cloudflare

@@ -15,12 +15,12 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/awsconfig"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/awsconfig"
 	"github.com/edgevault/edgevault/pkg/backup"
 	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 

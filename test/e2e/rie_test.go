@@ -19,9 +19,9 @@ import (
 	awsevents "github.com/aws/aws-lambda-go/events"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/motoserver"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
 )
 
 // rieFunction is one function's real bootstrap, run by the Lambda Runtime

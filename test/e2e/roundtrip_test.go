@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/motoserver"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
-	"github.com/edgevault/edgevault/pkg/secrets"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/secrets/secretsmanager"
 )
 
 // scheduledInput is what the stack's EventBridge rule sends (its constant
@@ -113,7 +113,7 @@ func TestE2ERoundTrip(t *testing.T) {
 	if d := edgebasetest.Diff(want, got); d != "" {
 		t.Fatalf("restored deployment differs from the original:\n%s", d)
 	}
-	store, err := secrets.NewStore(sm, secretB)
+	store, err := secretsmanager.NewStore(sm, secretB)
 	if err != nil {
 		t.Fatal(err)
 	}

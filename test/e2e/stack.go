@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/edgevault/edgevault/pkg/awsconfig"
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/internal/awsconfig"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/iox"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 // Object sizes: like R2 buckets of user uploads, mostly small and medium

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 // emulatorProc is one edgebase-emulator process, stopped by its PID.

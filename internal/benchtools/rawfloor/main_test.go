@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 var result = regexp.MustCompile(`^RESULT op=(\w+) wall_s=[0-9.]+ requests=(\d+) bytes=(\d+) retries=0\n$`)

@@ -15,9 +15,9 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/edgevault/edgevault/internal/iox"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
-	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 var (

@@ -21,9 +21,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/edgevault/edgevault/internal/iox"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
-	"github.com/edgevault/edgevault/pkg/iox"
 )
 
 var (

@@ -26,8 +26,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/awsconfig"
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/blob/blobtest"
 )

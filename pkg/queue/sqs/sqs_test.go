@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/awsconfig"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 )

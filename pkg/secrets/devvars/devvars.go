@@ -17,10 +17,10 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/secrets"
 )
 
-var _ backup.SecretStore = (*Store)(nil)
+var _ secrets.Store = (*Store)(nil)
 
 // File names relative to the project directory, and the first line of a
 // restored .dev.vars.
@@ -45,7 +45,7 @@ func New(dir string) *Store { return &Store{dir: dir} }
 func (s *Store) devVarsPath() string { return filepath.Join(s.dir, DevVarsFile) }
 func (s *Store) secretsPath() string { return filepath.Join(s.dir, filepath.FromSlash(SecretsFile)) }
 
-// Load implements backup.SecretStore with the CLI's create rule: the
+// Load implements secrets.Store with the CLI's create rule: the
 // non-empty core keys of .dev.vars if there are any, else every entry of
 // .edgebase/secrets.json, else nothing. secrets.json must be an object of
 // strings (protocol 8.27).
@@ -76,7 +76,7 @@ func (s *Store) Load(ctx context.Context) (map[string]string, error) {
 	return out, nil
 }
 
-// Save implements backup.SecretStore with the CLI's restore rule: values
+// Save implements secrets.Store with the CLI's restore rule: values
 // are merged into .dev.vars (rewritten as Header plus K=V lines; comments
 // are lost) and into .edgebase/secrets.json (two-space indented JSON).
 // Existing keys keep their place, new ones follow in sorted order. Both

@@ -1,4 +1,4 @@
-// Package devvars is the backup.SecretStore of a local EdgeBase project
+// Package devvars is the secrets.Store of a local EdgeBase project
 // directory, following the official CLI (protocol 5.4): secrets are read
 // from the JWT_USER_SECRET, JWT_ADMIN_SECRET and SERVICE_KEY lines of
 // ./.dev.vars, or else from the whole of ./.edgebase/secrets.json, and a

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgevault/edgevault/pkg/edgebasetest"
-	"github.com/edgevault/edgevault/pkg/miniflare"
+	"github.com/edgevault/edgevault/internal/miniflare"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
 
 func TestListNamesInstancesAndGhosts(t *testing.T) {

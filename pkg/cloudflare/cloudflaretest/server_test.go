@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/cloudflaretest"
+	"github.com/edgevault/edgevault/pkg/cloudflare/cloudflaretest"
 )
 
 type reply struct {

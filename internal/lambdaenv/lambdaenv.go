@@ -35,6 +35,8 @@ const (
 	SkipInstances     = "EDGEVAULT_SKIP_INSTANCES"     // "true": back up although a dynamic DB block's instances cannot be listed
 	EdgeBaseSecrets   = "EDGEVAULT_EDGEBASE_SECRETS"   // Secrets Manager id of the JSON map of EdgeBase secrets
 	Concurrency       = "EDGEVAULT_CONCURRENCY"        // in-task fan-out (default 10)
+	SpoolDir          = "EDGEVAULT_SPOOL_DIR"          // where the worker spools large objects (default: the system temp dir, /tmp on Lambda)
+	SpoolBytes        = "EDGEVAULT_SPOOL_BYTES"        // disk budget of the spool directory, shared by every task of the process
 	DRBucket          = "EDGEVAULT_DR_BUCKET"          // cross-account destination bucket
 	DRRoleARN         = "EDGEVAULT_DR_ROLE_ARN"        // role in the destination account drcopy assumes ("" = bucket policy)
 	DRKMSKeyARN       = "EDGEVAULT_DR_KMS_KEY_ARN"     // SSE-KMS key in the destination account ("" = bucket default)
@@ -45,6 +47,12 @@ const (
 	CloudflareAPIURL  = "EDGEVAULT_CLOUDFLARE_API_URL" // local/test override of the Cloudflare API base URL; never set by infra
 )
 
+// WatchdogInput is the constant input of the scheduler's watchdog rule:
+// instead of starting a job, the scheduler looks at every unfinished job,
+// re-queues a check for any whose checks stopped and fails any that ran
+// past the job timeout.
+const WatchdogInput = `{"watchdog":true}`
+
 // Reads lists, per function, every variable it reads that the deployment
 // must set. AWSEndpoint, S3PathStyle, LambdaEndpoint and CloudflareAPIURL
 // are test-only and not listed. A function reads only what it uses, and
@@ -52,13 +60,14 @@ const (
 //   - the scheduler plans (EdgeBase, Cloudflare for Edge mode) and queues
 //     tasks and the first check; it never reads the EdgeBase secrets;
 //   - the worker runs tasks against EdgeBase and reads/writes the EdgeBase
-//     secrets; it sends nothing (it only changes the visibility of the
-//     task messages it received, to pace their retries);
+//     secrets; it changes the visibility of the task messages it received
+//     (to pace their retries) and re-sends a task another delivery is
+//     running (so waiting does not use up its attempts);
 //   - the assembler talks to S3 and the queues only (checks, and a
 //     restore's next phase of tasks).
 var Reads = map[string][]string{
 	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, MetricsNamespace},
-	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, MetricsNamespace},
+	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, MetricsNamespace},
 	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, MetricsNamespace},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, MetricsNamespace},

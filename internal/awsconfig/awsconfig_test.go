@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/edgevault/edgevault/pkg/lambdaenv"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 )
 
 func TestValidate(t *testing.T) {

@@ -25,6 +25,17 @@ const (
 	stagingExpireDays = 1
 )
 
+// The worker spools downloaded objects that wait for their turn in a
+// storage member to its /tmp, within a budget every task of one
+// environment shares; objects larger than the budget are not prefetched
+// but streamed straight into the member. The ephemeral storage leaves room
+// beside the budget for the runtime's own use of /tmp.
+const (
+	workerSpoolDir    = "/tmp"
+	workerSpoolBytes  = 2 << 30
+	workerEphemeralMB = 2048 + 512
+)
+
 // s3Access is what a function may do with the objects under one prefix.
 type s3Access uint8
 
@@ -67,6 +78,8 @@ type fnSpec struct {
 	// would otherwise drop those messages after 16 rounds.
 	loops            bool
 	staging, archive s3Access
+	// ephemeralMB sizes /tmp (0 = Lambda's default 512 MB).
+	ephemeralMB int
 	// sendsTasks and sendsControl: the function queues tasks (the first
 	// phase, the next restore phase) or checks.
 	sendsTasks, sendsControl bool
@@ -84,7 +97,7 @@ func fnSpecs(c Config) map[string]fnSpec {
 		},
 		lambdaenv.Worker: {
 			id: "Worker", description: "edgevault worker: runs one task (a Durable Object, D1 database, R2 page range, ...)",
-			memoryMB: c.WorkerMemoryMB, timeout: c.WorkerTimeout, loops: true,
+			memoryMB: c.WorkerMemoryMB, timeout: c.WorkerTimeout, loops: true, ephemeralMB: workerEphemeralMB,
 			// Delete: a failed wipe task releases its lease for the retry.
 			// The worker sends nothing; it only paces retries through the
 			// visibility of the messages it received (event source grant).

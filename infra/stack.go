@@ -248,6 +248,8 @@ func (s *BackupStack) envValues() map[string]*string {
 		lambdaenv.SkipInstances:     jsii.String(strconv.FormatBool(c.SkipInstances)),
 		lambdaenv.EdgeBaseSecrets:   s.Secrets[lambdaenv.EdgeBaseSecrets].Ref(),
 		lambdaenv.Concurrency:       jsii.String(strconv.Itoa(c.Concurrency)),
+		lambdaenv.SpoolDir:          jsii.String(workerSpoolDir),
+		lambdaenv.SpoolBytes:        jsii.String(strconv.FormatInt(workerSpoolBytes, 10)),
 		lambdaenv.DRBucket:          jsii.String(c.DR.Bucket),
 		lambdaenv.DRRoleARN:         jsii.String(c.DR.RoleARN),
 		lambdaenv.DRKMSKeyARN:       jsii.String(c.DR.KMSKeyARN),
@@ -297,6 +299,9 @@ func (s *BackupStack) newFunctions() error {
 		}
 		if spec.loops {
 			p.RecursiveLoop = awslambda.RecursiveLoop_ALLOW
+		}
+		if spec.ephemeralMB > 0 {
+			p.EphemeralStorageSize = awscdk.Size_Mebibytes(jsii.Number(float64(spec.ephemeralMB)))
 		}
 		if fn == lambdaenv.Worker && c.WorkerReservedConcurrency > 0 {
 			p.ReservedConcurrentExecutions = jsii.Number(float64(c.WorkerReservedConcurrency))

@@ -480,6 +480,14 @@ func TestEventSourceMappings(t *testing.T) {
 	}
 }
 
+// The worker's /tmp holds its spool budget with room to spare.
+func TestWorkerEphemeralStorageFitsTheSpool(t *testing.T) {
+	spec := fnSpecs(DefaultConfig())[lambdaenv.Worker]
+	if int64(spec.ephemeralMB)<<20 < workerSpoolBytes+256<<20 {
+		t.Fatalf("worker /tmp %d MiB does not hold the %d-byte spool budget and the runtime's own files", spec.ephemeralMB, workerSpoolBytes)
+	}
+}
+
 func TestFunctions(t *testing.T) {
 	for _, name := range []string{"base", "full"} {
 		v := get(t, name)
@@ -504,6 +512,9 @@ func TestFunctions(t *testing.T) {
 			}
 			if spec.loops {
 				want["RecursiveLoop"] = "Allow"
+			}
+			if spec.ephemeralMB > 0 {
+				want["EphemeralStorage"] = map[string]any{"Size": spec.ephemeralMB}
 			}
 			if name == "full" {
 				want["TracingConfig"] = map[string]any{"Mode": "Active"}
@@ -574,6 +585,8 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.SkipInstances:     strconv.FormatBool(c.SkipInstances),
 				lambdaenv.EdgeBaseSecrets:   ref(logicalID(b.Secrets[lambdaenv.EdgeBaseSecrets])),
 				lambdaenv.Concurrency:       fmt.Sprint(c.Concurrency),
+				lambdaenv.SpoolDir:          "/tmp",
+				lambdaenv.SpoolBytes:        fmt.Sprint(workerSpoolBytes),
 				lambdaenv.DRBucket:          c.DR.Bucket,
 				lambdaenv.DRRoleARN:         c.DR.RoleARN,
 				lambdaenv.DRKMSKeyARN:       c.DR.KMSKeyARN,

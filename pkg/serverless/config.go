@@ -78,6 +78,11 @@ type Config struct {
 	SkipInstances   bool
 	EdgeBaseSecrets string
 	Concurrency     int
+	// SpoolDir and SpoolBytes are where the worker keeps downloaded
+	// objects that wait for their turn in a storage member, and the disk
+	// budget all its tasks share there ("" = the system temp directory).
+	SpoolDir   string
+	SpoolBytes int64
 	// MaxAttempts is the deliveries a task gets before it is recorded as
 	// failed. It must equal the task queue's maxReceiveCount, or a task
 	// dead-lettered before its last attempt would leave its job running,
@@ -187,6 +192,14 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 		c.SkipInstances = b
 	}
 	num(lambdaenv.Concurrency, &c.Concurrency)
+	str(lambdaenv.SpoolDir, &c.SpoolDir)
+	if v := strings.TrimSpace(get(lambdaenv.SpoolBytes)); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: not a byte count", lambdaenv.SpoolBytes, v))
+		}
+		c.SpoolBytes = n
+	}
 	str(lambdaenv.DRBucket, &c.DRBucket)
 	str(lambdaenv.DRRoleARN, &c.DRRoleARN)
 	str(lambdaenv.DRKMSKeyARN, &c.DRKMSKeyARN)

@@ -30,7 +30,7 @@ func fullEnv() map[string]string {
 		lambdaenv.TaskQueueURL: "https://sqs/tasks", lambdaenv.ControlQueueURL: "https://sqs/control",
 		lambdaenv.SchedulerFunction: "arn:aws:lambda:us-east-1:1:function:s", lambdaenv.EdgeBaseURL: "https://eb.example",
 		lambdaenv.ServiceKeySecret: "arn:sk", lambdaenv.CloudflareAccount: "acct", lambdaenv.CloudflareSecret: "arn:cf",
-		lambdaenv.EdgeBaseSecrets: "arn:ebs", lambdaenv.Concurrency: "7", lambdaenv.DRBucket: "dr", lambdaenv.DRRoleARN: "",
+		lambdaenv.EdgeBaseSecrets: "arn:ebs", lambdaenv.Concurrency: "7", lambdaenv.SpoolDir: "/tmp", lambdaenv.SpoolBytes: "1000", lambdaenv.DRBucket: "dr", lambdaenv.DRRoleARN: "",
 		lambdaenv.DRKMSKeyARN: "", lambdaenv.KMSKeyARN: "arn:kms", lambdaenv.MetricsNamespace: "NS",
 		lambdaenv.Instances: "workspace:a, workspace:b", lambdaenv.SkipInstances: "false",
 	}

@@ -15,10 +15,11 @@ const (
 	KindRestore JobKind = "restore"
 )
 
-// JobState is the job state machine:
-// planned -> running -> assembling -> done | failed (failed from any state).
-// Restore jobs go planned -> running -> done | failed; their progress
-// through the restore order is Job.Phase.
+// JobState is the job state machine (pkg/pipeline drives it):
+// planned -> running -> assembling -> done | failed (failed from any
+// state). A job runs its phases in order (Job.Phase; a backup has one, a
+// restore follows the restore order); "assembling" is the finish step
+// after the last phase (a backup's archive), which jobs without one skip.
 type JobState string
 
 const (
@@ -54,9 +55,10 @@ type Options struct {
 	AllowSchemaDrift bool     `json:"allowSchemaDrift,omitempty"`
 }
 
-// Job is the job record, stored at <staging>/<id>/job.json. Only the
-// scheduler and the assembler write it; workers write per-task status
-// objects instead, so concurrent workers never overwrite each other.
+// Job is the job record, stored at <staging>/<id>/job.json. It changes
+// only by compare-and-swap on its stored version (pipeline.Jobs.Update);
+// workers never write it: they record each task's outcome in objects of
+// their own.
 type Job struct {
 	ID      string   `json:"id"`
 	Kind    JobKind  `json:"kind"`
@@ -70,18 +72,63 @@ type Job struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 	// Started is the backup's start time; the archive name derives from it.
 	Started time.Time `json:"started"`
-	// Phase is the restore phase currently open (see pkg/restore), and
-	// PhaseTasks the number of tasks planned per phase.
+	// Phase is the phase currently open, and PhaseTasks the number of
+	// tasks planned per phase.
 	Phase      int   `json:"phase,omitempty"`
 	PhaseTasks []int `json:"phaseTasks,omitempty"`
 	// Tasks is how many tasks the plan holds (0 until planned).
-	Tasks    int        `json:"tasks"`
-	Summary  *Summary   `json:"summary,omitempty"`
-	Errors   []JobError `json:"errors,omitempty"`
-	Warnings []string   `json:"warnings,omitempty"`
-	Archive  string     `json:"archive,omitempty"`  // key of the finished archive
-	Manifest string     `json:"manifest,omitempty"` // key of its manifest
+	Tasks int `json:"tasks"`
+	// QueuedPhase is the last phase whose tasks were all sent (-1: none
+	// yet). A phase that is open but not queued is sent again by whoever
+	// sees it next (a retried start, a check, the watchdog) once no live
+	// Dispatching lease says someone is sending it; workers drop the
+	// duplicates.
+	QueuedPhase int `json:"queuedPhase"`
+	// Check is the sequence number of the next check message that may act
+	// on the job; CheckedAt when one last did. A check claims its number
+	// by compare-and-swap, so duplicated check messages die out.
+	Check     int       `json:"check,omitempty"`
+	CheckedAt time.Time `json:"checkedAt,omitzero"`
+	// Planning, Dispatching and Finishing fence the steps that must run
+	// once at a time: planning the job, sending a phase's tasks, and its
+	// finish step (assembling the archive).
+	Planning    *Lease     `json:"planning,omitempty"`
+	Dispatching *Lease     `json:"dispatching,omitempty"`
+	Finishing   *Lease     `json:"finishing,omitempty"`
+	Summary     *Summary   `json:"summary,omitempty"`
+	Errors      []JobError `json:"errors,omitempty"`
+	// Warnings keeps the first MaxWarnings warnings; WarningsOmitted
+	// counts the rest.
+	Warnings        []string `json:"warnings,omitempty"`
+	WarningsOmitted int      `json:"warningsOmitted,omitempty"`
+	Archive         string   `json:"archive,omitempty"`  // key of the finished archive
+	Manifest        string   `json:"manifest,omitempty"` // key of its manifest
 }
+
+// MaxWarnings bounds the warnings a job record or a task outcome keeps.
+const MaxWarnings = 50
+
+// AddWarnings appends warnings to a job, keeping at most MaxWarnings and
+// counting the rest.
+func (j *Job) AddWarnings(ws ...string) {
+	for _, w := range ws {
+		if len(j.Warnings) < MaxWarnings {
+			j.Warnings = append(j.Warnings, w)
+		} else {
+			j.WarningsOmitted++
+		}
+	}
+}
+
+// Lease is held by one invocation until it ends or Until passes; a later
+// invocation may take over an expired lease.
+type Lease struct {
+	Owner string    `json:"owner"`
+	Until time.Time `json:"until"`
+}
+
+// Live reports whether the lease still protects its holder at now.
+func (l *Lease) Live(now time.Time) bool { return l != nil && now.Before(l.Until) }
 
 // JobError names the unit that failed.
 type JobError struct {
@@ -172,7 +219,9 @@ const (
 	TaskRetrying TaskState = "retrying"
 )
 
-// TaskStatus is written by a worker to <staging>/<job>/status/<task>.json.
+// TaskStatus is a task's outcome as a worker records it: once, when the
+// task is done or failed for good, and as the last failed attempt while it
+// is retried (pipeline.Jobs names the keys).
 type TaskStatus struct {
 	Task     string    `json:"task"`
 	Unit     string    `json:"unit"`
@@ -184,16 +233,23 @@ type TaskStatus struct {
 	Bytes    int64     `json:"bytes,omitempty"`
 	Error    string    `json:"error,omitempty"`
 	Warnings []string  `json:"warnings,omitempty"`
+	// WarningsOmitted counts warnings past MaxWarnings.
+	WarningsOmitted int `json:"warningsOmitted,omitempty"`
 	// Warning marks a failure that must not fail the job (resync, secrets).
-	Warning  bool      `json:"warning,omitempty"`
+	Warning bool `json:"warning,omitempty"`
+	// Output is the key prefix the delivery that finished the task wrote
+	// its outputs under; only that delivery's outputs are ever used.
+	Output   string    `json:"output,omitempty"`
 	Finished time.Time `json:"finished"`
 }
 
-// Check asks the assembler to look at a job's stored state and advance it
-// (open the next restore phase, assemble a finished backup, or re-check
-// later).
+// Check asks the controller to look at a job's stored state and advance it
+// (re-send a phase that was not fully queued, open the next phase,
+// assemble a finished backup, fail a job that cannot progress), then to
+// check again later. Seq must equal the job's Check to act.
 type Check struct {
 	Job string `json:"job"`
+	Seq int    `json:"seq,omitempty"`
 }
 
 // Envelope is the body of every queue message.

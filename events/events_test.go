@@ -74,7 +74,10 @@ func TestFixturesRoundTrip(t *testing.T) {
 	if e := roundTrip[events.Envelope](t, "envelope_task.json"); e.Task == nil || e.Check != nil {
 		t.Fatalf("task envelope: %+v", e)
 	}
-	if e := roundTrip[events.Envelope](t, "envelope_check.json"); e.Check == nil || e.Check.Job == "" {
+	if r := roundTrip[events.Job](t, "job_running.json"); r.State != events.StateAssembling || r.Finishing == nil || r.Dispatching == nil || r.Check != 9 || r.QueuedPhase != 0 {
+		t.Fatalf("running job decoded wrongly: %+v", r)
+	}
+	if e := roundTrip[events.Envelope](t, "envelope_check.json"); e.Check == nil || e.Check.Job == "" || e.Check.Seq != 12 {
 		t.Fatalf("check envelope: %+v", e)
 	}
 	if s := roundTrip[events.StartRequest](t, "start_request.json"); s.Kind != events.KindBackup || s.Trigger != events.TriggerSchedule || s.JobID != "" {

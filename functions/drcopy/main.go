@@ -1,7 +1,7 @@
 // Command drcopy is the edgevault drcopy Lambda function (S3 ObjectCreated of an archive manifest: verified copy to the DR bucket). It only
 // wires: serverless.Main reads the configuration from the environment
-// (pkg/lambdaenv), builds the clients once per cold start and serves the
-// handler of pkg/serverless.
+// (internal/lambdaenv), connects its AWS dependencies once per cold start
+// and serves the handler of pkg/serverless.
 package main
 
 import (

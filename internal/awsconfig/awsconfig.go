@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -166,5 +168,26 @@ func (c *Clients) SecretsManager(optFns ...func(*secretsmanager.Options)) *secre
 func (c *Clients) STS(optFns ...func(*sts.Options)) *sts.Client {
 	return sts.NewFromConfig(c.aws, append([]func(*sts.Options){func(o *sts.Options) {
 		o.BaseEndpoint = c.endpoint()
+	}}, optFns...)...)
+}
+
+// S3AsRole returns an S3 client whose credentials come from assuming
+// roleARN (through STS with the endpoint override), as drcopy writes to a
+// bucket of another account.
+func (c *Clients) S3AsRole(roleARN, session string, optFns ...func(*s3.Options)) *s3.Client {
+	provider := stscreds.NewAssumeRoleProvider(c.STS(), roleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = session
+	})
+	creds := aws.NewCredentialsCache(provider)
+	return c.S3(append([]func(*s3.Options){func(o *s3.Options) { o.Credentials = creds }}, optFns...)...)
+}
+
+// Lambda returns a Lambda client; endpoint, when set, overrides the
+// service endpoint (tests).
+func (c *Clients) Lambda(endpoint string, optFns ...func(*lambda.Options)) *lambda.Client {
+	return lambda.NewFromConfig(c.aws, append([]func(*lambda.Options){func(o *lambda.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
 	}}, optFns...)...)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/edgevault"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/secrets/devvars"
 )
 
@@ -69,49 +71,19 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	if err != nil {
 		return failure("backup_create_failed", err)
 	}
-	e, err := a.embed(out, o.concurrency, time.Now, false)
+	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now,
+		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, ComposeAbove: -1}}
+	if o.includeSecrets {
+		deps.Secrets = devvars.New(a.env.WorkDir)
+	}
+	e, err := a.embed(out, embedOptions{concurrency: o.concurrency, deps: deps})
 	if err != nil {
 		return failure("backup_create_failed", err)
 	}
 	defer e.Close()
-	tasks := &backup.BackupTasks{Jobs: e.jobs, Client: d.client, Concurrency: o.concurrency}
-	if o.includeSecrets {
-		tasks.Secrets = devvars.New(a.env.WorkDir)
-	}
-	for k, h := range tasks.Handlers() {
-		e.worker.Handlers[k] = h
-	}
-	e.scheduler.Planners[events.KindBackup] = &backup.BackupPlanner{Jobs: e.jobs, Client: d.client, Enum: d.enum,
-		RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, Log: a.log}
-	e.controller.Advancers[events.KindBackup] = &backup.Assembler{Jobs: e.jobs, ComposeAbove: -1, Log: a.log}
-	e.scheduler.Target = d.client.BaseURL()
-	e.scheduler.Source = backup.SourceFor(d.client.BaseURL(), d.edge)
-
-	var job *events.Job
-	if o.resume {
-		prev, err := latestUnfinished(ctx, e.jobs, d.client.BaseURL())
-		if err != nil {
-			return failure("backup_create_failed", err)
-		}
-		if prev == nil {
-			return failure("backup_create_failed", fmt.Errorf("nothing to resume: no unfinished backup of %s in %s", d.client.BaseURL(), out))
-		}
-		a.say("Resuming backup job %s (started %s)\n", prev.ID, prev.Started.Format(time.RFC3339))
-		job, err = e.scheduler.Resume(ctx, prev.ID)
-		if err != nil {
-			return failure("backup_create_failed", err)
-		}
-	} else {
-		a.say("Planning backup of %s (DO sources: %s)\n", d.client.BaseURL(), d.enum.Sources())
-		job, err = e.scheduler.Start(ctx, events.StartRequest{Kind: events.KindBackup, Trigger: events.TriggerCLI,
-			Options: events.Options{IncludeStorage: o.includeStorage, IncludeSecrets: o.includeSecrets}})
-		if err != nil {
-			if job != nil {
-				// Nothing to resume from a plan that never completed.
-				_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
-			}
-			return failure("backup_create_failed", err)
-		}
+	job, err := a.startBackup(ctx, e, d, o, out)
+	if err != nil {
+		return err
 	}
 	for _, w := range job.Warnings {
 		a.warn("%s", w)
@@ -124,14 +96,55 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 		}
 		return a.createFailed(final, err, out)
 	}
+	return a.reportCreate(ctx, e, job, final, out, time.Since(start))
+}
+
+// startBackup plans and launches a new backup, or resumes the newest
+// unfinished one of the target with --resume.
+func (a *app) startBackup(ctx context.Context, e *embedded, d *deployment, o createOpts, out string) (*events.Job, error) {
+	if o.resume {
+		prev, err := latestUnfinished(ctx, e.jobs, d.client.BaseURL())
+		if err != nil {
+			return nil, failure("backup_create_failed", err)
+		}
+		if prev == nil {
+			return nil, failure("backup_create_failed", fmt.Errorf("nothing to resume: no unfinished backup of %s in %s", d.client.BaseURL(), out))
+		}
+		a.say("Resuming backup job %s (started %s)\n", prev.ID, prev.Started.Format(time.RFC3339))
+		job, err := e.engine.Resume(ctx, prev.ID)
+		if err != nil {
+			return nil, failure("backup_create_failed", err)
+		}
+		return job, nil
+	}
+	a.say("Planning backup of %s (DO sources: %s)\n", d.client.BaseURL(), d.enum.Sources())
+	job, err := e.engine.Start(ctx, events.StartRequest{Kind: events.KindBackup, Trigger: events.TriggerCLI,
+		Options: events.Options{IncludeStorage: o.includeStorage, IncludeSecrets: o.includeSecrets}})
+	if err != nil {
+		if job != nil && job.State == events.StateFailed && job.QueuedPhase < 0 {
+			// Nothing to resume from a plan that never completed.
+			_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
+		}
+		return nil, failure("backup_create_failed", err)
+	}
+	return job, nil
+}
+
+// reportCreate prints the outcome of a finished backup.
+func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.Job, out string, took time.Duration) error {
 	path := filepath.Join(out, filepath.FromSlash(final.Archive))
 	sum := final.Summary
 	if sum == nil {
 		sum = &events.Summary{}
 	}
-	man, _ := e.jobs.ReadManifest(ctx, final.Archive)
-	for _, w := range final.Warnings[len(job.Warnings):] {
-		a.warn("%s", w)
+	man, _ := backup.ReadManifest(ctx, e.store, final.Archive)
+	if len(final.Warnings) > len(job.Warnings) {
+		for _, w := range final.Warnings[len(job.Warnings):] {
+			a.warn("%s", w)
+		}
+	}
+	if final.WarningsOmitted > 0 {
+		a.warn("%d more warnings not shown", final.WarningsOmitted)
 	}
 	if a.jsonOut {
 		a.printJSON(map[string]any{
@@ -139,13 +152,13 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 			"rows": sum.Rows, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
 			"manifest": filepath.Join(out, filepath.FromSlash(final.Manifest)), "job": final.ID,
 			"timestamp": strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "edgebase-backup-"), ".json"), ".tar.gz"),
-			"warnings":  nonNil(final.Warnings),
+			"warnings":  nonNil(final.Warnings), "warningsOmitted": final.WarningsOmitted,
 		})
 		return nil
 	}
 	a.say("Backup written: %s (%s)\n", path, archive.HumanBytes(sum.ArchiveSize))
 	a.say("  %d DOs, %d data namespaces, %d rows, %d objects (%s moved) in %s\n",
-		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(time.Since(start)))
+		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(took))
 	if man.SHA256 != "" {
 		a.say("  sha256 %s\n", man.SHA256)
 	}
@@ -170,17 +183,17 @@ func (a *app) createFailed(job *events.Job, err error, out string) error {
 
 // latestUnfinished finds the newest backup job of target that did not
 // finish.
-func latestUnfinished(ctx context.Context, jobs *backup.Jobs, target string) (*events.Job, error) {
+func latestUnfinished(ctx context.Context, jobs *pipeline.Jobs, target string) (*events.Job, error) {
 	var best *events.Job
 	err := jobs.ListJobs(ctx, func(j *events.Job) error {
-		if j.Kind != events.KindBackup || j.State == events.StateDone || j.Target != target {
+		if j.State == events.StateDone || j.Target != target {
 			return nil
 		}
 		if best == nil || j.CreatedAt.After(best.CreatedAt) {
 			best = j
 		}
 		return nil
-	})
+	}, events.KindBackup)
 	return best, err
 }
 
@@ -257,7 +270,7 @@ func (a *app) runList(ctx context.Context, dir string) error {
 	sort.Slice(list, func(i, j int) bool { return list[i].File > list[j].File })
 	var unfinished []*events.Job
 	if st, err := os.Stat(filepath.Join(dir, StagingPrefix)); err == nil && st.IsDir() {
-		e, err := a.embed(dir, 1, time.Now, false)
+		e, err := a.embed(dir, embedOptions{concurrency: 1})
 		if err == nil {
 			defer e.Close()
 			_ = e.jobs.ListJobs(ctx, func(j *events.Job) error {

@@ -2,12 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"github.com/edgevault/edgevault/pkg/archive"
 	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgevault/edgevault/pkg/archive"
 )
 
 // progress draws a one-line bar on a terminal: units done / total, bytes

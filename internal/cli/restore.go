@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/edgevault/edgevault/pkg/archive"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/edgevault"
 
 	"github.com/spf13/cobra"
 
@@ -68,22 +70,9 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 
 func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	start := time.Now()
-	from, err := filepath.Abs(o.from)
+	from, err := a.checkRestoreArgs(o)
 	if err != nil {
-		return failure("backup_restore_failed", err)
-	}
-	if st, err := os.Stat(from); err != nil || st.IsDir() {
-		return &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + from, exit: ExitError}
-	}
-	if _, err := restore.ParseOnly(o.only); err != nil {
-		return failure("invalid_arguments", err)
-	}
-	interactive := !a.jsonOut && a.env.IsTerminal(a.env.Stdin)
-	if !o.yes && !o.dryRun && !interactive {
-		// Refuse before any request: nothing is read from the target either.
-		return &cmdError{status: "needs_input", code: "backup_restore_confirmation_required", field: "yes", exit: ExitNeedsInput,
-			msg:     "Restore replaces the target's data and needs confirmation: pass --yes (or use --dry-run to see the plan).",
-			choices: []choice{{Label: "Approve restore", Value: "yes", Args: []string{"--yes"}}}}
+		return err
 	}
 	d, err := a.connect(&o.conn, o.concurrency.DOs)
 	if err != nil {
@@ -95,25 +84,59 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 		return failure("backup_restore_failed", err)
 	}
 	defer os.RemoveAll(work)
-	e, err := a.embed(work, max(o.concurrency.DOs, o.concurrency.Namespaces, 1), time.Now, true)
+	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now, Secrets: devvars.New(a.env.WorkDir),
+		OpenArchive: func(context.Context, string) (restore.Source, error) { return restore.FileSource(from), nil },
+		Restore:     edgevault.RestoreOptions{Concurrency: o.concurrency}}
+	if a.env.retry != nil {
+		deps.Restore.DORetry = *a.env.retry
+	}
+	e, err := a.embed(work, embedOptions{concurrency: max(o.concurrency.DOs, o.concurrency.Namespaces, 1), scratch: true, deps: deps})
 	if err != nil {
 		return failure("backup_restore_failed", err)
 	}
 	defer e.Close()
-	tasks := &restore.Tasks{Jobs: e.jobs, Client: d.client, Concurrency: o.concurrency, Secrets: devvars.New(a.env.WorkDir)}
-	if a.env.retry != nil {
-		tasks.DORetry = *a.env.retry
-	}
-	for k, h := range tasks.Handlers() {
-		e.worker.Handlers[k] = h
-	}
-	e.scheduler.Planners[events.KindRestore] = &restore.Planner{Jobs: e.jobs, Client: d.client, Enum: d.enum, Log: a.log,
-		Open: func(context.Context, string) (restore.Source, error) { return restore.FileSource(from), nil }}
-	e.controller.Advancers[events.KindRestore] = &restore.Coordinator{Jobs: e.jobs, Tasks: e.queue, Log: a.log}
-	e.scheduler.Target = d.client.BaseURL()
 
+	job, rep, err := a.planRestore(ctx, e, d, o, from)
+	if err != nil || o.dryRun {
+		return err
+	}
+	if ok := a.confirmRestore(o); !ok {
+		return nil
+	}
+	final, err := a.executeRestore(ctx, e, job)
+	if err != nil {
+		return err
+	}
+	return a.reportRestore(d, rep, final, from, time.Since(start))
+}
+
+// checkRestoreArgs refuses bad arguments before any request: nothing is
+// read from the target either.
+func (a *app) checkRestoreArgs(o restoreOpts) (string, error) {
+	from, err := filepath.Abs(o.from)
+	if err != nil {
+		return "", failure("backup_restore_failed", err)
+	}
+	if st, err := os.Stat(from); err != nil || st.IsDir() {
+		return "", &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + from, exit: ExitError}
+	}
+	if _, err := restore.ParseOnly(o.only); err != nil {
+		return "", failure("invalid_arguments", err)
+	}
+	interactive := !a.jsonOut && a.env.IsTerminal(a.env.Stdin)
+	if !o.yes && !o.dryRun && !interactive {
+		return "", &cmdError{status: "needs_input", code: "backup_restore_confirmation_required", field: "yes", exit: ExitNeedsInput,
+			msg:     "Restore replaces the target's data and needs confirmation: pass --yes (or use --dry-run to see the plan).",
+			choices: []choice{{Label: "Approve restore", Value: "yes", Args: []string{"--yes"}}}}
+	}
+	return from, nil
+}
+
+// planRestore validates the archive and plans the restore (nothing is
+// written to the target), then shows the plan; a dry run ends here.
+func (a *app) planRestore(ctx context.Context, e *embedded, d *deployment, o restoreOpts, from string) (*events.Job, *restore.Report, error) {
 	a.say("Validating %s and planning the restore into %s\n", from, d.client.BaseURL())
-	job, err := e.scheduler.Prepare(ctx, events.StartRequest{Kind: events.KindRestore, Trigger: events.TriggerCLI,
+	job, err := e.engine.Prepare(ctx, events.StartRequest{Kind: events.KindRestore, Trigger: events.TriggerCLI,
 		Options: events.Options{Archive: from, SkipStorage: o.skipStorage, SkipSecrets: o.skipSecrets, Only: o.only, AllowSchemaDrift: o.allowSchemaDrift}})
 	if err != nil {
 		ce := failure("backup_restore_failed", err)
@@ -123,70 +146,80 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 			ce.code = "backup_schema_drift"
 			ce.extra = map[string]any{"drift": de.Lines}
 		}
-		return ce
+		return nil, nil, ce
 	}
 	rep, err := restore.ReadReport(ctx, e.jobs, job.ID)
 	if err != nil {
-		return failure("backup_restore_failed", err)
+		return nil, nil, failure("backup_restore_failed", err)
 	}
-	if o.dryRun {
-		if a.jsonOut {
-			a.printJSON(map[string]any{"status": "success", "dryRun": true, "plan": rep})
-			return nil
-		}
+	switch {
+	case o.dryRun && a.jsonOut:
+		a.printJSON(map[string]any{"status": "success", "dryRun": true, "plan": rep})
+	case o.dryRun:
 		a.printReport(rep)
 		a.say("Dry run: nothing was changed.\n")
-		return nil
-	}
-	if !a.jsonOut {
+	case !a.jsonOut:
 		a.printReport(rep)
 	}
-	if !o.yes {
-		fmt.Fprint(a.env.Stderr, "Type \"restore\" to replace the target's data: ")
-		line, _ := bufio.NewReader(a.env.Stdin).ReadString('\n')
-		if !strings.EqualFold(strings.TrimSpace(line), "restore") {
-			a.say("Aborted.\n")
-			return nil
-		}
+	return job, rep, nil
+}
+
+// confirmRestore asks the user to type "restore" unless --yes was given.
+func (a *app) confirmRestore(o restoreOpts) bool {
+	if o.yes {
+		return true
 	}
-	if err := e.scheduler.Launch(ctx, job); err != nil {
-		return failure("backup_restore_failed", err)
+	fmt.Fprint(a.env.Stderr, "Type \"restore\" to replace the target's data: ")
+	line, _ := bufio.NewReader(a.env.Stdin).ReadString('\n')
+	if !strings.EqualFold(strings.TrimSpace(line), "restore") {
+		a.say("Aborted.\n")
+		return false
 	}
-	final, err := a.run(ctx, e, job, "restore")
-	if err != nil {
-		if final == nil {
-			final = job
-		}
-		ce := failure("backup_restore_failed", err)
-		if ctx.Err() != nil {
-			ce.msg = "interrupted"
-		}
-		if len(final.Errors) > 0 {
-			units := make([]string, 0, len(final.Errors))
-			for _, je := range final.Errors {
-				units = append(units, je.String())
-			}
-			ce.extra = map[string]any{"failed": units}
-		}
-		state := restore.TargetState(final)
-		ce.msg = strings.TrimSuffix(ce.msg, ".") + ". Target state: " + state
-		return ce
+	return true
+}
+
+// executeRestore launches the planned restore and runs it to its end; a
+// failure says what state the target was left in.
+func (a *app) executeRestore(ctx context.Context, e *embedded, job *events.Job) (*events.Job, error) {
+	launched, err := e.engine.Launch(ctx, job.ID)
+	final := launched
+	if err == nil {
+		final, err = a.run(ctx, e, job, "restore")
 	}
+	if err == nil {
+		return final, nil
+	}
+	if final == nil {
+		final = job
+	}
+	ce := failure("backup_restore_failed", err)
+	if ctx.Err() != nil {
+		ce.msg = "interrupted"
+	}
+	if len(final.Errors) > 0 {
+		units := make([]string, 0, len(final.Errors))
+		for _, je := range final.Errors {
+			units = append(units, je.String())
+		}
+		ce.extra = map[string]any{"failed": units}
+	}
+	ce.msg = strings.TrimSuffix(ce.msg, ".") + ". Target state: " + restore.TargetState(final)
+	return nil, ce
+}
+
+// reportRestore prints the outcome of a finished restore.
+func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Job, from string, took time.Duration) error {
 	for _, w := range final.Warnings {
 		a.warn("%s", w)
-	}
-	sum := final.Summary
-	if sum == nil {
-		sum = &events.Summary{}
 	}
 	if a.jsonOut {
 		a.printJSON(map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
 			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "objects": rep.Objects,
-			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": time.Since(start).Seconds()})
+			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": took.Seconds()})
 		return nil
 	}
 	a.say("Restore complete: %d DOs, %d data namespaces, %d rows, %d objects (%s) into %s in %s\n",
-		rep.DOCount, len(rep.Namespaces), rep.Rows, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(time.Since(start)))
+		rep.DOCount, len(rep.Namespaces), rep.Rows, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
 	return nil
 }
 

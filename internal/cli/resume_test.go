@@ -29,7 +29,7 @@ func jobFiles(t *testing.T, out string) (tasks, statuses int) {
 	for sc.Scan() {
 		tasks++
 	}
-	st, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(plans[0])), "status", "*.json"))
+	st, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(plans[0])), "done", "*", "*.json"))
 	return tasks, len(st)
 }
 

@@ -15,10 +15,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgevault/edgevault/events"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob/fs"
 	"github.com/edgevault/edgevault/pkg/cloudflare"
+	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/edgevault"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/sensitive"
 )
@@ -58,7 +60,7 @@ func (c *connFlags) register(cmd *cobra.Command) {
 // deployment is a connected EdgeBase target.
 type deployment struct {
 	client *edgebase.Client
-	enum   *backup.Enumerator
+	enum   *discovery.Enumerator
 	edge   bool
 	hc     *http.Client
 }
@@ -93,7 +95,7 @@ func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
 		return nil, failure("invalid_arguments", err)
 	}
 	d := &deployment{client: client, hc: hc}
-	d.enum = &backup.Enumerator{Client: client, StateDir: c.stateDir, SkipInstances: c.skipInstances, AllowUnresolved: c.allowUnresolved}
+	d.enum = &discovery.Enumerator{Client: client, StateDir: c.stateDir, SkipInstances: c.skipInstances, AllowUnresolved: c.allowUnresolved}
 	insts, err := expandList(c.instances)
 	if err != nil {
 		return nil, failure("invalid_arguments", err)
@@ -106,7 +108,7 @@ func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
 		if err != nil {
 			return nil, failure("invalid_arguments", err)
 		}
-		d.enum.Edge = backup.CloudflareEdge(cf, c.script)
+		d.enum.Edge = discovery.CloudflareEdge(cf, c.script)
 		d.edge = true
 	} else if (account == "") != (token == "") {
 		return nil, failure("invalid_arguments", errors.New("Edge mode needs both --account-id and --api-token (or CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN)"))
@@ -152,39 +154,50 @@ func expandList(items []string) ([]string, error) {
 
 // embedded is the pipeline wired to an in-process queue and a directory.
 type embedded struct {
-	store      *fs.Store
-	jobs       *backup.Jobs
-	queue      *backup.CountingQueue
-	worker     *backup.Worker
-	controller *backup.Controller
-	scheduler  *backup.Scheduler
-	runner     *backup.Runner
+	store  *fs.Store
+	engine *pipeline.Engine
+	jobs   *pipeline.Jobs
+	queue  *pipeline.CountingQueue
+	runner *pipeline.Runner
 }
 
-// embed wires the pipeline over dir. Writes under the staging prefix are
-// not fsynced: staging is recreated or resumed after a crash anyway, and
-// thousands of small syncs would dominate a local run. The archive and its
-// manifest are always durable. scratch makes every write non-durable (a
-// restore's work directory, deleted at the end).
-func (a *app) embed(dir string, concurrency int, now func() time.Time, scratch bool) (*embedded, error) {
+// embedOptions are what a command adds to the embedded wiring.
+type embedOptions struct {
+	concurrency int
+	// scratch makes every write non-durable (a restore's work directory,
+	// deleted at the end).
+	scratch bool
+	deps    edgevault.Deps
+}
+
+// embed wires the pipeline over dir (edgevault.New, the composition root
+// every runtime uses). Writes under the staging prefix are not fsynced:
+// staging is recreated or resumed after a crash anyway, and thousands of
+// small syncs would dominate a local run. The archive and its manifest
+// are always durable.
+func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	store, err := fs.NewWithOptions(dir, fs.Options{NoSync: func(key string) bool {
-		return scratch || strings.HasPrefix(key, StagingPrefix)
+		return o.scratch || strings.HasPrefix(key, StagingPrefix)
 	}})
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := backup.NewJobs(store, StagingPrefix, "", now)
+	q := &pipeline.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})}
+	d := o.deps
+	d.Store, d.Staging, d.Archives, d.Tasks, d.Control, d.Log = store, StagingPrefix, "", q, nil, a.log
+	if d.Engine.MaxAttempts == 0 {
+		d.Engine.MaxAttempts = 3
+	}
+	if d.Engine.Backoff.Base == 0 {
+		d.Engine.Backoff = pipeline.Backoff{Base: 200 * time.Millisecond, Limit: 15 * time.Second}
+	}
+	engine, err := edgevault.New(d)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	q := &backup.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})}
-	e := &embedded{store: store, jobs: jobs, queue: q}
-	e.worker = &backup.Worker{Jobs: jobs, Handlers: map[events.TaskKind]backup.Handler{}, MaxAttempts: 3, Log: a.log}
-	e.controller = &backup.Controller{Jobs: jobs, Advancers: map[events.JobKind]backup.Advancer{}, Log: a.log}
-	e.scheduler = &backup.Scheduler{Jobs: jobs, Planners: map[events.JobKind]backup.Planner{}, Tasks: q, Log: a.log}
-	e.runner = &backup.Runner{Queue: q, Worker: e.worker, Controller: e.controller, Concurrency: concurrency, Log: a.log}
-	return e, nil
+	return &embedded{store: store, engine: engine, jobs: engine.Jobs(), queue: q,
+		runner: &pipeline.Runner{Engine: engine, Queue: q, Concurrency: max(o.concurrency, 1), Log: a.log}}, nil
 }
 
 func (e *embedded) Close() error { return e.store.Close() }
@@ -193,17 +206,19 @@ func (e *embedded) Close() error { return e.store.Close() }
 func (a *app) run(ctx context.Context, e *embedded, job *events.Job, label string) (*events.Job, error) {
 	p := newProgress(a.env.Stderr, !a.jsonOut && a.env.IsTerminal(a.env.Stderr), label)
 	p.SetTotal(int64(job.Tasks))
-	if prog, err := e.jobs.ReadProgress(ctx, job.ID); err == nil {
-		for range prog.Done {
-			p.Done(false)
+	for ph := range job.PhaseTasks {
+		if n, err := e.jobs.CountDone(ctx, job.ID, ph); err == nil {
+			for range n {
+				p.Done(false)
+			}
 		}
 	}
-	e.worker.OnFinish = func(_ events.Task, st events.TaskStatus) {
+	e.engine.Worker.OnFinish = func(_ events.Task, st events.TaskStatus) {
 		if st.State != events.TaskRetrying {
 			p.Done(st.State == events.TaskFailed)
 		}
 	}
-	ctx = backup.WithMeter(ctx, p.AddBytes)
+	ctx = pipeline.WithMeter(ctx, p.AddBytes)
 	final, err := e.runner.Run(ctx, job.ID)
 	p.Close()
 	return final, err

@@ -23,7 +23,8 @@ const (
 	TaskDuration = "TaskDuration" // one task delivery, end to end
 	JobsStarted  = "JobsStarted"
 	JobsDone     = "JobsDone"
-	JobsFailed   = "JobsFailed" // the stack's JobsFailed alarm watches its dimensionless total
+	JobsFailed   = "JobsFailed"  // the stack's JobsFailed alarm watches its dimensionless total
+	JobsStalled  = "JobsStalled" // jobs the watchdog revived or failed
 	ArchiveBytes = "ArchiveBytes"
 	Duration     = "Duration" // one handler invocation
 	DRCopies     = "DRCopies"

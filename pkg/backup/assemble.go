@@ -13,17 +13,23 @@ import (
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
-// Assembler turns a backup job whose parts all exist into one archive: a
-// v1.1 .json, or a .tar.gz when storage objects were captured. The
-// .tar.gz is a concatenation of gzip members (backup.json, one member per
-// storage range written by the workers, the tar trailer), so the storage
-// bytes are never recompressed here; stores that can join objects
-// server-side (S3 UploadPartCopy) do it without moving the bytes through
-// this process at all.
+// Assembler is the backup's finish step: it turns a job whose tasks are
+// all done into one archive, a v1.1 .json, or a .tar.gz when storage
+// objects were captured. The .tar.gz is a concatenation of gzip members
+// (backup.json, one member per storage range written by the workers, the
+// tar trailer), so the storage bytes are never recompressed here; stores
+// that can join objects server-side (S3 UploadPartCopy) do it without
+// moving the bytes through this process at all.
+//
+// Its output is a function of the job's stored outcomes alone: the
+// outputs of the delivery each outcome names, the timestamp and archive
+// name fixed by the job's start time. Two assemblies of one job (one that
+// lost its lease and its successor) therefore write the same bytes.
 type Assembler struct {
-	Jobs *Jobs
+	Jobs *pipeline.Jobs
 	// ComposeAbove: when the store is a Composer and the storage members
 	// exceed this many bytes, join them server-side instead of streaming.
 	// The manifest then carries per-member SHA-256s instead of one for the
@@ -32,41 +38,15 @@ type Assembler struct {
 	Log          *slog.Logger
 }
 
-var _ Advancer = (*Assembler)(nil)
+var _ pipeline.Finisher = (*Assembler)(nil)
 
-// Advance implements Advancer.
-func (a *Assembler) Advance(ctx context.Context, job *events.Job, p *Progress) error {
-	if job.State != events.StateRunning && job.State != events.StateAssembling {
-		return nil
-	}
-	if p.Done < job.Tasks {
-		return nil
-	}
-	if job.State != events.StateAssembling {
-		job.State = events.StateAssembling
-		if err := a.Jobs.WriteJob(ctx, job); err != nil {
-			return err
-		}
-	}
+// Finish implements pipeline.Finisher.
+func (a *Assembler) Finish(ctx context.Context, job *events.Job) (pipeline.Outcome, error) {
 	res, err := a.assemble(ctx, job)
 	if err != nil {
-		if IsPermanent(err) {
-			job.State = events.StateFailed
-			job.Errors = append(job.Errors, events.JobError{Task: "assemble", Unit: "archive", Message: err.Error()})
-			return nil
-		}
-		return fmt.Errorf("assembling job %s: %w", job.ID, err)
+		return pipeline.Outcome{}, fmt.Errorf("assembling job %s: %w", job.ID, err)
 	}
-	job.State = events.StateDone
-	job.Archive, job.Manifest = res.archive, res.manifest
-	if job.Summary == nil {
-		job.Summary = &events.Summary{}
-	}
-	job.Summary.ArchiveSize = res.size
-	if err := a.Jobs.DeleteStaging(ctx, job.ID); err != nil {
-		a.logger().Warn("could not delete staging parts", "job", job.ID, "err", err)
-	}
-	return nil
+	return pipeline.Outcome{Archive: res.archive, Manifest: res.manifest, ArchiveSize: res.size}, nil
 }
 
 type assembled struct {
@@ -81,6 +61,18 @@ type member struct {
 	sha256 string
 }
 
+// output returns the output prefix of the delivery that finished t.
+func (a *Assembler) output(ctx context.Context, t events.Task) (string, error) {
+	st, ok, err := a.Jobs.Done(ctx, t)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", t.Unit, err)
+	}
+	if !ok || st.Output == "" {
+		return "", fmt.Errorf("%s: no recorded output", t.Unit)
+	}
+	return st.Output, nil
+}
+
 func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, error) {
 	// Pass 1 over the plan: the storage members and their objects count.
 	var members []member
@@ -89,11 +81,15 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 		if t.Kind != events.TaskStorage {
 			return nil
 		}
+		out, err := a.output(ctx, t)
+		if err != nil {
+			return err
+		}
 		var idx StorageIndex
-		if err := a.Jobs.GetJSON(ctx, a.Jobs.PartKey(job.ID, t.ID, IndexSuffix), &idx); err != nil {
+		if err := a.Jobs.GetJSON(ctx, out+IndexName, &idx); err != nil {
 			return fmt.Errorf("%s: %w", t.Unit, err)
 		}
-		members = append(members, member{key: a.Jobs.PartKey(job.ID, t.ID, ""), size: idx.Size, sha256: idx.SHA256})
+		members = append(members, member{key: out + PartName, size: idx.Size, sha256: idx.SHA256})
 		objects += int64(len(idx.Objects))
 		return nil
 	})
@@ -117,7 +113,7 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 	} else if err := a.assembleTarGz(ctx, job, final, members, man); err != nil {
 		return assembled{}, err
 	}
-	man.CreatedAt = a.Jobs.Now().UTC()
+	man.CreatedAt = job.Started.UTC()
 	var buf bytes.Buffer
 	if err := archive.EncodeManifest(&buf, *man); err != nil {
 		return assembled{}, err
@@ -172,7 +168,7 @@ func (a *Assembler) reserve(ctx context.Context, job string, started time.Time, 
 		}
 		return name, nil
 	}
-	return "", Permanent(fmt.Errorf("every archive name from %s on for %d seconds is taken", archive.FileName(started, tarball), maxNameShift))
+	return "", pipeline.Permanent(fmt.Errorf("every archive name from %s on for %d seconds is taken", archive.FileName(started, tarball), maxNameShift))
 }
 
 // assembleTarGz writes the .tar.gz and fills man's format, size and
@@ -180,15 +176,13 @@ func (a *Assembler) reserve(ctx context.Context, job string, started time.Time, 
 func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final string, members []member, man *archive.Manifest) error {
 	man.Format = archive.TarGz
 	// backup.json first, to learn its size for the tar header.
-	docKey := a.Jobs.key(job.ID, "backup.json")
-	var docSize int64
-	err := (&BackupTasks{Jobs: a.Jobs}).putStream(ctx, docKey, func(w io.Writer) error {
-		return a.writeDocument(ctx, job, w, man)
-	}, &docSize)
+	docKey := a.Jobs.StagingKey(job.ID, "assembly", "backup.json")
+	doc, err := a.putHashed(ctx, docKey, func(w io.Writer) error { return a.writeDocument(ctx, job, w, man) })
 	if err != nil {
 		return err
 	}
-	headKey, trailerKey := a.Jobs.key(job.ID, "head.gz"), a.Jobs.key(job.ID, "trailer.gz")
+	docSize := doc.n
+	headKey, trailerKey := a.Jobs.StagingKey(job.ID, "assembly", "head.gz"), a.Jobs.StagingKey(job.ID, "assembly", "trailer.gz")
 	head, err := a.putHashed(ctx, headKey, func(w io.Writer) error {
 		doc, err := a.Jobs.Store.Get(ctx, docKey)
 		if err != nil {
@@ -216,7 +210,7 @@ func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final st
 	}
 	man.Size = off
 
-	if c, ok := a.Jobs.Store.(Composer); ok && a.ComposeAbove >= 0 && storageBytes > a.ComposeAbove {
+	if c, ok := a.Jobs.Store.(pipeline.Composer); ok && a.ComposeAbove >= 0 && storageBytes > a.ComposeAbove {
 		keys := make([]string, len(all))
 		for i, m := range all {
 			keys[i] = m.key
@@ -247,16 +241,20 @@ func (a *Assembler) assembleTarGz(ctx context.Context, job *events.Job, final st
 // writeDocument streams backup.json from the parts, in plan order, and
 // counts what it writes into man.
 func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Writer, man *archive.Manifest) error {
-	hdr := archive.Header{Version: archive.Version, Timestamp: archive.FormatTimestamp(a.Jobs.Now()), Source: job.Source}
+	hdr := archive.Header{Version: archive.Version, Timestamp: archive.FormatTimestamp(job.Started), Source: job.Source}
 	jw, err := archive.NewJSONWriter(w, hdr)
 	if err != nil {
 		return err
 	}
 	man.BackupTimestamp = hdr.Timestamp
 	err = a.Jobs.EachTask(ctx, job.ID, func(t events.Task) error {
+		out, err := a.output(ctx, t)
+		if err != nil {
+			return err
+		}
 		if t.Kind == events.TaskStorage {
 			var idx StorageIndex
-			if err := a.Jobs.GetJSON(ctx, a.Jobs.PartKey(job.ID, t.ID, IndexSuffix), &idx); err != nil {
+			if err := a.Jobs.GetJSON(ctx, out+IndexName, &idx); err != nil {
 				return err
 			}
 			for _, o := range idx.Objects {
@@ -269,14 +267,14 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 		}
 		if t.Kind == events.TaskSecrets {
 			var vals map[string]string
-			if err := a.Jobs.GetJSON(ctx, a.Jobs.PartKey(job.ID, t.ID, ""), &vals); err != nil {
+			if err := a.Jobs.GetJSON(ctx, out+PartName, &vals); err != nil {
 				return err
 			}
 			vs, err := jw.Secrets(vals)
 			man.Count(vs)
 			return err
 		}
-		rc, err := a.Jobs.Store.Get(ctx, a.Jobs.PartKey(job.ID, t.ID, ""))
+		rc, err := a.Jobs.Store.Get(ctx, out+PartName)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.Unit, err)
 		}
@@ -304,7 +302,7 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 	})
 	if err != nil {
 		if errors.Is(err, archive.ErrInvalid) {
-			return Permanent(err)
+			return pipeline.Permanent(err)
 		}
 		return err
 	}
@@ -315,11 +313,10 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 // SHA-256.
 func (a *Assembler) putHashed(ctx context.Context, key string, produce func(w io.Writer) error) (*hashingWriter, error) {
 	var hw *hashingWriter
-	var n int64
-	err := (&BackupTasks{Jobs: a.Jobs}).putStream(ctx, key, func(w io.Writer) error {
+	err := a.Jobs.PutStream(ctx, key, func(w io.Writer) error {
 		hw = newHashingWriter(w)
 		return produce(hw)
-	}, &n)
+	})
 	return hw, err
 }
 
@@ -333,16 +330,9 @@ func (a *Assembler) copyBlob(ctx context.Context, w io.Writer, key string) error
 	return err
 }
 
-func (a *Assembler) logger() *slog.Logger {
-	if a.Log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return a.Log
-}
-
 // ReadManifest loads the manifest of an archive key.
-func (j *Jobs) ReadManifest(ctx context.Context, archiveKey string) (archive.Manifest, error) {
-	rc, err := j.Store.Get(ctx, archive.ManifestName(archiveKey))
+func ReadManifest(ctx context.Context, store pipeline.BlobStore, archiveKey string) (archive.Manifest, error) {
+	rc, err := store.Get(ctx, archive.ManifestName(archiveKey))
 	if err != nil {
 		return archive.Manifest{}, err
 	}

@@ -17,8 +17,11 @@ import (
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/blob/fs"
+	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgevault"
+	pl "github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 	"github.com/edgevault/edgevault/pkg/sensitive"
@@ -33,13 +36,11 @@ func fixedNow() time.Time { return epoch }
 // pipeline is the backup pipeline wired to a directory store and an
 // in-process queue, pointed at one emulator.
 type pipeline struct {
-	jobs      *backup.Jobs
-	queue     *backup.CountingQueue
-	worker    *backup.Worker
-	ctrl      *backup.Controller
-	scheduler *backup.Scheduler
-	client    *edgebase.Client
-	dir       string
+	jobs   *pl.Jobs
+	queue  *pl.CountingQueue
+	engine *pl.Engine
+	client *edgebase.Client
+	dir    string
 }
 
 func newPipeline(t *testing.T, emu *edgebasetest.Emulator, rangeKeys int) *pipeline {
@@ -50,27 +51,22 @@ func newPipeline(t *testing.T, emu *edgebasetest.Emulator, rangeKeys int) *pipel
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	jobs, err := backup.NewJobs(store, "staging/", "archives/", fixedNow)
+	client := newClient(t, emu)
+	q := &pl.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: time.Hour})}
+	engine, err := edgevault.New(edgevault.Deps{Store: store, Staging: "staging/", Archives: "archives/", Tasks: q,
+		Client: client, Enum: &discovery.Enumerator{Client: client, StateDir: emu.StateDir()}, Source: "docker", Now: fixedNow,
+		Engine: pl.Options{MaxAttempts: 3, Backoff: pl.Backoff{Base: time.Millisecond}},
+		Backup: edgevault.BackupOptions{Concurrency: 4, RangeKeys: rangeKeys, ComposeAbove: -1,
+			Spool: backup.NewSpool(t.TempDir(), 0, 4<<10)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := newClient(t, emu)
-	enum := &backup.Enumerator{Client: client, StateDir: emu.StateDir()}
-	tasks := &backup.BackupTasks{Jobs: jobs, Client: client, Concurrency: 4, SpoolDir: t.TempDir(), SpoolInMemory: 4 << 10}
-	q := &backup.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: time.Hour})}
-	p := &pipeline{jobs: jobs, queue: q, client: client, dir: dir}
-	p.worker = &backup.Worker{Jobs: jobs, Handlers: tasks.Handlers(), MaxAttempts: 3}
-	p.ctrl = &backup.Controller{Jobs: jobs, Advancers: map[events.JobKind]backup.Advancer{
-		events.KindBackup: &backup.Assembler{Jobs: jobs, ComposeAbove: -1},
-	}}
-	p.scheduler = &backup.Scheduler{Jobs: jobs, Tasks: q, Target: emu.URL(), Source: "docker",
-		Planners: map[events.JobKind]backup.Planner{events.KindBackup: &backup.BackupPlanner{Jobs: jobs, Client: client, Enum: enum, RangeKeys: rangeKeys}}}
-	return p
+	return &pipeline{jobs: engine.Jobs(), queue: q, engine: engine, client: client, dir: dir}
 }
 
 func (p *pipeline) start(ctx context.Context, t *testing.T, id string) *events.Job {
 	t.Helper()
-	job, err := p.scheduler.Start(ctx, events.StartRequest{JobID: id, Kind: events.KindBackup, Options: events.Options{IncludeStorage: true}})
+	job, err := p.engine.Start(ctx, events.StartRequest{JobID: id, Kind: events.KindBackup, Options: events.Options{IncludeStorage: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +77,7 @@ func (p *pipeline) start(ctx context.Context, t *testing.T, id string) *events.J
 func (p *pipeline) runNormally(ctx context.Context, t *testing.T, id string) *events.Job {
 	t.Helper()
 	p.start(ctx, t, id)
-	r := &backup.Runner{Queue: p.queue, Worker: p.worker, Controller: p.ctrl, Concurrency: 4, RetryDelay: time.Millisecond}
+	r := &pl.Runner{Engine: p.engine, Queue: p.queue, Concurrency: 4}
 	job, err := r.Run(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +94,7 @@ func (p *pipeline) deliver(ctx context.Context, t *testing.T, tasks []events.Tas
 	for _, task := range tasks {
 		g.Go(func() error {
 			for attempt := 1; ; attempt++ {
-				err := p.worker.Process(gctx, task, attempt)
+				err := p.engine.Worker.Process(gctx, task, attempt)
 				if err == nil || attempt == 3 {
 					return err
 				}
@@ -194,7 +190,7 @@ func TestRedeliveryIsByteIdentical(t *testing.T) {
 		t.Errorf("re-running finished tasks sent %d requests; want none", n)
 	}
 
-	final, err := dup.ctrl.Check(ctx, "job-1")
+	final, err := dup.engine.Advance(ctx, "job-1")
 	if err != nil {
 		t.Fatal(err)
 	}

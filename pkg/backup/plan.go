@@ -8,9 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // Default page-range limits of storage tasks.
@@ -19,13 +22,14 @@ const (
 	DefaultRangeBytes = 256 << 20
 )
 
-// BackupPlanner plans a backup job: one task per unit, in the order the
+// Planner plans a backup job: one task per unit, in the order the
 // assembler writes them (control D1, auth D1, each DB DO by name, config,
-// each data namespace by name, secrets, each storage page range).
-type BackupPlanner struct {
-	Jobs   *Jobs
+// each data namespace by name, secrets, each storage page range), all in
+// one phase.
+type Planner struct {
+	Jobs   *pipeline.Jobs
 	Client *edgebase.Client
-	Enum   *Enumerator
+	Enum   *discovery.Enumerator
 	// RangeKeys and RangeBytes close a storage page range at whichever
 	// limit is reached first.
 	RangeKeys  int
@@ -33,11 +37,10 @@ type BackupPlanner struct {
 	Log        *slog.Logger
 }
 
-// TaskID is the deterministic id of the seq-th task of a plan.
-func TaskID(seq int, kind events.TaskKind) string { return fmt.Sprintf("%06d-%s", seq, kind) }
+var _ pipeline.Planner = (*Planner)(nil)
 
-// Plan implements Planner.
-func (p *BackupPlanner) Plan(ctx context.Context, job *events.Job) error {
+// Plan implements pipeline.Planner.
+func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	// A failed GET /config is fatal: without it, D1/Postgres namespaces
 	// would silently be left out (the official CLI ignores the failure).
 	cfg, _, err := p.Client.Config(ctx)
@@ -60,7 +63,7 @@ func (p *BackupPlanner) Plan(ctx context.Context, job *events.Job) error {
 	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
 		next := func(t events.Task) error {
 			seq++
-			t.ID = TaskID(seq, t.Kind)
+			t.ID = pipeline.TaskID(seq, t.Kind)
 			return emit(t)
 		}
 		if err := next(events.Task{Kind: events.TaskControlD1, Unit: "control D1"}); err != nil {
@@ -96,19 +99,19 @@ func (p *BackupPlanner) Plan(ctx context.Context, job *events.Job) error {
 		return err
 	}
 	job.Tasks = n
-	job.Warnings = append(job.Warnings, warnings...)
+	job.AddWarnings(warnings...)
 	job.Summary = &events.Summary{DOs: len(dos), Namespaces: len(namespaces)}
 	return nil
 }
 
 // RangeKey is the planning file listing the objects of storage range r.
-func (j *Jobs) RangeKey(job string, r int) string {
+func RangeKey(j *pipeline.Jobs, job string, r int) string {
 	return j.PlanKey(job, fmt.Sprintf("storage-%06d.ndjson", r))
 }
 
 // planStorage streams the bucket listing into page-range files, never
 // holding more than one range in memory.
-func (p *BackupPlanner) planStorage(ctx context.Context, job *events.Job, next func(events.Task) error) error {
+func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(events.Task) error) error {
 	maxKeys, maxBytes := p.RangeKeys, p.RangeBytes
 	if maxKeys <= 0 {
 		maxKeys = DefaultRangeKeys
@@ -125,7 +128,7 @@ func (p *BackupPlanner) planStorage(ctx context.Context, job *events.Job, next f
 		if len(cur) == 0 {
 			return nil
 		}
-		if err := p.Jobs.writeNDJSON(ctx, p.Jobs.RangeKey(job.ID, r), cur); err != nil {
+		if err := writeNDJSON(ctx, p.Jobs, RangeKey(p.Jobs, job.ID, r), cur); err != nil {
 			return err
 		}
 		first, last := cur[0].Key, cur[len(cur)-1].Key
@@ -149,30 +152,21 @@ func (p *BackupPlanner) planStorage(ctx context.Context, job *events.Job, next f
 	return flush()
 }
 
-func (j *Jobs) writeNDJSON(ctx context.Context, key string, objs []edgebase.Object) error {
-	pr, pw := io.Pipe()
-	go func() {
-		bw := bufio.NewWriter(pw)
-		enc := json.NewEncoder(bw)
-		var err error
-		for _, o := range objs {
-			if err = enc.Encode(o); err != nil {
-				break
+func writeNDJSON[T any](ctx context.Context, j *pipeline.Jobs, key string, items []T) error {
+	return j.PutStream(ctx, key, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		for _, it := range items {
+			if err := enc.Encode(it); err != nil {
+				return err
 			}
 		}
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
-	}()
-	err := j.Store.Put(ctx, key, pr)
-	pr.CloseWithError(err)
-	return err
+		return nil
+	})
 }
 
 // readRange loads the objects of one storage page range.
-func (j *Jobs) readRange(ctx context.Context, job string, r int) ([]edgebase.Object, error) {
-	rc, err := j.Store.Get(ctx, j.RangeKey(job, r))
+func readRange(ctx context.Context, j *pipeline.Jobs, job string, r int) ([]edgebase.Object, error) {
+	rc, err := j.Store.Get(ctx, RangeKey(j, job, r))
 	if err != nil {
 		return nil, err
 	}
@@ -188,4 +182,15 @@ func (j *Jobs) readRange(ctx context.Context, job string, r int) ([]edgebase.Obj
 		}
 		out = append(out, o)
 	}
+}
+
+// SourceFor derives the archive's "source" the way the official CLI does.
+func SourceFor(baseURL string, edge bool) string {
+	switch {
+	case edge || strings.Contains(baseURL, "workers.dev"):
+		return "cloudflare-edge"
+	case strings.Contains(baseURL, "localhost"):
+		return "local"
+	}
+	return "docker"
 }

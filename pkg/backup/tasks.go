@@ -9,34 +9,45 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
-	"sort"
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/internal/iox"
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/secrets"
 )
 
-// BackupTasks runs the backup task kinds. Each writes its output to the
-// task's part key with one atomic Put, so a redelivered task overwrites its
-// own part and never leaves half of one.
-type BackupTasks struct {
-	Jobs    *Jobs
+// Output names under a delivery's output prefix (pipeline.Unit.Output).
+const (
+	// PartName is a task's main output: a dump, or a storage range's gzip
+	// member.
+	PartName = "part"
+	// IndexName is a storage range's StorageIndex.
+	IndexName = "index.json"
+)
+
+// Tasks runs the backup task kinds. Each writes its outputs under its
+// delivery's output prefix with atomic Puts; the delivery that records
+// the task's outcome first is the one whose outputs the archive uses.
+type Tasks struct {
+	Jobs    *pipeline.Jobs
 	Client  *edgebase.Client
 	Secrets secrets.Store // for --include-secrets; nil means none are available
 	// Concurrency bounds parallel object downloads inside one storage range.
 	Concurrency int
-	// SpoolDir holds downloaded objects larger than SpoolInMemory while they
-	// wait for their turn in the tar stream ("" = os.TempDir()).
-	SpoolDir      string
-	SpoolInMemory int64
+	// Spool holds downloaded objects while they wait for their turn in a
+	// storage member (shared by every task of the process); nil gives a
+	// default spool in the system temp directory.
+	Spool *Spool
 }
 
 // Handlers returns the handler per backup task kind.
-func (b *BackupTasks) Handlers() map[events.TaskKind]Handler {
-	return map[events.TaskKind]Handler{
+func (b *Tasks) Handlers() map[events.TaskKind]pipeline.Handler {
+	if b.Spool == nil {
+		b.Spool = NewSpool("", 0, 0)
+	}
+	return map[events.TaskKind]pipeline.Handler{
 		events.TaskControlD1: b.controlD1,
 		events.TaskAuthD1:    b.authD1,
 		events.TaskDO:        b.dumpDO,
@@ -47,9 +58,9 @@ func (b *BackupTasks) Handlers() map[events.TaskKind]Handler {
 	}
 }
 
-// StorageIndex is the part beside a storage range's gzip member: the
+// StorageIndex is the output beside a storage range's gzip member: the
 // objects it holds (storage.objects entries) and the member's own size
-// and SHA-256 for the manifest.
+// and SHA-256 for the manifest. Both come from the same delivery.
 type StorageIndex struct {
 	Objects []archive.Object `json:"objects"`
 	Size    int64            `json:"size"`
@@ -57,106 +68,94 @@ type StorageIndex struct {
 	Missing []string         `json:"missing,omitempty"`
 }
 
-// IndexSuffix names the part holding a storage range's StorageIndex.
-const IndexSuffix = ".index.json"
-
-func (b *BackupTasks) controlD1(ctx context.Context, _ *events.Job, t events.Task) (Result, error) {
-	return b.tablesPart(ctx, t, b.Client.DumpControlD1)
+func (b *Tasks) controlD1(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	return b.tablesPart(ctx, u, b.Client.DumpControlD1)
 }
 
-func (b *BackupTasks) authD1(ctx context.Context, _ *events.Job, t events.Task) (Result, error) {
-	return b.tablesPart(ctx, t, b.Client.DumpD1)
+func (b *Tasks) authD1(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	return b.tablesPart(ctx, u, b.Client.DumpD1)
 }
 
 // tablesPart stores the "tables" object of a D1 dump reply.
-func (b *BackupTasks) tablesPart(ctx context.Context, t events.Task, dump func(context.Context, func(io.Reader) error) error) (Result, error) {
-	var res Result
+func (b *Tasks) tablesPart(ctx context.Context, u pipeline.Unit, dump func(context.Context, func(io.Reader) error) error) (pipeline.Result, error) {
+	var res pipeline.Result
 	err := dump(ctx, func(r io.Reader) error {
-		res = Result{}
-		return b.putStream(ctx, b.Jobs.PartKey(t.Job, t.ID, ""), func(w io.Writer) error {
-			stats, err := archive.CopyDumpTables(w, MeteredReader(ctx, r), nil, false)
+		res = pipeline.Result{}
+		return b.putCounted(ctx, u.Output+PartName, &res.Bytes, func(w io.Writer) error {
+			stats, err := archive.CopyDumpTables(w, pipeline.MeteredReader(ctx, r), nil, false)
 			for _, s := range stats {
 				res.Rows += s.Rows
 			}
 			return err
-		}, &res.Bytes)
+		})
 	})
 	return res, classify(err)
 }
 
-func (b *BackupTasks) dumpDO(ctx context.Context, _ *events.Job, t events.Task) (Result, error) {
-	var res Result
-	err := b.Client.DumpDO(ctx, t.DOName, t.DOType, func(r io.Reader) error {
+func (b *Tasks) dumpDO(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	var res pipeline.Result
+	err := b.Client.DumpDO(ctx, u.Task.DOName, u.Task.DOType, func(r io.Reader) error {
 		var err error
-		res, err = b.validatedPart(ctx, t, archive.SectionDatabase, t.DOName, r)
+		res, err = b.validatedPart(ctx, u, archive.SectionDatabase, u.Task.DOName, r)
 		return err
 	})
 	return res, classify(err)
 }
 
-func (b *BackupTasks) dumpData(ctx context.Context, _ *events.Job, t events.Task) (Result, error) {
-	var res Result
-	err := b.Client.DumpData(ctx, t.Namespace, func(r io.Reader) error {
+func (b *Tasks) dumpData(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	var res pipeline.Result
+	err := b.Client.DumpData(ctx, u.Task.Namespace, func(r io.Reader) error {
 		var err error
-		res, err = b.validatedPart(ctx, t, archive.SectionDataNamespace, t.Namespace, r)
+		res, err = b.validatedPart(ctx, u, archive.SectionDataNamespace, u.Task.Namespace, r)
 		return err
 	})
 	return res, classify(err)
 }
 
-func (b *BackupTasks) config(ctx context.Context, _ *events.Job, t events.Task) (Result, error) {
+func (b *Tasks) config(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 	_, raw, err := b.Client.Config(ctx)
 	if err != nil {
-		return Result{}, classify(err)
+		return pipeline.Result{}, classify(err)
 	}
-	return b.validatedPart(ctx, t, archive.SectionConfig, "", bytes.NewReader(raw))
+	return b.validatedPart(ctx, u, archive.SectionConfig, "", bytes.NewReader(raw))
 }
 
-func (b *BackupTasks) secrets(ctx context.Context, _ *events.Job, t events.Task) (Result, error) {
+func (b *Tasks) secrets(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 	if b.Secrets == nil {
-		return Result{}, Permanent(errors.New("secrets were requested but no secret store is configured"))
+		return pipeline.Result{}, pipeline.Permanent(errors.New("secrets were requested but no secret store is configured"))
 	}
 	vals, err := b.Secrets.Load(ctx)
 	if err != nil {
-		return Result{}, fmt.Errorf("reading secrets: %w", err)
+		return pipeline.Result{}, fmt.Errorf("reading secrets: %w", err)
 	}
-	res := Result{}
+	res := pipeline.Result{}
 	if len(vals) == 0 {
-		res.Warnings = append(res.Warnings, "no secrets found; the backup holds none")
+		res.Warn("no secrets found; the backup holds none")
 	}
-	return res, b.Jobs.PutJSON(ctx, b.Jobs.PartKey(t.Job, t.ID, ""), vals)
+	return res, b.Jobs.PutJSON(ctx, u.Output+PartName, vals)
 }
 
 // validatedPart stores r verbatim while checking it is a valid piece of
 // the given section.
-func (b *BackupTasks) validatedPart(ctx context.Context, t events.Task, sec archive.Section, name string, r io.Reader) (Result, error) {
-	var res Result
-	err := b.putStream(ctx, b.Jobs.PartKey(t.Job, t.ID, ""), func(w io.Writer) error {
-		stats, err := archive.Validate(sec, name, io.TeeReader(MeteredReader(ctx, r), w))
+func (b *Tasks) validatedPart(ctx context.Context, u pipeline.Unit, sec archive.Section, name string, r io.Reader) (pipeline.Result, error) {
+	var res pipeline.Result
+	err := b.putCounted(ctx, u.Output+PartName, &res.Bytes, func(w io.Writer) error {
+		stats, err := archive.Validate(sec, name, io.TeeReader(pipeline.MeteredReader(ctx, r), w))
 		res.Rows = stats.Rows
 		return err
-	}, &res.Bytes)
+	})
 	return res, err
 }
 
-// putStream stores what produce writes under key, atomically; n receives
+// putCounted stores what produce writes under key, atomically; n receives
 // the byte count.
-func (b *BackupTasks) putStream(ctx context.Context, key string, produce func(w io.Writer) error, n *int64) error {
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		cw := &iox.CountingWriter{W: pw}
+func (b *Tasks) putCounted(ctx context.Context, key string, n *int64, produce func(w io.Writer) error) error {
+	return b.Jobs.PutStream(ctx, key, func(w io.Writer) error {
+		cw := &iox.CountingWriter{W: w}
 		err := produce(cw)
 		*n = cw.N
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	perr := b.Jobs.Store.Put(ctx, key, pr)
-	pr.CloseWithError(perr) // stops produce if the store gave up
-	if err := <-done; err != nil {
 		return err
-	}
-	return perr
+	})
 }
 
 // classify marks replies that retrying cannot change as permanent.
@@ -170,158 +169,170 @@ func classify(err error) error {
 		if edgebase.IsTransport(err) {
 			return err
 		}
-		return Permanent(err)
+		return pipeline.Permanent(err)
 	}
 	return err
 }
 
 // storageRange downloads one page range of objects in parallel and writes
 // them, in listing order, as one gzip member of tar entries. Objects wait
-// for their turn in memory when small, in a spool file otherwise, so
-// memory stays bounded by Concurrency x SpoolInMemory.
-func (b *BackupTasks) storageRange(ctx context.Context, job *events.Job, t events.Task) (Result, error) {
-	objs, err := b.Jobs.readRange(ctx, t.Job, t.Range)
+// for their turn in the spool, so memory stays bounded by Concurrency x
+// the spool's in-memory limit and disk by the spool's budget.
+func (b *Tasks) storageRange(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	objs, err := readRange(ctx, b.Jobs, u.Task.Job, u.Task.Range)
 	if err != nil {
-		return Result{}, err
+		return pipeline.Result{}, err
 	}
-	conc := max(b.Concurrency, 1)
-	memLimit := b.SpoolInMemory
-	if memLimit <= 0 {
-		memLimit = 1 << 20
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	slots := make([]chan spooled, len(objs))
-	for i := range slots {
-		slots[i] = make(chan spooled, 1)
-	}
-	sem := make(chan struct{}, conc)
-	go func() {
-		for i, o := range objs {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				for ; i < len(objs); i++ {
-					slots[i] <- spooled{err: ctx.Err()}
-				}
-				return
-			}
-			go func() { slots[i] <- b.fetch(ctx, o, memLimit) }()
-		}
-	}()
+	pf := b.prefetch(ctx, objs)
+	defer func() { cancel(); pf.drain() }()
 
 	idx := StorageIndex{}
-	res := Result{}
-	var memberSize int64
-	consumed := 0
+	res := pipeline.Result{}
+	escaped := 0
 	h := sha256.New()
-	err = b.putStream(ctx, b.Jobs.PartKey(t.Job, t.ID, ""), func(w io.Writer) error {
-		hw := io.MultiWriter(w, h)
-		m := archive.NewStorageMember(hw, job.Started)
+	err = b.putCounted(ctx, u.Output+PartName, &idx.Size, func(w io.Writer) error {
+		m := archive.NewStorageMember(io.MultiWriter(w, h), u.Job.Started)
 		for i, o := range objs {
-			s := <-slots[i]
-			consumed = i + 1
-			if s.err == nil && s.missing {
-				idx.Missing = append(idx.Missing, o.Key)
-				res.Warnings = append(res.Warnings, fmt.Sprintf("object %q was deleted after the listing; not in the backup", o.Key))
-				<-sem
-				continue
-			}
-			if s.err != nil {
-				<-sem
-				return fmt.Errorf("object %q: %w", o.Key, s.err)
-			}
-			e, err := m.Add(o.Key, s.size, s.reader())
-			s.close()
-			<-sem
+			obj, ok, err := b.addObject(ctx, m, o, pf.next(i))
 			if err != nil {
 				return fmt.Errorf("object %q: %w", o.Key, err)
 			}
-			obj := archive.Object{Key: o.Key, Size: s.size, ETag: o.ETag, ContentType: s.contentType, SHA256: e.SHA256}
-			if e.Escaped {
-				obj.Path = e.Name
-				res.Warnings = append(res.Warnings, fmt.Sprintf("key %q cannot be a plain tar path; stored as %s", o.Key, e.Name))
+			if !ok {
+				idx.Missing = append(idx.Missing, o.Key)
+				res.Warn("object %q was deleted after the listing; not in the backup", o.Key)
+				continue
+			}
+			if obj.Path != "" {
+				if escaped++; escaped <= 3 {
+					res.Warn("key %q cannot be a plain tar path; stored as %s", o.Key, obj.Path)
+				}
 			}
 			idx.Objects = append(idx.Objects, obj)
 			res.Objects++
+			res.Bytes += obj.Size
 		}
 		return m.Close()
-	}, &memberSize)
+	})
 	if err != nil {
-		cancel()
-		// Every remaining slot receives exactly one value (a fetch result or
-		// the producer's cancellation); drain them so spool files go away.
-		for _, c := range slots[consumed:] {
-			(<-c).close()
-		}
 		return res, classify(err)
 	}
-	for _, o := range idx.Objects {
-		res.Bytes += o.Size
+	if escaped > 3 {
+		res.Warn("%d more keys of this range cannot be plain tar paths and were stored escaped", escaped-3)
 	}
-	idx.Size, idx.SHA256 = memberSize, hex.EncodeToString(h.Sum(nil))
-	return res, b.Jobs.PutJSON(ctx, b.Jobs.PartKey(t.Job, t.ID, IndexSuffix), idx)
+	idx.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return res, b.Jobs.PutJSON(ctx, u.Output+IndexName, idx)
 }
 
-// spooled is one downloaded object waiting for its turn.
-type spooled struct {
-	data        []byte
-	file        *os.File
-	size        int64
-	contentType string
-	missing     bool
-	err         error
-}
-
-func (s spooled) reader() io.Reader {
-	if s.file != nil {
-		return io.NewSectionReader(s.file, 0, s.size)
+// addObject appends one object to the member: a spooled one from the
+// spool, one too large to spool straight from EdgeBase. ok is false for an
+// object deleted since the listing.
+func (b *Tasks) addObject(ctx context.Context, m *archive.StorageMember, o edgebase.Object, s spooled) (archive.Object, bool, error) {
+	defer s.close()
+	switch {
+	case s.err != nil:
+		return archive.Object{}, false, s.err
+	case s.missing:
+		return archive.Object{}, false, nil
+	case s.direct:
+		return b.streamObject(ctx, m, o)
 	}
-	return bytes.NewReader(s.data)
-}
-
-func (s spooled) close() {
-	if s.file != nil {
-		s.file.Close()
-		os.Remove(s.file.Name())
+	e, err := m.Add(o.Key, s.size, s.reader())
+	if err != nil {
+		return archive.Object{}, false, err
 	}
+	return archiveObject(o, s.size, s.contentType, e), true, nil
 }
 
-func (b *BackupTasks) fetch(ctx context.Context, o edgebase.Object, memLimit int64) spooled {
-	var out spooled
-	err := b.Client.GetObject(ctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
-		out.close()
-		out = spooled{contentType: info.ContentType}
+// streamObject fetches an object too large for the spool directly into
+// the member. Bytes already in the member cannot be taken back, so the
+// request is not retried here: a failure fails this delivery of the task.
+func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o edgebase.Object) (archive.Object, bool, error) {
+	var obj archive.Object
+	err := b.Client.WithRetry(edgebase.RetryPolicy{MaxAttempts: 1}).GetObject(ctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
 		size := info.Size
 		if size < 0 {
 			size = o.Size
 		}
-		r = MeteredReader(ctx, r)
-		if size <= memLimit {
-			var buf bytes.Buffer
-			buf.Grow(int(max(size, 0)) + 1)
-			n, err := io.Copy(&buf, r)
-			out.data, out.size = buf.Bytes(), n
-			return err
-		}
-		f, err := os.CreateTemp(b.SpoolDir, "edgevault-object-*")
+		e, err := m.Add(o.Key, size, pipeline.MeteredReader(ctx, r))
 		if err != nil {
 			return err
 		}
-		out.file = f
-		n, err := io.Copy(f, r)
-		out.size = n
-		return err
+		obj = archiveObject(o, size, info.ContentType, e)
+		return nil
 	})
 	if errors.Is(err, edgebase.ErrNotFound) {
-		return spooled{missing: true}
+		return obj, false, nil
 	}
-	if err != nil {
-		out.close()
-		return spooled{err: err}
+	return obj, err == nil, err
+}
+
+func archiveObject(o edgebase.Object, size int64, contentType string, e archive.Entry) archive.Object {
+	obj := archive.Object{Key: o.Key, Size: size, ETag: o.ETag, ContentType: contentType, SHA256: e.SHA256}
+	if e.Escaped {
+		obj.Path = e.Name
 	}
-	return out
+	return obj
+}
+
+// prefetcher downloads the objects of a range ahead of the member writer,
+// at most Concurrency at a time, in listing order.
+type prefetcher struct {
+	slots    []chan spooled
+	consumed int
+}
+
+func (b *Tasks) prefetch(ctx context.Context, objs []edgebase.Object) *prefetcher {
+	p := &prefetcher{slots: make([]chan spooled, len(objs))}
+	for i := range p.slots {
+		p.slots[i] = make(chan spooled, 1)
+	}
+	sem := make(chan struct{}, max(b.Concurrency, 1))
+	go func() {
+		for i, o := range objs {
+			held, direct, err := b.Spool.reserve(ctx, o)
+			if err == nil {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+			}
+			if err != nil || direct {
+				if held > 0 {
+					b.Spool.sem.Release(held)
+				}
+				p.slots[i] <- spooled{direct: direct, err: err}
+				if err != nil {
+					for i++; i < len(objs); i++ {
+						p.slots[i] <- spooled{err: err}
+					}
+					return
+				}
+				<-sem
+				continue
+			}
+			go func() {
+				defer func() { <-sem }()
+				p.slots[i] <- b.Spool.fetch(ctx, b.Client, o, held)
+			}()
+		}
+	}()
+	return p
+}
+
+func (p *prefetcher) next(i int) spooled {
+	p.consumed = i + 1
+	return <-p.slots[i]
+}
+
+// drain closes what the writer did not consume (after a failure): every
+// slot receives exactly one value, so this ends once the context is
+// cancelled and the fetches in flight return.
+func (p *prefetcher) drain() {
+	for _, c := range p.slots[p.consumed:] {
+		(<-c).close()
+	}
 }
 
 // hashingWriter counts and hashes what passes through.
@@ -341,13 +352,3 @@ func (hw *hashingWriter) Write(p []byte) (int, error) {
 }
 
 func (hw *hashingWriter) sum() string { return hex.EncodeToString(hw.h.Sum(nil)) }
-
-// sortedKeys returns m's keys in order (deterministic output).
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}

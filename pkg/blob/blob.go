@@ -36,3 +36,12 @@ func ValidateKey(key string) error {
 
 // ErrExist is returned (wrapped) by Create when the key is already present.
 var ErrExist = errors.New("blob: already exists")
+
+// ErrConflict is returned (wrapped) by Replace when the blob is no longer
+// the version the caller read (another writer came first, or it is gone).
+var ErrConflict = errors.New("blob: changed since it was read")
+
+// Version identifies one stored content of a key: an S3 ETag, a file's
+// identity. Two reads return the same Version only if nothing replaced
+// the blob in between. It is opaque to callers.
+type Version string

@@ -12,21 +12,21 @@ import (
 	"strings"
 
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // Staging keys of an ingested archive (below <staging><job>/in/).
-func inKey(j *backup.Jobs, job, name string) string { return j.StagingKey(job, "in", name) }
+func inKey(j *pipeline.Jobs, job, name string) string { return j.StagingKey(job, "in", name) }
 
 // ObjectKey is the staging key of a storage object's bytes. Keys are
 // hashed: R2 keys are not safe as paths (spec 8.6).
-func ObjectKey(j *backup.Jobs, job, r2key string) string {
+func ObjectKey(j *pipeline.Jobs, job, r2key string) string {
 	h := sha256.Sum256([]byte(r2key))
 	return j.StagingKey(job, "in", "obj", hex.EncodeToString(h[:]))
 }
 
-func rangeKey(j *backup.Jobs, job string, r int) string {
+func rangeKey(j *pipeline.Jobs, job string, r int) string {
 	return inKey(j, job, fmt.Sprintf("objects-%06d.ndjson", r))
 }
 
@@ -48,7 +48,7 @@ type dataRecord struct {
 // restore tasks read, and checks every table against the target's schema.
 // Nothing reaches the target before Read has returned nil.
 type ingester struct {
-	jobs        *backup.Jobs
+	jobs        *pipeline.Jobs
 	job         string
 	target      *edgebase.Config
 	skipStorage bool

@@ -11,9 +11,10 @@ import (
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // Source is the archive a restore reads.
@@ -33,10 +34,10 @@ type Source interface {
 // table with the target's schema; and it lists the target's DOs to find
 // the orphans to wipe. Only a plan that passed all of that is written.
 type Planner struct {
-	Jobs   *backup.Jobs
+	Jobs   *pipeline.Jobs
 	Client *edgebase.Client
 	// Enum lists the target's DOs for the orphan wipe.
-	Enum *backup.Enumerator
+	Enum *discovery.Enumerator
 	// Open resolves job.Options.Archive.
 	Open func(ctx context.Context, name string) (Source, error)
 	// RangeKeys is how many objects one storage task uploads.
@@ -44,17 +45,22 @@ type Planner struct {
 	Log       *slog.Logger
 }
 
-var _ backup.Planner = (*Planner)(nil)
+var _ pipeline.Planner = (*Planner)(nil)
 
 // ErrNeedsTarGz is the official CLI's refusal of a .json that lists
 // storage objects without --skip-storage.
 var ErrNeedsTarGz = errors.New("Backup includes storage metadata but no extracted storage files were found. Restore from the .tar.gz archive or use --skip-storage.")
 
-// Plan implements backup.Planner.
+// DefaultRangeKeys is how many objects one storage upload task takes.
+const DefaultRangeKeys = 1000
+
+// Plan implements pipeline.Planner: read and validate, compare schemas,
+// find orphans, then write the tasks phase by phase and the report the
+// CLI shows before asking.
 func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	sel, err := ParseOnly(job.Options.Only)
 	if err != nil {
-		return backup.Permanent(err)
+		return pipeline.Permanent(err)
 	}
 	cfg, _, err := p.Client.Config(ctx)
 	if err != nil {
@@ -62,32 +68,58 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	}
 	src, err := p.Open(ctx, job.Options.Archive)
 	if err != nil {
-		return backup.Permanent(fmt.Errorf("opening archive %s: %w", job.Options.Archive, err))
+		return pipeline.Permanent(fmt.Errorf("opening archive %s: %w", job.Options.Archive, err))
 	}
 	in := &ingester{jobs: p.Jobs, job: job.ID, target: cfg, loadedRange: -1,
 		skipStorage: job.Options.SkipStorage || !sel.wantsStorage(),
 		skipSecrets: job.Options.SkipSecrets || !sel.wantsSecrets(),
 		rangeKeys:   p.RangeKeys}
 	if in.rangeKeys <= 0 {
-		in.rangeKeys = backup.DefaultRangeKeys
+		in.rangeKeys = DefaultRangeKeys
 	}
 	sum, err := p.ingest(ctx, src, in)
 	if err != nil {
-		return backup.Permanent(err)
+		return pipeline.Permanent(err)
 	}
+	hasStorage, err := checkArchive(job, sum, in, sel)
+	if err != nil {
+		return pipeline.Permanent(err)
+	}
+	orphans, onTarget, err := p.orphans(ctx, job, cfg, in, sel)
+	if err != nil {
+		return err
+	}
+	rep := &Report{Target: p.Client.BaseURL(), Archive: src.Name(), Format: sum.Format.String(),
+		Timestamp: sum.Timestamp, Source: sum.Source, Only: job.Options.Only, Users: sum.Users, Orphans: orphans}
+	w := &planWriter{p: p, job: job, in: in, sel: sel, rep: rep, phaseTasks: make([]int, numPhases)}
+	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
+		w.emit = emit
+		return w.write(hasStorage, orphans, onTarget)
+	})
+	if err != nil {
+		return err
+	}
+	job.Tasks, job.PhaseTasks = n, w.phaseTasks
+	rep.Warnings = job.Warnings
+	job.Summary = &events.Summary{DOs: rep.DOCount, Namespaces: len(rep.Namespaces), Rows: rep.Rows, Objects: rep.Objects}
+	return p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, "report.json"), rep)
+}
+
+// checkArchive applies the fail-closed rules to what the ingest found and
+// reports whether storage is restored.
+func checkArchive(job *events.Job, sum archive.Summary, in *ingester, sel Selection) (hasStorage bool, err error) {
 	hasStorageSection := slices.Contains(sum.Sections, "storage")
-	hasStorage := false
 	switch {
 	case job.Options.SkipStorage || !sel.wantsStorage():
 	case sum.Format == archive.TarGz:
 		hasStorage = hasStorageSection || sum.Members > 0
 	case sum.Objects > 0:
-		return backup.Permanent(ErrNeedsTarGz)
+		return false, ErrNeedsTarGz
 	case hasStorageSection:
-		job.Warnings = append(job.Warnings, "the archive lists no storage objects; R2 is left untouched")
+		job.AddWarnings("the archive lists no storage objects; R2 is left untouched")
 	}
 	for _, s := range in.shards {
-		job.Warnings = append(job.Warnings, fmt.Sprintf("auth shard %q holds data, but current servers keep auth in D1 and cannot restore shards; skipped", s))
+		job.AddWarnings(fmt.Sprintf("auth shard %q holds data, but current servers keep auth in D1 and cannot restore shards; skipped", s))
 	}
 	if in.driftN > 0 {
 		lines := in.drift
@@ -95,150 +127,169 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 			lines = append(lines, fmt.Sprintf("... and %d more", in.driftN-len(lines)))
 		}
 		if !job.Options.AllowSchemaDrift {
-			return backup.Permanent(&DriftError{Lines: lines})
+			return false, &DriftError{Lines: lines}
 		}
 		for _, l := range lines {
-			job.Warnings = append(job.Warnings, "schema drift (allowed): "+l)
+			job.AddWarnings("schema drift (allowed): " + l)
 		}
 	}
-	if err := sel.check(in); err != nil {
-		return backup.Permanent(err)
-	}
+	return hasStorage, sel.check(in)
+}
 
-	var orphans []string
-	var onTarget map[string]bool // nil when the target's DOs were not listed
-	if sel.all {
-		targetDOs, warnings, err := p.Enum.DOs(ctx, cfg)
-		if err != nil {
-			return fmt.Errorf("listing the target's DOs for the orphan wipe: %w", err)
-		}
-		job.Warnings = append(job.Warnings, warnings...)
-		inArchive := make(map[string]bool, len(in.dos))
-		for _, d := range in.dos {
-			inArchive[d.Name] = true
-		}
-		onTarget = make(map[string]bool, len(targetDOs))
-		for _, n := range targetDOs {
-			onTarget[n] = true
-			if !inArchive[n] {
-				orphans = append(orphans, n)
-			}
-		}
-		if len(orphans) > 0 {
-			if err := p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, "orphans.json"), orphans); err != nil {
-				return err
-			}
-		}
+// orphans lists the target's DOs that the archive lacks (a full restore
+// wipes them) and which DOs the target has (nil when not listed).
+func (p *Planner) orphans(ctx context.Context, job *events.Job, cfg *edgebase.Config, in *ingester, sel Selection) ([]string, map[string]bool, error) {
+	if !sel.all {
+		return nil, nil, nil
 	}
-
-	rep := &Report{Target: p.Client.BaseURL(), Archive: src.Name(), Format: sum.Format.String(),
-		Timestamp: sum.Timestamp, Source: sum.Source, Only: job.Options.Only, Users: sum.Users, Orphans: orphans}
-	phaseTasks := make([]int, numPhases)
-	seq := 0
-	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
-		add := func(phase int, t events.Task) error {
-			seq++
-			t.ID, t.Phase = backup.TaskID(seq, t.Kind), phase
-			phaseTasks[phase]++
-			return emit(t)
-		}
-		if len(in.data) > 0 && sel.all {
-			if err := add(PhasePrime, events.Task{Kind: events.TaskPrime, Unit: "prime D1 tables"}); err != nil {
-				return err
-			}
-		}
-		if in.control != "" && sel.control {
-			rep.Wipes = append(rep.Wipes, "CONTROL_DB: every _meta row")
-			if err := add(PhaseControlD1, events.Task{Kind: events.TaskRestoreControlD1, Unit: "control D1", Input: in.control, Wipes: true}); err != nil {
-				return err
-			}
-		}
-		if in.auth != "" && sel.auth {
-			rep.Wipes = append(rep.Wipes, "AUTH_DB: every user, session, admin and auth index row")
-			if err := add(PhaseAuthD1, events.Task{Kind: events.TaskRestoreAuthD1, Unit: "auth D1", Input: in.auth, Wipes: true}); err != nil {
-				return err
-			}
-		}
-		if len(orphans) > 0 {
-			rep.Wipes = append(rep.Wipes, fmt.Sprintf("%d DOs that the archive does not have (orphans)", len(orphans)))
-			if err := add(PhaseOrphans, events.Task{Kind: events.TaskWipeDO, Unit: fmt.Sprintf("orphan wipe (%d DOs)", len(orphans)),
-				Input: p.Jobs.PlanKey(job.ID, "orphans.json"), Wipes: true}); err != nil {
-				return err
-			}
-		}
-		for _, d := range in.dos {
-			if !sel.do(d.Name) {
-				continue
-			}
-			rep.addDO(d)
-			create := onTarget != nil && !onTarget[d.Name] && strings.Contains(d.Name, ":")
-			if err := add(PhaseDOs, events.Task{Kind: events.TaskRestoreDO, Unit: "DO " + d.Name, DOName: d.Name,
-				DOType: edgebase.TypeDatabase, Input: d.Part, SkipTables: d.SkipTables, Create: create}); err != nil {
-				return err
-			}
-		}
-		for _, d := range in.data {
-			if !sel.data(d.Namespace) {
-				continue
-			}
-			rep.addData(d)
-			if err := add(PhaseData, events.Task{Kind: events.TaskRestoreData, Unit: "namespace " + d.Namespace,
-				Namespace: d.Namespace, Input: d.Part, Wipes: true}); err != nil {
-				return err
-			}
-		}
-		if hasStorage {
-			if sel.all {
-				rep.Wipes = append(rep.Wipes, "R2: every object")
-				if err := add(PhaseWipeStorage, events.Task{Kind: events.TaskWipeStorage, Unit: "storage wipe", Wipes: true}); err != nil {
-					return err
-				}
-			}
-			rep.Objects, rep.ObjectBytes = in.objects, in.objBytes
-			for n := range in.spools {
-				if err := add(PhasePutStorage, events.Task{Kind: events.TaskPutStorage, Unit: fmt.Sprintf("storage spool %d", n),
-					Range: n, Input: spoolIndexKey(in, n)}); err != nil {
-					return err
-				}
-			}
-			// Objects not in a spool were staged one by one: the ranges
-			// from the first unspooled object on upload them.
-			for r := range in.ranges {
-				start := int64(r) * int64(in.rangeKeys)
-				if start+int64(in.rangeKeys) <= in.spooled {
-					continue
-				}
-				if err := add(PhasePutStorage, events.Task{Kind: events.TaskPutStorage, Unit: fmt.Sprintf("storage range %d", r),
-					Range: r, Input: rangeKey(p.Jobs, job.ID, r), Skip: max(0, in.spooled-start)}); err != nil {
-					return err
-				}
-			}
-		}
-		if sel.auth && in.auth != "" {
-			if err := add(PhaseResync, events.Task{Kind: events.TaskResync, Unit: "users resync"}); err != nil {
-				return err
-			}
-		}
-		if in.secrets != "" && sel.secrets {
-			rep.Secrets = true
-			if err := add(PhaseSecrets, events.Task{Kind: events.TaskRestoreSecrets, Unit: "secrets", Input: in.secrets}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	targetDOs, warnings, err := p.Enum.DOs(ctx, cfg)
 	if err != nil {
+		return nil, nil, fmt.Errorf("listing the target's DOs for the orphan wipe: %w", err)
+	}
+	job.AddWarnings(warnings...)
+	inArchive := make(map[string]bool, len(in.dos))
+	for _, d := range in.dos {
+		inArchive[d.Name] = true
+	}
+	var orphans []string
+	onTarget := make(map[string]bool, len(targetDOs))
+	for _, n := range targetDOs {
+		onTarget[n] = true
+		if !inArchive[n] {
+			orphans = append(orphans, n)
+		}
+	}
+	if len(orphans) > 0 {
+		if err := p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, "orphans.json"), orphans); err != nil {
+			return nil, nil, err
+		}
+	}
+	return orphans, onTarget, nil
+}
+
+// planWriter emits a restore's tasks phase by phase, in the official
+// order, and fills the report as it goes.
+type planWriter struct {
+	p          *Planner
+	job        *events.Job
+	in         *ingester
+	sel        Selection
+	rep        *Report
+	phaseTasks []int
+	seq        int
+	emit       func(events.Task) error
+}
+
+func (w *planWriter) add(phase int, t events.Task) error {
+	w.seq++
+	t.ID, t.Phase = pipeline.TaskID(w.seq, t.Kind), phase
+	w.phaseTasks[phase]++
+	return w.emit(t)
+}
+
+func (w *planWriter) write(hasStorage bool, orphans []string, onTarget map[string]bool) error {
+	in, sel, rep := w.in, w.sel, w.rep
+	if len(in.data) > 0 && sel.all {
+		if err := w.add(PhasePrime, events.Task{Kind: events.TaskPrime, Unit: "prime D1 tables"}); err != nil {
+			return err
+		}
+	}
+	if in.control != "" && sel.control {
+		rep.Wipes = append(rep.Wipes, "CONTROL_DB: every _meta row")
+		if err := w.add(PhaseControlD1, events.Task{Kind: events.TaskRestoreControlD1, Unit: "control D1", Input: in.control, Wipes: true}); err != nil {
+			return err
+		}
+	}
+	if in.auth != "" && sel.auth {
+		rep.Wipes = append(rep.Wipes, "AUTH_DB: every user, session, admin and auth index row")
+		if err := w.add(PhaseAuthD1, events.Task{Kind: events.TaskRestoreAuthD1, Unit: "auth D1", Input: in.auth, Wipes: true}); err != nil {
+			return err
+		}
+	}
+	if len(orphans) > 0 {
+		rep.Wipes = append(rep.Wipes, fmt.Sprintf("%d DOs that the archive does not have (orphans)", len(orphans)))
+		if err := w.add(PhaseOrphans, events.Task{Kind: events.TaskWipeDO, Unit: fmt.Sprintf("orphan wipe (%d DOs)", len(orphans)),
+			Input: w.p.Jobs.PlanKey(w.job.ID, "orphans.json"), Wipes: true}); err != nil {
+			return err
+		}
+	}
+	if err := w.writeUnits(onTarget); err != nil {
 		return err
 	}
-	job.Tasks = n
-	job.PhaseTasks = phaseTasks
-	job.Phase = 0
-	for job.Phase < numPhases-1 && phaseTasks[job.Phase] == 0 {
-		job.Phase++
+	if hasStorage {
+		if err := w.writeStorage(); err != nil {
+			return err
+		}
 	}
-	rep.Warnings = job.Warnings
-	job.Summary = &events.Summary{DOs: rep.DOCount, Namespaces: len(rep.Namespaces), Rows: rep.Rows, Objects: rep.Objects}
-	return p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, "report.json"), rep)
+	if sel.auth && in.auth != "" {
+		if err := w.add(PhaseResync, events.Task{Kind: events.TaskResync, Unit: "users resync"}); err != nil {
+			return err
+		}
+	}
+	if in.secrets != "" && sel.secrets {
+		rep.Secrets = true
+		if err := w.add(PhaseSecrets, events.Task{Kind: events.TaskRestoreSecrets, Unit: "secrets", Input: in.secrets}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeUnits emits the DB DOs and data namespaces.
+func (w *planWriter) writeUnits(onTarget map[string]bool) error {
+	for _, d := range w.in.dos {
+		if !w.sel.do(d.Name) {
+			continue
+		}
+		w.rep.addDO(d)
+		create := onTarget != nil && !onTarget[d.Name] && strings.Contains(d.Name, ":")
+		if err := w.add(PhaseDOs, events.Task{Kind: events.TaskRestoreDO, Unit: "DO " + d.Name, DOName: d.Name,
+			DOType: edgebase.TypeDatabase, Input: d.Part, SkipTables: d.SkipTables, Create: create}); err != nil {
+			return err
+		}
+	}
+	for _, d := range w.in.data {
+		if !w.sel.data(d.Namespace) {
+			continue
+		}
+		w.rep.addData(d)
+		if err := w.add(PhaseData, events.Task{Kind: events.TaskRestoreData, Unit: "namespace " + d.Namespace,
+			Namespace: d.Namespace, Input: d.Part, Wipes: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeStorage emits the R2 wipe (full restores only) and the uploads:
+// one task per spool, then the object ranges from the first object that
+// no spool covers.
+func (w *planWriter) writeStorage() error {
+	in := w.in
+	if w.sel.all {
+		w.rep.Wipes = append(w.rep.Wipes, "R2: every object")
+		if err := w.add(PhaseWipeStorage, events.Task{Kind: events.TaskWipeStorage, Unit: "storage wipe", Wipes: true}); err != nil {
+			return err
+		}
+	}
+	w.rep.Objects, w.rep.ObjectBytes = in.objects, in.objBytes
+	for n := range in.spools {
+		if err := w.add(PhasePutStorage, events.Task{Kind: events.TaskPutStorage, Unit: fmt.Sprintf("storage spool %d", n),
+			Range: n, Input: spoolIndexKey(in, n)}); err != nil {
+			return err
+		}
+	}
+	for r := range in.ranges {
+		start := int64(r) * int64(in.rangeKeys)
+		if start+int64(in.rangeKeys) <= in.spooled {
+			continue
+		}
+		if err := w.add(PhasePutStorage, events.Task{Kind: events.TaskPutStorage, Unit: fmt.Sprintf("storage range %d", r),
+			Range: r, Input: rangeKey(w.p.Jobs, w.job.ID, r), Skip: max(0, in.spooled-start)}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ingest reads the archive once, checking the manifest's checksums on the
@@ -341,7 +392,7 @@ func (r *Report) addData(d dataRecord) {
 }
 
 // ReadReport loads the report of a planned restore.
-func ReadReport(ctx context.Context, jobs *backup.Jobs, job string) (*Report, error) {
+func ReadReport(ctx context.Context, jobs *pipeline.Jobs, job string) (*Report, error) {
 	var r Report
 	if err := jobs.GetJSON(ctx, jobs.PlanKey(job, "report.json"), &r); err != nil {
 		if errors.Is(err, blob.ErrNotExist) {

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/events"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob/fs"
+	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/edgevault"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 	"github.com/edgevault/edgevault/pkg/restore"
@@ -43,14 +45,12 @@ func newClient(t *testing.T, emu *edgebasetest.Emulator) *edgebase.Client {
 // runtime is the embedded pipeline over a directory.
 type runtime struct {
 	dir    string
-	jobs   *backup.Jobs
-	queue  *backup.CountingQueue
-	worker *backup.Worker
-	ctrl   *backup.Controller
-	sched  *backup.Scheduler
+	jobs   *pipeline.Jobs
+	queue  *pipeline.CountingQueue
+	engine *pipeline.Engine
 }
 
-func newRuntime(t *testing.T) *runtime {
+func newRuntime(t *testing.T, d edgevault.Deps) *runtime {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := fs.New(dir)
@@ -58,36 +58,27 @@ func newRuntime(t *testing.T) *runtime {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	jobs, err := backup.NewJobs(store, "staging/", "archives/", nil)
+	q := &pipeline.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: time.Hour})}
+	d.Store, d.Staging, d.Archives, d.Tasks, d.Source = store, "staging/", "archives/", q, "docker"
+	d.Engine = pipeline.Options{MaxAttempts: 2, Backoff: pipeline.Backoff{Base: time.Millisecond}}
+	engine, err := edgevault.New(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := &backup.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: time.Hour})}
-	return &runtime{dir: dir, jobs: jobs, queue: q,
-		worker: &backup.Worker{Jobs: jobs, Handlers: map[events.TaskKind]backup.Handler{}, MaxAttempts: 2},
-		ctrl:   &backup.Controller{Jobs: jobs, Advancers: map[events.JobKind]backup.Advancer{}},
-		sched:  &backup.Scheduler{Jobs: jobs, Tasks: q, Source: "docker", Planners: map[events.JobKind]backup.Planner{}},
-	}
+	return &runtime{dir: dir, jobs: engine.Jobs(), queue: q, engine: engine}
 }
 
 func (r *runtime) run(ctx context.Context, id string, concurrency int) (*events.Job, error) {
-	run := &backup.Runner{Queue: r.queue, Worker: r.worker, Controller: r.ctrl, Concurrency: concurrency, RetryDelay: time.Millisecond}
-	return run.Run(ctx, id)
+	return (&pipeline.Runner{Engine: r.engine, Queue: r.queue, Concurrency: concurrency}).Run(ctx, id)
 }
 
 // backupOf backs up emu (with storage) and returns the archive's path.
 func backupOf(ctx context.Context, t *testing.T, emu *edgebasetest.Emulator) string {
 	t.Helper()
-	rt := newRuntime(t)
 	client := newClient(t, emu)
-	tasks := &backup.BackupTasks{Jobs: rt.jobs, Client: client, Concurrency: 4}
-	for k, h := range tasks.Handlers() {
-		rt.worker.Handlers[k] = h
-	}
-	rt.sched.Planners[events.KindBackup] = &backup.BackupPlanner{Jobs: rt.jobs, Client: client,
-		Enum: &backup.Enumerator{Client: client, StateDir: emu.StateDir()}}
-	rt.ctrl.Advancers[events.KindBackup] = &backup.Assembler{Jobs: rt.jobs, ComposeAbove: -1}
-	if _, err := rt.sched.Start(ctx, events.StartRequest{JobID: "backup", Kind: events.KindBackup, Options: events.Options{IncludeStorage: true}}); err != nil {
+	rt := newRuntime(t, edgevault.Deps{Client: client, Enum: &discovery.Enumerator{Client: client, StateDir: emu.StateDir()},
+		Backup: edgevault.BackupOptions{Concurrency: 4, ComposeAbove: -1}})
+	if _, err := rt.engine.Start(ctx, events.StartRequest{JobID: "backup", Kind: events.KindBackup, Options: events.Options{IncludeStorage: true}}); err != nil {
 		t.Fatal(err)
 	}
 	job, err := rt.run(ctx, "backup", 4)
@@ -100,23 +91,20 @@ func backupOf(ctx context.Context, t *testing.T, emu *edgebasetest.Emulator) str
 // restorer is a restore runtime pointed at one target.
 type restorer struct {
 	*runtime
-	tasks *restore.Tasks
 }
 
-func newRestorer(t *testing.T, dst *edgebasetest.Emulator, archive string, rangeKeys int, conc restore.Concurrency) *restorer {
+func newRestorer(t *testing.T, dst *edgebasetest.Emulator, archive string, rangeKeys int, conc restore.Concurrency, chunkBytes ...int64) *restorer {
 	t.Helper()
-	rt := newRuntime(t)
 	client := newClient(t, dst)
-	tasks := &restore.Tasks{Jobs: rt.jobs, Client: client, Concurrency: conc,
+	opts := edgevault.RestoreOptions{Concurrency: conc, RangeKeys: rangeKeys,
 		DORetry: edgebase.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond}}
-	for k, h := range tasks.Handlers() {
-		rt.worker.Handlers[k] = h
+	if len(chunkBytes) > 0 {
+		opts.ChunkBytes = chunkBytes[0]
 	}
-	rt.sched.Planners[events.KindRestore] = &restore.Planner{Jobs: rt.jobs, Client: client, RangeKeys: rangeKeys,
-		Enum: &backup.Enumerator{Client: client, StateDir: dst.StateDir()},
-		Open: func(context.Context, string) (restore.Source, error) { return restore.FileSource(archive), nil }}
-	rt.ctrl.Advancers[events.KindRestore] = &restore.Coordinator{Jobs: rt.jobs, Tasks: rt.queue}
-	return &restorer{runtime: rt, tasks: tasks}
+	rt := newRuntime(t, edgevault.Deps{Client: client, Enum: &discovery.Enumerator{Client: client, StateDir: dst.StateDir()},
+		OpenArchive: func(context.Context, string) (restore.Source, error) { return restore.FileSource(archive), nil },
+		Restore:     opts})
+	return &restorer{runtime: rt}
 }
 
 func fingerprint(ctx context.Context, t *testing.T, e *edgebasetest.Emulator, instances ...string) *edgebasetest.Fingerprint {
@@ -168,7 +156,7 @@ func TestPutConcurrencyAcrossRanges(t *testing.T) {
 	dst.SetFault("restore-storage:put", edgebasetest.Fault{Latency: latency, Match: slow})
 
 	r := newRestorer(t, dst, archive, 10, restore.Concurrency{Objects: 3, DOs: 10})
-	if _, err := r.sched.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore}); err != nil {
+	if _, err := r.engine.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.run(ctx, "restore", 10); err != nil {
@@ -229,7 +217,7 @@ func TestLateWipeIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRestorer(t, dst, archive, 50, restore.Concurrency{})
-	job, err := r.sched.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore})
+	job, err := r.engine.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +230,7 @@ func TestLateWipeIsFenced(t *testing.T) {
 		tasks := queuetest.Drain(ctx, t, r.queue)
 		for _, task := range late {
 			before := writesTo(dst)
-			if err := r.worker.Process(ctx, task, 1); err != nil {
+			if err := r.engine.Worker.Process(ctx, task, 1); err != nil {
 				t.Errorf("late %s in phase %s: %v", task.Kind, restore.PhaseName(job.Phase), err)
 			}
 			if n := writesTo(dst) - before; n != 0 {
@@ -254,12 +242,12 @@ func TestLateWipeIsFenced(t *testing.T) {
 				t.Errorf("task %s of phase %d queued while phase %d is open", task.ID, task.Phase, job.Phase)
 			}
 			seen[task.Kind] = append(seen[task.Kind], task)
-			if err := r.worker.Process(ctx, task, 1); err != nil {
+			if err := r.engine.Worker.Process(ctx, task, 1); err != nil {
 				t.Fatalf("%s: %v", task.Unit, err)
 			}
 			late = append(late, task)
 		}
-		if job, err = r.ctrl.Check(ctx, "restore"); err != nil {
+		if job, err = r.engine.Advance(ctx, "restore"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -304,9 +292,8 @@ func TestChunkedRestoreConverges(t *testing.T) {
 	if err := dst.AddRows(ctx, "shared", "posts", edgebasetest.Row{"id": "stale", "title": "must go"}); err != nil {
 		t.Fatal(err)
 	}
-	r := newRestorer(t, dst, archive, 0, restore.Concurrency{})
-	r.tasks.ChunkBytes = 600
-	if _, err := r.sched.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore}); err != nil {
+	r := newRestorer(t, dst, archive, 0, restore.Concurrency{}, 600)
+	if _, err := r.engine.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.run(ctx, "restore", 4); err != nil {

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // FileSource is an archive on the local disk.
@@ -36,7 +36,7 @@ func (f FileSource) Manifest(context.Context) (*archive.Manifest, error) {
 
 // BlobSource is an archive in a BlobStore (the backup bucket).
 type BlobSource struct {
-	Store backup.BlobStore
+	Store pipeline.BlobStore
 	Key   string
 }
 

@@ -103,7 +103,7 @@ func TestSpooledAndUnorderedMembers(t *testing.T) {
 		}
 		dst := edgebasetest.NewTest(t, edgebasetest.Options{StateDir: t.TempDir()})
 		r := newRestorer(t, dst, path, 25, restore.Concurrency{})
-		if _, err := r.sched.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore, Options: events.Options{Archive: path}}); err != nil {
+		if _, err := r.engine.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore, Options: events.Options{Archive: path}}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if _, err := r.run(ctx, "restore", 4); err != nil {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/secrets"
 )
 
@@ -48,7 +48,7 @@ func (c Concurrency) withDefaults() Concurrency {
 
 // Tasks runs the restore task kinds against the target.
 type Tasks struct {
-	Jobs    *backup.Jobs
+	Jobs    *pipeline.Jobs
 	Client  *edgebase.Client
 	Secrets secrets.Store // where restored secrets go; nil: skipped with a warning
 	// ChunkBytes splits D1 restores larger than this into a wipe call and
@@ -66,8 +66,8 @@ type Tasks struct {
 }
 
 // Handlers returns the handler per restore task kind.
-func (t *Tasks) Handlers() map[events.TaskKind]backup.Handler {
-	return map[events.TaskKind]backup.Handler{
+func (t *Tasks) Handlers() map[events.TaskKind]pipeline.Handler {
+	return map[events.TaskKind]pipeline.Handler{
 		events.TaskPrime:            t.prime,
 		events.TaskRestoreControlD1: t.restoreControl,
 		events.TaskRestoreAuthD1:    t.restoreAuth,
@@ -107,26 +107,26 @@ func acquire(ctx context.Context, sem chan struct{}) (release func(), err error)
 }
 
 // limited bounds how many tasks of one kind run at once in this process.
-func (t *Tasks) limited(kind events.TaskKind, h backup.Handler) backup.Handler {
-	return func(ctx context.Context, job *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) limited(kind events.TaskKind, h pipeline.Handler) pipeline.Handler {
+	return func(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 		release, err := acquire(ctx, t.sem(kind))
 		if err != nil {
-			return backup.Result{}, err
+			return pipeline.Result{}, err
 		}
 		defer release()
-		return h(ctx, job, task)
+		return h(ctx, u)
 	}
 }
 
 // prime reads every table of the target's D1 data namespaces once: a
 // never-used local target creates them on first touch, and otherwise the
 // restored _meta rows would make it skip their creation (Appendix A.2).
-func (t *Tasks) prime(ctx context.Context, _ *events.Job, _ events.Task) (backup.Result, error) {
+func (t *Tasks) prime(ctx context.Context, _ pipeline.Unit) (pipeline.Result, error) {
 	cfg, _, err := t.Client.Config(ctx)
 	if err != nil {
-		return backup.Result{}, err
+		return pipeline.Result{}, err
 	}
-	var res backup.Result
+	var res pipeline.Result
 	for _, b := range cfg.Databases {
 		if !b.DataNamespace() || b.Postgres() {
 			continue
@@ -140,22 +140,25 @@ func (t *Tasks) prime(ctx context.Context, _ *events.Job, _ events.Task) (backup
 	return res, nil
 }
 
-func (t *Tasks) restoreControl(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) restoreControl(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	task := u.Task
 	return t.restoreD1Like(ctx, task, func(body edgebase.BodyFunc, skipWipe bool) (edgebase.RestoreResult, error) {
 		return t.Client.RestoreControlD1(ctx, body, skipWipe)
 	}, true, false)
 }
 
-func (t *Tasks) restoreAuth(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) restoreAuth(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	task := u.Task
 	return t.restoreD1Like(ctx, task, func(body edgebase.BodyFunc, skipWipe bool) (edgebase.RestoreResult, error) {
 		return t.Client.RestoreD1(ctx, body, skipWipe)
 	}, true, false)
 }
 
-func (t *Tasks) restoreData(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) restoreData(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	task := u.Task
 	cfg, _, err := t.Client.Config(ctx)
 	if err != nil {
-		return backup.Result{}, err
+		return pipeline.Result{}, err
 	}
 	blk, _ := cfg.Block(task.Namespace)
 	// Postgres inserts are plain INSERTs without a transaction: a repeated
@@ -172,26 +175,26 @@ func (t *Tasks) restoreData(ctx context.Context, _ *events.Job, task events.Task
 // every request under the platform's body limits. The whole unit is
 // repeated on any failure. dump says the part is a whole dump (a data
 // namespace) rather than a bare tables object.
-func (t *Tasks) restoreD1Like(ctx context.Context, task events.Task, send func(edgebase.BodyFunc, bool) (edgebase.RestoreResult, error), canChunk, dump bool) (backup.Result, error) {
+func (t *Tasks) restoreD1Like(ctx context.Context, task events.Task, send func(edgebase.BodyFunc, bool) (edgebase.RestoreResult, error), canChunk, dump bool) (pipeline.Result, error) {
 	info, err := t.Jobs.Store.Stat(ctx, task.Input)
 	if err != nil {
-		return backup.Result{}, err
+		return pipeline.Result{}, err
 	}
-	res := backup.Result{Bytes: info.Size}
+	res := pipeline.Result{Bytes: info.Size}
 	limit := t.ChunkBytes
 	if limit <= 0 {
 		limit = 8 << 20
 	}
 	if !canChunk || info.Size <= limit {
-		var rows int64
+		var rows rowCount
 		_, err := send(t.tablesBody(ctx, task.Input, nil, dump, &rows), false)
-		res.Rows = rows
+		res.Rows = rows.get()
 		return res, classify(err)
 	}
 	if _, err := send(edgebase.BytesBody([]byte("{}")), false); err != nil {
 		return res, classify(err)
 	}
-	var discard int64
+	var discard rowCount
 	rc, err := t.tablesBody(ctx, task.Input, nil, dump, &discard)()
 	if err != nil {
 		return res, err
@@ -205,15 +208,47 @@ func (t *Tasks) restoreD1Like(ctx context.Context, task events.Task, send func(e
 	return res, classify(err)
 }
 
+// rowCount is the row count of the last body a request sent. A retried
+// request calls its body function again while the copy feeding the
+// abandoned body may still be running; only the newest copy's count
+// stands.
+type rowCount struct {
+	mu   sync.Mutex
+	gen  int
+	rows int64
+}
+
+func (c *rowCount) next() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	return c.gen
+}
+
+func (c *rowCount) set(gen int, rows int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen == c.gen {
+		c.rows = rows
+	}
+}
+
+func (c *rowCount) get() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rows
+}
+
 // tablesBody streams the tables object of a staged part (a bare tables
 // object, or a dump holding one when dump is set) into a request body,
 // dropping {} rows (spec 8.16) and the tables in skip.
-func (t *Tasks) tablesBody(ctx context.Context, key string, skip []string, dump bool, rows *int64) edgebase.BodyFunc {
+func (t *Tasks) tablesBody(ctx context.Context, key string, skip []string, dump bool, rows *rowCount) edgebase.BodyFunc {
 	return func() (io.ReadCloser, error) {
 		rc, err := t.Jobs.Store.Get(ctx, key)
 		if err != nil {
 			return nil, err
 		}
+		gen := rows.next()
 		pr, pw := io.Pipe()
 		go func() {
 			defer rc.Close()
@@ -227,7 +262,7 @@ func (t *Tasks) tablesBody(ctx context.Context, key string, skip []string, dump 
 			for _, s := range stats {
 				n += s.Rows
 			}
-			*rows = n
+			rows.set(gen, n)
 			pw.CloseWithError(err)
 		}()
 		return pr, nil
@@ -236,10 +271,11 @@ func (t *Tasks) tablesBody(ctx context.Context, key string, skip []string, dump 
 
 // wipeOrphans wipes every target DO the archive does not have. All wipes
 // are attempted before a failure is reported (spec 9.43).
-func (t *Tasks) wipeOrphans(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) wipeOrphans(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	task := u.Task
 	var names []string
 	if err := t.Jobs.GetJSON(ctx, task.Input, &names); err != nil {
-		return backup.Result{}, err
+		return pipeline.Result{}, err
 	}
 	var (
 		mu     sync.Mutex
@@ -261,24 +297,25 @@ func (t *Tasks) wipeOrphans(ctx context.Context, _ *events.Job, task events.Task
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return backup.Result{}, err
+		return pipeline.Result{}, err
 	}
 	if len(failed) > 0 {
-		return backup.Result{}, fmt.Errorf("%d of %d orphan wipes failed: %s", len(failed), len(names), strings.Join(failed, "; "))
+		return pipeline.Result{}, fmt.Errorf("%d of %d orphan wipes failed: %s", len(failed), len(names), strings.Join(failed, "; "))
 	}
-	return backup.Result{Objects: int64(len(names))}, nil
+	return pipeline.Result{Objects: int64(len(names))}, nil
 }
 
 // restoreDO replaces one DO. An instance the target has never seen answers
 // needsCreate and would silently restore nothing: create it with a first
 // read through the public API, then restore again.
-func (t *Tasks) restoreDO(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) restoreDO(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	task := u.Task
 	info, err := t.Jobs.Store.Stat(ctx, task.Input)
 	if err != nil {
-		return backup.Result{}, err
+		return pipeline.Result{}, err
 	}
-	res := backup.Result{Bytes: info.Size}
-	var rows int64
+	res := pipeline.Result{Bytes: info.Size}
+	var rows rowCount
 	body := t.tablesBody(ctx, task.Input, task.SkipTables, true, &rows)
 	policy := t.DORetry
 	if policy.MaxAttempts == 0 {
@@ -287,21 +324,21 @@ func (t *Tasks) restoreDO(ctx context.Context, _ *events.Job, task events.Task) 
 	client := t.Client.WithRetry(policy)
 	if task.Create {
 		if err := t.createInstance(ctx, task.DOName); err != nil {
-			return res, backup.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, err))
+			return res, pipeline.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, err))
 		}
 	}
 	_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
 	if errors.Is(err, edgebase.ErrNeedsCreate) {
 		if cerr := t.createInstance(ctx, task.DOName); cerr != nil {
-			return res, backup.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, cerr))
+			return res, pipeline.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, cerr))
 		}
 		_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
 	}
-	res.Rows = rows
+	res.Rows = rows.get()
 	if errors.Is(err, edgebase.ErrServer) {
 		// The long retry budget above is the retry for server errors;
 		// another round per queue delivery would only multiply it.
-		return res, backup.Permanent(err)
+		return res, pipeline.Permanent(err)
 	}
 	return res, classify(err)
 }
@@ -322,17 +359,18 @@ func (t *Tasks) createInstance(ctx context.Context, name string) error {
 	return t.Client.TouchTable(ctx, ns, id, blk.Tables[0].Name)
 }
 
-func (t *Tasks) wipeStorage(ctx context.Context, _ *events.Job, _ events.Task) (backup.Result, error) {
+func (t *Tasks) wipeStorage(ctx context.Context, _ pipeline.Unit) (pipeline.Result, error) {
 	n, err := t.Client.WipeStorage(ctx)
-	return backup.Result{Objects: n}, classify(err)
+	return pipeline.Result{Objects: n}, classify(err)
 }
 
 // putStorage uploads one spool or one range of objects from staging,
 // each object with the content type the archive recorded.
-func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) putStorage(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	job, task := u.Job, u.Task
 	sel, err := ParseOnly(job.Options.Only)
 	if err != nil {
-		return backup.Result{}, backup.Permanent(err)
+		return pipeline.Result{}, pipeline.Permanent(err)
 	}
 	type upload struct {
 		key, contentType string
@@ -343,7 +381,7 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 	if strings.HasSuffix(task.Input, ".json") {
 		var idx spoolIndex
 		if err := t.Jobs.GetJSON(ctx, task.Input, &idx); err != nil {
-			return backup.Result{}, err
+			return pipeline.Result{}, err
 		}
 		for _, e := range idx.Entries {
 			ups = append(ups, upload{e.Key, e.ContentType, e.Size, func(ctx context.Context) (io.ReadCloser, error) {
@@ -353,7 +391,7 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 	} else {
 		objs, err := readObjects(ctx, t.Jobs, task.Input)
 		if err != nil {
-			return backup.Result{}, err
+			return pipeline.Result{}, err
 		}
 		for _, o := range objs[min(int(task.Skip), len(objs)):] {
 			blobKey := ObjectKey(t.Jobs, task.Job, o.Key)
@@ -364,7 +402,7 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 	}
 	var (
 		mu  sync.Mutex
-		res backup.Result
+		res pipeline.Result
 	)
 	// The limit on puts is shared by every storage task running at once.
 	sem := t.sem(events.TaskPutStorage)
@@ -388,7 +426,7 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 				return struct {
 					io.Reader
 					io.Closer
-				}{backup.MeteredReader(gctx, rc), rc}, nil
+				}{pipeline.MeteredReader(gctx, rc), rc}, nil
 			}
 			if err := t.Client.PutObject(gctx, u.key, u.contentType, u.size, body); err != nil {
 				return fmt.Errorf("object %q: %w", u.key, err)
@@ -404,7 +442,7 @@ func (t *Tasks) putStorage(ctx context.Context, job *events.Job, task events.Tas
 }
 
 // readObjects loads a staged range of storage.objects entries.
-func readObjects(ctx context.Context, jobs *backup.Jobs, key string) ([]archive.Object, error) {
+func readObjects(ctx context.Context, jobs *pipeline.Jobs, key string) ([]archive.Object, error) {
 	rc, err := jobs.Store.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -423,28 +461,29 @@ func readObjects(ctx context.Context, jobs *backup.Jobs, key string) ([]archive.
 	}
 }
 
-func (t *Tasks) resync(ctx context.Context, _ *events.Job, _ events.Task) (backup.Result, error) {
+func (t *Tasks) resync(ctx context.Context, _ pipeline.Unit) (pipeline.Result, error) {
 	// Success is judged by ok/totalSynced, not by the shards field the
 	// server never sends (spec 8.10).
 	n, err := t.Client.ResyncUsersPublic(ctx)
 	if err != nil {
-		return backup.Result{}, backup.AsWarning(fmt.Errorf("_users_public resync failed: %w", err))
+		return pipeline.Result{}, pipeline.AsWarning(fmt.Errorf("_users_public resync failed: %w", err))
 	}
-	return backup.Result{Rows: n}, nil
+	return pipeline.Result{Rows: n}, nil
 }
 
-func (t *Tasks) restoreSecrets(ctx context.Context, _ *events.Job, task events.Task) (backup.Result, error) {
+func (t *Tasks) restoreSecrets(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	task := u.Task
 	var vals map[string]string
 	if err := t.Jobs.GetJSON(ctx, task.Input, &vals); err != nil {
-		return backup.Result{}, err
+		return pipeline.Result{}, err
 	}
 	if t.Secrets == nil {
-		return backup.Result{}, backup.AsWarning(errors.New("the archive holds secrets but no secret store is configured; not restored"))
+		return pipeline.Result{}, pipeline.AsWarning(errors.New("the archive holds secrets but no secret store is configured; not restored"))
 	}
 	if err := t.Secrets.Save(ctx, vals); err != nil {
-		return backup.Result{}, backup.AsWarning(fmt.Errorf("writing secrets: %w", err))
+		return pipeline.Result{}, pipeline.AsWarning(fmt.Errorf("writing secrets: %w", err))
 	}
-	return backup.Result{Objects: int64(len(vals))}, nil
+	return pipeline.Result{Objects: int64(len(vals))}, nil
 }
 
 // classify marks replies that retrying cannot change as permanent.
@@ -457,7 +496,7 @@ func classify(err error) error {
 	case errors.Is(err, edgebase.ErrUnauthorized), errors.Is(err, edgebase.ErrForbidden),
 		errors.Is(err, edgebase.ErrBadRequest), errors.Is(err, edgebase.ErrNotFound),
 		errors.Is(err, edgebase.ErrNotOK), errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, archive.ErrInvalid):
-		return backup.Permanent(err)
+		return pipeline.Permanent(err)
 	}
 	return err
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	awsevents "github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/internal/metrics"
@@ -44,24 +43,17 @@ type API struct {
 // maxBody bounds request bodies; a start request is a few hundred bytes.
 const maxBody = 64 << 10
 
-// NewAPI connects the api: S3 and, when invoker is nil, the scheduler
-// function through Lambda's asynchronous Invoke.
-func NewAPI(ctx context.Context, cfg Config, rt Runtime, invoker Invoker) (*API, error) {
-	b, err := newBase(ctx, cfg, rt)
+// NewAPI builds the api: the store (job records) and the invoker that
+// hands start requests to the scheduler.
+func NewAPI(cfg Config, rt Runtime, d Deps) (*API, error) {
+	if d.Invoker == nil {
+		return nil, fmt.Errorf("%w for api: no scheduler invoker", ErrConfig)
+	}
+	b, err := newBase(cfg, rt, d)
 	if err != nil {
 		return nil, err
 	}
-	if invoker == nil {
-		client := lambda.NewFromConfig(b.clients.AWS(), func(o *lambda.Options) {
-			if cfg.LambdaEndpoint != "" {
-				o.BaseEndpoint = &cfg.LambdaEndpoint
-			}
-		})
-		if invoker, err = NewLambdaInvoker(client, cfg.SchedulerFunction); err != nil {
-			return nil, err
-		}
-	}
-	return &API{base: b, invoker: invoker}, nil
+	return &API{base: b, invoker: d.Invoker}, nil
 }
 
 // apiError is a response the caller can act on.
@@ -285,7 +277,7 @@ func (h *API) list(ctx context.Context, kind events.JobKind, req awsevents.APIGa
 	items := []jobSummary{}
 	next, lastEntry := "", ""
 	var ferr error
-	err := listIndex(ctx, h.jobs, kind, after, func(entry, id string) bool {
+	err := h.jobs.ListIndex(ctx, kind, after, func(entry, id string) bool {
 		if len(items) == limit {
 			next = base64.RawURLEncoding.EncodeToString([]byte(lastEntry))
 			return false

@@ -2,7 +2,6 @@ package serverless
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,49 +10,31 @@ import (
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/internal/metrics"
-	"github.com/edgevault/edgevault/pkg/backup"
-	"github.com/edgevault/edgevault/pkg/blob"
-	"github.com/edgevault/edgevault/pkg/restore"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
-// Assembler is the assembler function: it handles the delayed check
-// messages of the control queue. Each check looks at a job's stored
-// state once (Controller.Check): it fails the job when a task failed for
-// good, opens a restore's next phase, or assembles a backup whose parts
-// all exist; an unfinished job gets its next delayed check queued.
+// Assembler is the assembler function: it handles the check messages of
+// the control queue with the engine's controller (pipeline.HandleCheck):
+// each check queues its successor, claims its sequence number, then
+// re-sends a phase that was not fully queued, fails a job whose task
+// failed for good or that ran too long, opens a restore's next phase, or
+// assembles a backup whose tasks are all done.
 type Assembler struct {
 	*base
-	controller *backup.Controller
-	control    backup.Queue
+	control pipeline.Queue
 }
 
-// NewAssembler connects the assembler: S3 and both queues (a restore's
-// next phase goes to the task queue).
-func NewAssembler(ctx context.Context, cfg Config, rt Runtime) (*Assembler, error) {
-	b, err := newBase(ctx, cfg, rt)
+// NewAssembler builds the assembler: the store and both queues (a
+// restore's next phase goes to the task queue).
+func NewAssembler(cfg Config, rt Runtime, d Deps) (*Assembler, error) {
+	if d.Tasks == nil || d.Control == nil {
+		return nil, fmt.Errorf("%w for assembler: the task and control queues are required", ErrConfig)
+	}
+	b, err := newBase(cfg, rt, d)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := b.queue(cfg.TaskQueueURL)
-	if err != nil {
-		return nil, err
-	}
-	control, err := b.queue(cfg.ControlQueueURL)
-	if err != nil {
-		return nil, err
-	}
-	h := &Assembler{base: b, control: control}
-	h.controller = &backup.Controller{
-		Jobs: b.jobs,
-		Advancers: map[events.JobKind]backup.Advancer{
-			events.KindBackup:  &backup.Assembler{Jobs: b.jobs, ComposeAbove: cfg.ComposeAbove, Log: b.log},
-			events.KindRestore: &restore.Coordinator{Jobs: b.jobs, Tasks: tasks, Log: b.log},
-		},
-		Control:      control,
-		RecheckDelay: cfg.RecheckDelay,
-		Log:          b.log,
-	}
-	return h, nil
+	return &Assembler{base: b, control: d.Control}, nil
 }
 
 // Handle checks the job of every record (the stack sends batches of one).
@@ -63,10 +44,7 @@ func (h *Assembler) Handle(ctx context.Context, ev awsevents.SQSEvent) (awsevent
 	defer cancel()
 	var resp awsevents.SQSEventResponse
 	for _, r := range ev.Records {
-		if soft.Err() != nil || !h.check(ctx, soft, log, r) {
-			if soft.Err() != nil {
-				nackRecord(ctx, log, h.control, r, 0)
-			}
+		if !h.check(ctx, soft, log, r) {
 			resp.BatchItemFailures = append(resp.BatchItemFailures, awsevents.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		}
 	}
@@ -77,61 +55,52 @@ func (h *Assembler) Handle(ctx context.Context, ev awsevents.SQSEvent) (awsevent
 func (h *Assembler) check(ctx, soft context.Context, log *slog.Logger, r awsevents.SQSMessage) bool {
 	attempt := receiveCount(r.Attributes)
 	log = log.With("messageId", r.MessageId, "attempt", attempt)
-	env, err := events.Decode([]byte(r.Body))
+	d := pipeline.Delivery{Message: pipeline.Message{Body: []byte(r.Body)}, ID: r.MessageId, Receipt: r.ReceiptHandle, Attempt: attempt}
+	env, err := events.Decode(d.Body)
 	if err == nil && env.Check == nil {
 		err = fmt.Errorf("%w: a task message on the control queue", events.ErrBadMessage)
 	}
 	if err != nil {
 		log.Error("malformed check message", "err", err)
-		nackRecord(ctx, log, h.control, r, 0)
-		return false
+		return h.settle(ctx, log, d, pipeline.Decision{Action: pipeline.DeadLetter})
 	}
-	id := env.Check.Job
-	log = log.With("job", id)
-	before, err := h.jobs.ReadJob(soft, id)
-	switch {
-	case errors.Is(err, blob.ErrNotExist):
-		log.Warn("check of an unknown job (expired or never created); dropping it")
-		return true
-	case err != nil:
-		log.Error("could not read the job", "err", err)
-		nackRecord(ctx, log, h.control, r, h.retryDelay(attempt))
-		return false
-	case before.State.Terminal():
-		return true // a duplicate check of a finished job
+	if soft.Err() != nil {
+		return h.settle(ctx, log, d, pipeline.Decision{Action: pipeline.Retry})
 	}
-	if age := h.now().Sub(before.CreatedAt); age > h.cfg.JobTimeout {
-		before.Errors = append(before.Errors, events.JobError{Task: "timeout", Unit: "job",
-			Message: fmt.Sprintf("not finished %s after it was created (state %s); giving up", age.Round(time.Second), before.State)})
-		before.State = events.StateFailed
-		if err := h.jobs.WriteJob(soft, before); err != nil {
-			log.Error("could not record the job's timeout", "err", err)
-			nackRecord(ctx, log, h.control, r, h.retryDelay(attempt))
-			return false
-		}
-		h.jobFinished(log, before)
-		return true
-	}
-	c := *h.controller
-	c.Log = log
-	after, err := c.Check(soft, id)
+	log = log.With("job", env.Check.Job, "seq", env.Check.Seq)
+	before, _ := h.jobs.ReadJob(soft, env.Check.Job)
+	after, err := h.engine.WithLog(log).HandleCheck(soft, *env.Check)
 	if err != nil {
+		// Its successor may already be queued (then this one is stale when
+		// it comes back); otherwise the retry queues it.
 		log.Error("check failed; retrying it", "err", err)
-		nackRecord(ctx, log, h.control, r, h.retryDelay(attempt))
-		return false
+		return h.settle(ctx, log, d, pipeline.Decision{Action: pipeline.Retry, Delay: h.engine.Options().Backoff.Delay(attempt)})
 	}
-	if after.State != before.State || after.Phase != before.Phase {
-		log.Info("job advanced", "from", before.State, "to", after.State, "phase", after.Phase)
-	}
-	if after.State.Terminal() {
-		h.jobFinished(log, after)
+	if before != nil && after != nil && !before.State.Terminal() {
+		if after.State != before.State || after.Phase != before.Phase {
+			log.Info("job advanced", "from", before.State, "to", after.State, "phase", after.Phase)
+		}
+		if after.State.Terminal() {
+			h.jobFinished(log, after)
+		}
 	}
 	return true
 }
 
-func (h *Assembler) jobFinished(log *slog.Logger, job *events.Job) {
+func (h *Assembler) settle(ctx context.Context, log *slog.Logger, d pipeline.Delivery, dec pipeline.Decision) bool {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	handled, err := pipeline.Settle(sctx, h.control, d, dec, nil)
+	if err != nil {
+		log.Warn("could not settle a check message; it comes back after the queue's visibility timeout", "err", err)
+	}
+	return handled
+}
+
+// jobFinished emits the metrics of a job that just ended.
+func (b *base) jobFinished(log *slog.Logger, job *events.Job) {
 	props := map[string]any{"job": job.ID, "kind": string(job.Kind)}
-	ms := []metrics.Metric{metrics.Since(metrics.Duration, job.CreatedAt, h.now())}
+	ms := []metrics.Metric{metrics.Since(metrics.Duration, job.CreatedAt, b.now())}
 	level := ""
 	if job.State == events.StateDone {
 		ms = append(ms, metrics.CountOf(metrics.JobsDone, 1))
@@ -149,5 +118,5 @@ func (h *Assembler) jobFinished(log *slog.Logger, job *events.Job) {
 		props["errors"] = units
 		log.Error("job failed", "errors", units)
 	}
-	h.emit(metrics.Doc{Metrics: ms, Properties: props, Level: level})
+	b.emit(metrics.Doc{Metrics: ms, Properties: props, Level: level})
 }

@@ -15,16 +15,12 @@ import (
 	"strings"
 
 	awsevents "github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/backup"
-	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
+	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // DRPartSize is the multipart part size of DR copies: 32 MiB x the
@@ -54,33 +50,27 @@ var ErrCopyMismatch = errors.New("serverless: DR copy does not match the manifes
 // DR bucket always stands beside a verified archive.
 type DRCopy struct {
 	*base
-	dst       backup.BlobStore
-	dstClient *s3.Client
+	dst pipeline.BlobStore
 }
 
-// NewDRCopy connects drcopy: the backup bucket with its own role, and the
-// DR bucket with the role of lambdaenv.DRRoleARN when set (else the same
-// credentials, which the DR bucket's policy must admit).
-func NewDRCopy(ctx context.Context, cfg Config, rt Runtime) (*DRCopy, error) {
-	b, err := newBase(ctx, cfg, rt)
+// checksummer is a store that reports the checksum S3 keeps for an object
+// (pkg/blob/s3); with another store drcopy verifies by reading back.
+type checksummer interface {
+	StoredChecksum(ctx context.Context, key string) (size int64, sha256 string, err error)
+}
+
+// NewDRCopy builds drcopy: the backup bucket (d.Store) and the DR bucket
+// (d.DR; AWSDeps connects it with the role of lambdaenv.DRRoleARN when
+// set).
+func NewDRCopy(cfg Config, rt Runtime, d Deps) (*DRCopy, error) {
+	if d.DR == nil {
+		return nil, fmt.Errorf("%w for drcopy: no DR bucket", ErrConfig)
+	}
+	b, err := newBase(cfg, rt, d)
 	if err != nil {
 		return nil, err
 	}
-	var dstClient *s3.Client
-	if cfg.DRRoleARN != "" {
-		provider := stscreds.NewAssumeRoleProvider(b.clients.STS(), cfg.DRRoleARN, func(o *stscreds.AssumeRoleOptions) {
-			o.RoleSessionName = "edgevault-drcopy"
-		})
-		creds := aws.NewCredentialsCache(provider)
-		dstClient = b.clients.S3(func(o *s3.Options) { o.Credentials = creds })
-	} else {
-		dstClient = b.clients.S3()
-	}
-	dst, err := s3store.New(dstClient, cfg.DRBucket, "", s3store.Options{KMSKeyID: cfg.DRKMSKeyARN, PartSize: DRPartSize})
-	if err != nil {
-		return nil, err
-	}
-	return &DRCopy{base: b, dst: dst, dstClient: dstClient}, nil
+	return &DRCopy{base: b, dst: d.DR}, nil
 }
 
 // CopyResult is drcopy's answer.
@@ -191,16 +181,22 @@ func (h *DRCopy) copyArchive(ctx context.Context, log *slog.Logger, manKey strin
 // it against the one computed while copying (v; nil when the copy was made
 // by an earlier invocation), else a read-back against the manifest.
 func (h *DRCopy) verifyCopy(ctx context.Context, key string, man archive.Manifest, v *copyVerifier) (string, error) {
-	head, err := h.dstClient.HeadObject(ctx, &s3.HeadObjectInput{
-		Bucket: aws.String(h.cfg.DRBucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled,
-	})
+	var size int64
+	var got string
+	var err error
+	if cs, ok := h.dst.(checksummer); ok {
+		size, got, err = cs.StoredChecksum(ctx, key)
+	} else {
+		var info blob.Info
+		info, err = h.dst.Stat(ctx, key)
+		size = info.Size
+	}
 	if err != nil {
 		return "", fmt.Errorf("serverless: drcopy: stat of the copy of %s: %w", key, err)
 	}
-	if size := aws.ToInt64(head.ContentLength); size != man.Size {
+	if size != man.Size {
 		return "", fmt.Errorf("%w: the copy of %s has %d bytes, the manifest says %d", ErrCopyMismatch, key, size, man.Size)
 	}
-	got := aws.ToString(head.ChecksumSHA256)
 	if v != nil && got != "" && !h.cfg.VerifyReadBack {
 		if want := v.s3Checksum(); !sameChecksum(got, want) {
 			return "", fmt.Errorf("%w: S3 reports checksum %s for the copy of %s, the copied bytes give %s", ErrCopyMismatch, got, key, want)
@@ -216,7 +212,7 @@ func (h *DRCopy) verifyCopy(ctx context.Context, key string, man archive.Manifes
 // readBack reads the copy and checks it against the manifest: each part in
 // parallel when the manifest has parts, else the whole file in one stream
 // (the assembler writes whole-file hashes only below its compose threshold).
-func readBack(ctx context.Context, store backup.BlobStore, key string, man archive.Manifest) error {
+func readBack(ctx context.Context, store pipeline.BlobStore, key string, man archive.Manifest) error {
 	if len(man.Parts) == 0 {
 		rc, err := store.Get(ctx, key)
 		if err != nil {
@@ -257,7 +253,7 @@ func readBack(ctx context.Context, store backup.BlobStore, key string, man archi
 	return g.Wait()
 }
 
-func readAll(ctx context.Context, store backup.BlobStore, key string, limit int64) ([]byte, error) {
+func readAll(ctx context.Context, store pipeline.BlobStore, key string, limit int64) ([]byte, error) {
 	rc, err := store.Get(ctx, key)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -12,22 +12,20 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
-	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/backup"
-	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
-	"github.com/edgevault/edgevault/pkg/cloudflare"
+	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
-	sqsqueue "github.com/edgevault/edgevault/pkg/queue/sqs"
-	"github.com/edgevault/edgevault/pkg/secrets/secretsmanager"
-	"github.com/edgevault/edgevault/pkg/sensitive"
+	"github.com/edgevault/edgevault/pkg/edgevault"
+	"github.com/edgevault/edgevault/pkg/pipeline"
+	"github.com/edgevault/edgevault/pkg/restore"
+	"github.com/edgevault/edgevault/pkg/secrets"
 )
 
 // Runtime is what a handler takes from its process: the clock and where
-// logs and metrics go. Tests pass a fixed clock and their own writers.
+// logs and metrics go. Tests pass their own clock and writers.
 type Runtime struct {
 	Now     func() time.Time
 	Logs    io.Writer // JSON log lines
@@ -52,20 +50,43 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// Deps are the ports and clients the handlers run on. Main builds them
+// from AWS (S3, SQS, Secrets Manager, Lambda) for each function; tests
+// build them from a directory store, in-memory queues and the emulators,
+// so every handler's partial-batch, deadline and retry logic runs in
+// `go test` too. A function gets only what it uses.
+type Deps struct {
+	Store pipeline.BlobStore
+	// Tasks and Control are the task and check queues.
+	Tasks, Control pipeline.Queue
+	EdgeBase       *edgebase.Client
+	Enum           *discovery.Enumerator
+	// Secrets is the store of the deployment's EdgeBase secrets (worker).
+	Secrets secrets.Store
+	// Invoker hands start requests to the scheduler (api).
+	Invoker Invoker
+	// DR is the disaster-recovery bucket (drcopy).
+	DR pipeline.BlobStore
+}
+
 // base is what every function builds once per cold start.
 type base struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics.Emitter
 	now     func() time.Time
-	clients *awsconfig.Clients
-	store   backup.BlobStore
-	jobs    *backup.Jobs
+	store   pipeline.BlobStore
+	jobs    *pipeline.Jobs
+	// engine is nil in functions that run no jobs (api, drcopy).
+	engine *pipeline.Engine
 }
 
-func newBase(ctx context.Context, cfg Config, rt Runtime) (*base, error) {
+func newBase(cfg Config, rt Runtime, d Deps) (*base, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if d.Store == nil {
+		return nil, errors.New("serverless: no blob store")
 	}
 	if rt.Now == nil {
 		rt.Now = time.Now
@@ -77,68 +98,36 @@ func newBase(ctx context.Context, cfg Config, rt Runtime) (*base, error) {
 		rt.Metrics = io.Discard
 	}
 	log := slog.New(slog.NewJSONHandler(rt.Logs, &slog.HandlerOptions{Level: cfg.LogLevel})).With("function", cfg.Function)
-	clients, err := awsconfig.Load(ctx, cfg.AWS)
-	if err != nil {
+	b := &base{cfg: cfg, log: log, now: rt.Now, store: d.Store, metrics: metrics.New(rt.Metrics, cfg.MetricsNamespace, rt.Now)}
+	var err error
+	if b.jobs, err = pipeline.NewJobs(d.Store, cfg.StagingPrefix, cfg.ArchivePrefix, rt.Now); err != nil {
 		return nil, err
 	}
-	store, err := s3store.New(clients.S3(), cfg.Bucket, "", s3store.Options{KMSKeyID: cfg.KMSKeyARN})
-	if err != nil {
-		return nil, err
+	if d.Tasks == nil {
+		return b, nil
 	}
-	jobs, err := backup.NewJobs(store, cfg.StagingPrefix, cfg.ArchivePrefix, rt.Now)
-	if err != nil {
-		return nil, err
-	}
-	return &base{
-		cfg: cfg, log: log, now: rt.Now, clients: clients, store: store, jobs: jobs,
-		metrics: metrics.New(rt.Metrics, cfg.MetricsNamespace, rt.Now),
-	}, nil
+	b.engine, err = edgevault.New(edgevault.Deps{
+		Store: d.Store, Staging: cfg.StagingPrefix, Archives: cfg.ArchivePrefix, Tasks: d.Tasks, Control: d.Control,
+		Client: d.EdgeBase, Enum: d.Enum, Secrets: d.Secrets, OpenArchive: b.openArchive, Now: rt.Now, Log: log,
+		Engine: cfg.engineOptions(),
+		Backup: edgevault.BackupOptions{Concurrency: cfg.Concurrency, ComposeAbove: cfg.ComposeAbove,
+			Spool: backup.NewSpool(cfg.SpoolDir, cfg.SpoolBytes, 0)},
+		Restore: edgevault.RestoreOptions{Concurrency: restore.Concurrency{DOs: cfg.Concurrency, Namespaces: cfg.Concurrency, Objects: cfg.Concurrency}},
+		NewID:   pipeline.NewJobID,
+	})
+	return b, err
 }
 
-func (b *base) queue(url string) (*sqsqueue.Queue, error) {
-	return sqsqueue.New(b.clients.SQS(), url, sqsqueue.Options{})
-}
-
-// credentials are the secret values a function reads at cold start.
-type credentials struct {
-	serviceKey      sensitive.String
-	cloudflareToken sensitive.String
-}
-
-func (b *base) readCredentials(ctx context.Context) (credentials, error) {
-	var c credentials
-	sm, err := secretsmanager.New(b.clients.SecretsManager())
-	if err != nil {
-		return c, err
+// engineOptions are the engine settings of the serverless runtime.
+func (c Config) engineOptions() pipeline.Options {
+	return pipeline.Options{
+		MaxAttempts: c.MaxAttempts, RecheckDelay: c.RecheckDelay, JobTimeout: c.JobTimeout,
+		Backoff: pipeline.Backoff{Base: c.RetryDelay, Limit: MaxRetryDelay},
+		// A sender or assembler is presumed dead once a function could
+		// no longer be running it.
+		DispatchLease: 15*time.Minute + c.DeadlineMargin,
+		FinishLease:   5 * time.Minute,
 	}
-	if c.serviceKey, err = sm.GetString(ctx, b.cfg.ServiceKeySecret); err != nil {
-		return c, fmt.Errorf("serverless: the EdgeBase service key: %w", err)
-	}
-	if b.cfg.CloudflareAccount != "" && b.cfg.CloudflareSecret != "" {
-		if c.cloudflareToken, err = sm.GetString(ctx, b.cfg.CloudflareSecret); err != nil {
-			return c, fmt.Errorf("serverless: the Cloudflare API token: %w", err)
-		}
-	}
-	return c, nil
-}
-
-// edgeBase connects to the target deployment and sets up DO enumeration
-// (Edge mode through the Cloudflare API when an account is configured).
-func (b *base) edgeBase(creds credentials) (*edgebase.Client, *backup.Enumerator, error) {
-	client, err := edgebase.New(edgebase.Options{BaseURL: b.cfg.EdgeBaseURL, ServiceKey: creds.serviceKey, Logger: b.log})
-	if err != nil {
-		return nil, nil, fmt.Errorf("serverless: %w", err)
-	}
-	enum := &backup.Enumerator{Client: client, Instances: b.cfg.Instances, SkipInstances: b.cfg.SkipInstances}
-	if b.cfg.CloudflareAccount != "" && !creds.cloudflareToken.IsZero() {
-		cf, err := cloudflare.New(cloudflare.Options{BaseURL: b.cfg.CloudflareAPIURL, AccountID: b.cfg.CloudflareAccount,
-			Token: creds.cloudflareToken, Logger: b.log})
-		if err != nil {
-			return nil, nil, fmt.Errorf("serverless: %w", err)
-		}
-		enum.Edge = backup.CloudflareEdge(cf, "")
-	}
-	return client, enum, nil
 }
 
 // invocation returns the logger of one invocation, carrying its request id.
@@ -168,12 +157,6 @@ func softDeadline(ctx context.Context, margin time.Duration) (context.Context, c
 	return context.WithDeadline(ctx, dl.Add(-margin))
 }
 
-// retryDelay is the visibility delay before attempt+1 of a failed message.
-func (b *base) retryDelay(attempt int) time.Duration {
-	d := b.cfg.RetryDelay << min(max(attempt-1, 0), 16)
-	return min(d, MaxRetryDelay)
-}
-
 // receiveCount is an SQS record's ApproximateReceiveCount (1 when absent).
 func receiveCount(attrs map[string]string) int {
 	n, err := strconv.Atoi(attrs["ApproximateReceiveCount"])
@@ -194,22 +177,4 @@ func (b *base) emit(d metrics.Doc) {
 	if err := b.metrics.Emit(d); err != nil {
 		b.log.Warn("could not emit metrics", "err", err)
 	}
-}
-
-// Main is the body of every function's main: it reads fn's Config from the
-// environment, builds the handler once per cold start and serves handle(h)
-// with lambda.Start. An init error is logged as JSON and exits 1; Lambda
-// records the failed init and retries it on the next invocation.
-func Main[H any](fn string, build func(context.Context, Config, Runtime) (H, error), handle func(H) any) {
-	ctx := context.Background()
-	cfg, err := ConfigFromEnv(fn, os.Getenv)
-	if err == nil {
-		var h H
-		if h, err = build(ctx, cfg, LambdaRuntime()); err == nil {
-			lambda.Start(handle(h))
-			return
-		}
-	}
-	slog.New(slog.NewJSONHandler(os.Stdout, nil)).Error(fn+": init failed", "function", fn, "err", err)
-	os.Exit(1)
 }

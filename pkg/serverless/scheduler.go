@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -14,16 +15,16 @@ import (
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/restore"
 )
 
 // Scheduler is the scheduler function: it starts a backup or restore job
-// (job record, plan, first phase of tasks, first delayed check).
+// (job record, plan, first check, first phase of tasks), and, invoked with
+// lambdaenv.WatchdogInput on its own schedule, runs the engine's watchdog.
 type Scheduler struct {
 	*base
-	sched *backup.Scheduler
 }
 
 // StartResult is the scheduler's answer (seen by synchronous invokes).
@@ -33,46 +34,21 @@ type StartResult struct {
 	State events.JobState `json:"state"`
 	Tasks int             `json:"tasks"`
 	Error string          `json:"error,omitempty"`
+	// Watchdog is the report of a watchdog round.
+	Watchdog *pipeline.WatchdogReport `json:"watchdog,omitempty"`
 }
 
-// NewScheduler connects the scheduler: S3, both queues, the service key
-// (and Cloudflare token in Edge mode) from Secrets Manager.
-func NewScheduler(ctx context.Context, cfg Config, rt Runtime) (*Scheduler, error) {
-	b, err := newBase(ctx, cfg, rt)
+// NewScheduler builds the scheduler: the store, both queues, the EdgeBase
+// client and the DO enumeration.
+func NewScheduler(cfg Config, rt Runtime, d Deps) (*Scheduler, error) {
+	if d.Tasks == nil || d.Control == nil || d.EdgeBase == nil || d.Enum == nil {
+		return nil, fmt.Errorf("%w for scheduler: both queues, an EdgeBase client and DO enumeration are required", ErrConfig)
+	}
+	b, err := newBase(cfg, rt, d)
 	if err != nil {
 		return nil, err
 	}
-	creds, err := b.readCredentials(ctx)
-	if err != nil {
-		return nil, err
-	}
-	client, enum, err := b.edgeBase(creds)
-	if err != nil {
-		return nil, err
-	}
-	tasks, err := b.queue(cfg.TaskQueueURL)
-	if err != nil {
-		return nil, err
-	}
-	control, err := b.queue(cfg.ControlQueueURL)
-	if err != nil {
-		return nil, err
-	}
-	h := &Scheduler{base: b}
-	h.sched = &backup.Scheduler{
-		Jobs: b.jobs,
-		Planners: map[events.JobKind]backup.Planner{
-			events.KindBackup: &backup.BackupPlanner{Jobs: b.jobs, Client: client, Enum: enum, Log: b.log},
-			events.KindRestore: &restore.Planner{Jobs: b.jobs, Client: client, Enum: enum, Log: b.log,
-				Open: h.openArchive},
-		},
-		Tasks:      tasks,
-		Controller: &backup.Controller{Jobs: b.jobs, Control: control, RecheckDelay: cfg.RecheckDelay},
-		Target:     client.BaseURL(),
-		Source:     backup.SourceFor(client.BaseURL(), enum.Edge != nil),
-		Log:        b.log,
-	}
-	return h, nil
+	return &Scheduler{base: b}, nil
 }
 
 // ErrBadInput marks an invocation payload that can never start a job.
@@ -84,10 +60,16 @@ var ErrBadInput = errors.New("serverless: bad input")
 // id is derived from the invocation (the EventBridge event id, else the
 // Lambda request id, which Lambda keeps across its retries of an
 // asynchronous invoke), so a retried or duplicated start finds the job
-// it already created instead of starting a second one.
+// it already created (and re-sends what the first attempt may not have)
+// instead of starting a second one. Planning stops DeadlineMargin before
+// the Lambda deadline and fails the job with that reason, rather than
+// being killed half-way.
 func (h *Scheduler) Handle(ctx context.Context, payload json.RawMessage) (StartResult, error) {
 	start := h.now()
 	log, reqID := h.invocation(ctx)
+	if isWatchdog(payload) {
+		return h.watchdog(ctx, log)
+	}
 	req, key, err := decodeStart(payload, reqID)
 	if err != nil {
 		log.Error("rejected scheduler input", "err", err)
@@ -100,14 +82,9 @@ func (h *Scheduler) Handle(ctx context.Context, payload json.RawMessage) (StartR
 		req.JobID = deriveJobID(req.Kind, key)
 	}
 	log = log.With("job", req.JobID, "kind", req.Kind)
-	s := *h.sched
-	s.Log = log
-	job, err := s.Start(ctx, req)
-	if job != nil {
-		if ierr := writeIndex(context.WithoutCancel(ctx), h.jobs, job); ierr != nil {
-			log.Warn("could not index the job", "err", ierr)
-		}
-	}
+	soft, cancel := softDeadline(ctx, h.cfg.DeadlineMargin)
+	defer cancel()
+	job, err := h.engine.WithLog(log).Start(soft, req)
 	res := StartResult{JobID: req.JobID, Kind: req.Kind}
 	if job != nil {
 		res.State, res.Tasks = job.State, job.Tasks
@@ -123,7 +100,7 @@ func (h *Scheduler) Handle(ctx context.Context, payload json.RawMessage) (StartR
 		// failed record and change nothing.
 		res.Error = err.Error()
 		log.Error("job failed while planning", "err", err)
-		h.emit(metrics.Doc{Metrics: []metrics.Metric{metrics.CountOf(metrics.JobsFailed, 1)}, Properties: props, Level: "ERROR"})
+		h.jobFinished(log, job)
 		return res, nil
 	default:
 		log.Error("could not start the job; the invocation will be retried", "err", err)
@@ -131,20 +108,40 @@ func (h *Scheduler) Handle(ctx context.Context, payload json.RawMessage) (StartR
 	}
 }
 
+// isWatchdog reports whether payload is the watchdog rule's input.
+func isWatchdog(payload json.RawMessage) bool {
+	var p struct {
+		Watchdog bool `json:"watchdog"`
+	}
+	return json.Unmarshal(payload, &p) == nil && p.Watchdog
+}
+
+func (h *Scheduler) watchdog(ctx context.Context, log *slog.Logger) (StartResult, error) {
+	soft, cancel := softDeadline(ctx, h.cfg.DeadlineMargin)
+	defer cancel()
+	rep, err := h.engine.WithLog(log).Watchdog(soft)
+	log.Info("watchdog round", "jobs", rep.Jobs, "revived", rep.Revived, "failed", rep.Failed, "err", err)
+	if n := len(rep.Revived) + len(rep.Failed); n > 0 {
+		h.emit(metrics.Doc{Metrics: []metrics.Metric{metrics.CountOf(metrics.JobsStalled, int64(n))},
+			Properties: map[string]any{"revived": rep.Revived, "failed": rep.Failed}, Level: "WARN"})
+	}
+	return StartResult{Watchdog: &rep}, err
+}
+
 // openArchive resolves a restore's archive: a key under the archive prefix
 // (or a bare archive name, taken to be there) that exists in the bucket.
-func (h *Scheduler) openArchive(ctx context.Context, name string) (restore.Source, error) {
-	key, err := ArchiveKey(h.cfg.ArchivePrefix, name)
+func (b *base) openArchive(ctx context.Context, name string) (restore.Source, error) {
+	key, err := ArchiveKey(b.cfg.ArchivePrefix, name)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := h.store.Stat(ctx, key); err != nil {
+	if _, err := b.store.Stat(ctx, key); err != nil {
 		if errors.Is(err, blob.ErrNotExist) {
 			return nil, fmt.Errorf("archive %s does not exist in the backup bucket", key)
 		}
 		return nil, err
 	}
-	return restore.BlobSource{Store: h.store, Key: key}, nil
+	return restore.BlobSource{Store: b.store, Key: key}, nil
 }
 
 // ArchiveKey turns what a user names an archive by (its key, or its file
@@ -207,7 +204,7 @@ func decodeStart(payload json.RawMessage, reqID string) (events.StartRequest, st
 	if req.Trigger == "" {
 		req.Trigger = events.TriggerSchedule
 	}
-	if req.JobID != "" && !validJobID(req.JobID) {
+	if req.JobID != "" && !pipeline.ValidJobID(req.JobID) {
 		return req, "", fmt.Errorf("%w: job id %q", ErrBadInput, req.JobID)
 	}
 	if key == "" && reqID != "" {
@@ -227,27 +224,11 @@ func deriveJobID(kind events.JobKind, key string) string {
 	return fmt.Sprintf("%s-%s", kind, shortHash(key, 16))
 }
 
-// validJobID accepts the ids the scheduler and api generate and anything
-// similar: a single key segment of safe characters.
-func validJobID(id string) bool {
-	if len(id) == 0 || len(id) > 128 || id == "index" || id == "names" {
-		return false
-	}
-	for _, c := range id {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
-		default:
-			return false
-		}
-	}
-	return id != "." && id != ".."
-}
-
 // newJobID is the api's id for a job it starts: kind, UTC time and a
 // suffix that is random, or derived from the client's idempotency key.
 func newJobID(kind events.JobKind, now time.Time, idempotencyKey string) string {
 	if idempotencyKey != "" {
 		return fmt.Sprintf("%s-%s", kind, shortHash("idempotency:"+string(kind)+":"+idempotencyKey, 16))
 	}
-	return backup.NewJobID(kind, now)
+	return pipeline.NewJobID(kind, now)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // fullEnv gives every variable of lambdaenv a plausible value.
@@ -138,7 +139,7 @@ func TestDecodeStart(t *testing.T) {
 	}
 	// Lambda keeps the request id across retries of an asynchronous
 	// invoke: the same id, the same job.
-	if a, b := deriveJobID(req.Kind, key), deriveJobID(req.Kind, "lambda:req-1"); a != b || !validJobID(a) || !strings.HasPrefix(a, "backup-") {
+	if a, b := deriveJobID(req.Kind, key), deriveJobID(req.Kind, "lambda:req-1"); a != b || !pipeline.ValidJobID(a) || !strings.HasPrefix(a, "backup-") {
 		t.Fatalf("derived ids %q %q", a, b)
 	}
 	if deriveJobID(req.Kind, key) == deriveJobID(req.Kind, "lambda:req-2") {
@@ -270,15 +271,15 @@ func TestSoftDeadline(t *testing.T) {
 }
 
 func TestRetryDelayAndIDs(t *testing.T) {
-	b := &base{cfg: DefaultConfig(lambdaenv.Worker)}
-	if b.retryDelay(1) != DefaultRetryDelay || b.retryDelay(3) != 4*DefaultRetryDelay || b.retryDelay(40) != MaxRetryDelay {
+	bo := DefaultConfig(lambdaenv.Worker).engineOptions().Backoff
+	if bo.Delay(1) != DefaultRetryDelay || bo.Delay(3) != 4*DefaultRetryDelay || bo.Delay(40) != MaxRetryDelay {
 		t.Fatal("retry delays")
 	}
 	if receiveCount(map[string]string{"ApproximateReceiveCount": "4"}) != 4 || receiveCount(nil) != 1 {
 		t.Fatal("receive count")
 	}
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	if a, b := newJobID(events.KindBackup, now, "k"), newJobID(events.KindBackup, now.Add(time.Hour), "k"); a != b || !validJobID(a) {
+	if a, b := newJobID(events.KindBackup, now, "k"), newJobID(events.KindBackup, now.Add(time.Hour), "k"); a != b || !pipeline.ValidJobID(a) {
 		t.Fatalf("idempotency ids %q %q", a, b)
 	}
 	if newJobID(events.KindBackup, now, "") == newJobID(events.KindBackup, now, "") {

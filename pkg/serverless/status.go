@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/restore"
 )
 
@@ -72,7 +74,7 @@ type PhaseInfo struct {
 const maxListed = 50
 
 func (h *API) get(ctx context.Context, kind events.JobKind, id string) (int, any, map[string]string, error) {
-	if !validJobID(id) {
+	if !pipeline.ValidJobID(id) {
 		return 0, nil, nil, notFound("no %s job %q", kind, id)
 	}
 	st, err := readJobStatus(ctx, h.base, id)
@@ -85,8 +87,10 @@ func (h *API) get(ctx context.Context, kind events.JobKind, id string) (int, any
 	return http.StatusOK, st, nil, nil
 }
 
-// readJobStatus reads a job's record and task statuses into a JobStatus.
-// A missing job wraps blob.ErrNotExist.
+// readJobStatus reads a job's record and the counts of its task outcomes
+// into a JobStatus. Outcomes are counted by listing, never read one by
+// one (a job may have a hundred thousand tasks): only the failures and
+// retries it lists are read. A missing job wraps blob.ErrNotExist.
 func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) {
 	job, err := b.jobs.ReadJob(ctx, id)
 	if err != nil {
@@ -96,44 +100,20 @@ func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) 
 		Options: job.Options, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt, Errors: []events.JobError{},
 		Warnings: job.Warnings}
 	st.Units.Total = job.Tasks
+	if s := job.Summary; s != nil && job.State.Terminal() {
+		// A finished job's figures are in its record (a done job's staging,
+		// outcomes included, is gone).
+		st.Units.Done, st.Units.Failed = s.TasksDone, s.TasksFailed
+		st.Bytes, st.Rows, st.Objects = s.Bytes, s.Rows, s.Objects
+	}
 	listed := map[string]bool{}
 	for _, e := range job.Errors {
 		st.Errors = append(st.Errors, e)
 		listed[e.Task] = true
 	}
-	if job.State == events.StateDone && job.Summary != nil {
-		// A finished job's staging (statuses included) is gone; its
-		// record keeps the figures.
-		s := job.Summary
-		st.Units.Done, st.Units.Failed = s.TasksDone, s.TasksFailed
-		st.Bytes, st.Rows, st.Objects = s.Bytes, s.Rows, s.Objects
-	} else {
-		err := b.jobs.EachStatus(ctx, id, func(ts events.TaskStatus) error {
-			switch ts.State {
-			case events.TaskDone:
-				st.Units.Done++
-				st.Bytes += ts.Bytes
-				st.Rows += ts.Rows
-				st.Objects += ts.Objects
-			case events.TaskFailed:
-				st.Units.Failed++
-				if !listed[ts.Task] && len(st.Errors) < maxListed {
-					st.Errors = append(st.Errors, events.JobError{Task: ts.Task, Unit: ts.Unit, Message: ts.Error})
-					listed[ts.Task] = true
-				}
-			case events.TaskRetrying:
-				st.Units.Retrying++
-				if len(st.Retrying) < maxListed {
-					st.Retrying = append(st.Retrying, UnitRetry{Task: ts.Task, Unit: ts.Unit, Attempts: ts.Attempts, Error: ts.Error})
-				}
-			}
-			return nil
-		})
-		if err != nil {
+	if !job.State.Terminal() {
+		if err := countOutcomes(ctx, b, job, st, listed); err != nil {
 			return nil, err
-		}
-		if job.Summary != nil && st.Units.Done == 0 && job.State == events.StateFailed {
-			st.Units.Done, st.Units.Failed = max(st.Units.Done, job.Summary.TasksDone), max(st.Units.Failed, job.Summary.TasksFailed)
 		}
 	}
 	st.Units.Pending = max(st.Units.Total-st.Units.Done-st.Units.Failed-st.Units.Retrying, 0)
@@ -142,7 +122,7 @@ func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) 
 		if job.Summary != nil {
 			a.Size = job.Summary.ArchiveSize
 		}
-		if man, err := b.jobs.ReadManifest(ctx, job.Archive); err == nil {
+		if man, err := backup.ReadManifest(ctx, b.store, job.Archive); err == nil {
 			a.SHA256, a.Parts, a.Size = man.SHA256, len(man.Parts), man.Size
 		}
 		st.Archive = a
@@ -158,4 +138,37 @@ func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) 
 		}
 	}
 	return st, nil
+}
+
+// countOutcomes fills the unit counts of a running job.
+func countOutcomes(ctx context.Context, b *base, job *events.Job, st *JobStatus, listed map[string]bool) error {
+	for ph := range job.PhaseTasks {
+		n, err := b.jobs.CountDone(ctx, job.ID, ph)
+		if err != nil {
+			return err
+		}
+		st.Units.Done += n
+	}
+	nFailed, failed, err := b.jobs.Failures(ctx, job.ID, maxListed)
+	if err != nil {
+		return err
+	}
+	st.Units.Failed = nFailed
+	for _, f := range failed {
+		if !listed[f.Task] {
+			st.Errors = append(st.Errors, events.JobError{Task: f.Task, Unit: f.Unit, Message: f.Error})
+		}
+	}
+	_, retries, err := b.jobs.Retries(ctx, job.ID, maxListed)
+	if err != nil {
+		return err
+	}
+	for _, r := range retries {
+		// A task whose retry since succeeded still has its retry record.
+		if _, done, err := b.jobs.Done(ctx, events.Task{Job: job.ID, ID: r.Task, Phase: r.Phase}); err == nil && !done {
+			st.Units.Retrying++
+			st.Retrying = append(st.Retrying, UnitRetry{Task: r.Task, Unit: r.Unit, Attempts: r.Attempts, Error: r.Error})
+		}
+	}
+	return nil
 }

@@ -55,7 +55,11 @@ func newDRCopy(t *testing.T, st *Stack, tune func(*serverless.Config)) *serverle
 	if tune != nil {
 		tune(&cfg)
 	}
-	h, err := serverless.NewDRCopy(context.Background(), cfg, serverless.Runtime{Now: fixedNow})
+	cfg, deps, err := serverless.AWSDeps(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := serverless.NewDRCopy(cfg, serverless.Runtime{Now: fixedNow}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

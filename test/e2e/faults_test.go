@@ -34,6 +34,8 @@ func backupOnce(t *testing.T, d *deployment, requestIDs ...string) (map[string]a
 		id = res.JobID
 	}
 	job := d.wait(events.KindBackup, id, 3*time.Minute)
+	// Nothing is left behind: the last check ends its chain when it comes.
+	d.drain(time.Minute)
 	if job["state"] != "done" {
 		return job, "", nil
 	}
@@ -70,7 +72,7 @@ func TestE2EBackupFaults(t *testing.T) {
 			return ctx, func() {}
 		}
 		_, key, got := backupOnce(t, d)
-		if !killed.Load() || !strings.Contains(d.logs.String(), "task cut short by the deadline") {
+		if !killed.Load() || !strings.Contains(d.logs.String(), "cut short by the deadline") {
 			t.Fatalf("no worker was cut short by its deadline")
 		}
 		if key != wantKey || !bytes.Equal(got, want) {
@@ -90,7 +92,6 @@ func TestE2EBackupFaults(t *testing.T) {
 		if key != wantKey || !bytes.Equal(got, want) {
 			t.Fatalf("archive %s (%d bytes) differs from the undisturbed %s (%d bytes)", key, len(got), wantKey, len(want))
 		}
-		d.drain(time.Minute)
 		if _, deleted, _ := d.workerPoller.Stats(); deleted < 2 {
 			t.Fatalf("worker deleted %d messages", deleted)
 		}

@@ -22,11 +22,11 @@ import (
 	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
 	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
 	"github.com/edgevault/edgevault/pkg/cloudflare/cloudflaretest"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 
@@ -182,15 +182,29 @@ func deployOn(t *testing.T, stack *Stack, tg *target, o deployOptions) *deployme
 		}
 		return c
 	}
+	// Each function connects its AWS dependencies as its main does.
+	deps := func(fn string) (serverless.Config, serverless.Deps) {
+		c, d, err := serverless.AWSDeps(ctx, cfg(fn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, d
+	}
 	var err error
-	if d.scheduler, err = serverless.NewScheduler(ctx, cfg(lambdaenv.Scheduler), rt); err != nil {
-		t.Fatal(err)
+	if c, dd := deps(lambdaenv.Scheduler); true {
+		if d.scheduler, err = serverless.NewScheduler(c, rt, dd); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if d.worker, err = serverless.NewWorker(ctx, cfg(lambdaenv.Worker), rt); err != nil {
-		t.Fatal(err)
+	if c, dd := deps(lambdaenv.Worker); true {
+		if d.worker, err = serverless.NewWorker(c, rt, dd); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if d.assembler, err = serverless.NewAssembler(ctx, cfg(lambdaenv.Assembler), rt); err != nil {
-		t.Fatal(err)
+	if c, dd := deps(lambdaenv.Assembler); true {
+		if d.assembler, err = serverless.NewAssembler(c, rt, dd); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The api hands starts to the scheduler as Lambda's asynchronous
 	// invoke would: later, in the background, with its own request id
@@ -210,7 +224,9 @@ func deployOn(t *testing.T, stack *Stack, tg *target, o deployOptions) *deployme
 		}()
 		return nil
 	})
-	if d.api, err = serverless.NewAPI(ctx, cfg(lambdaenv.API), rt, async); err != nil {
+	apiCfg, apiDeps := deps(lambdaenv.API)
+	apiDeps.Invoker = async
+	if d.api, err = serverless.NewAPI(apiCfg, rt, apiDeps); err != nil {
 		t.Fatal(err)
 	}
 	sq := d.clients.SQS()
@@ -311,7 +327,7 @@ func (d *deployment) object(key string) []byte {
 	return b
 }
 
-func (d *deployment) store() backup.BlobStore {
+func (d *deployment) store() pipeline.BlobStore {
 	s, err := s3store.New(d.clients.S3(), d.stack.Bucket, "", s3store.Options{})
 	if err != nil {
 		d.t.Fatal(err)
@@ -319,8 +335,8 @@ func (d *deployment) store() backup.BlobStore {
 	return s
 }
 
-func (d *deployment) jobs() *backup.Jobs {
-	j, err := backup.NewJobs(d.store(), "jobs/", "backups/", fixedNow)
+func (d *deployment) jobs() *pipeline.Jobs {
+	j, err := pipeline.NewJobs(d.store(), "jobs/", "backups/", fixedNow)
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -15,12 +15,10 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/edgevault/edgevault/events"
-	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/backup"
-	s3store "github.com/edgevault/edgevault/pkg/blob/s3"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 
@@ -103,14 +101,18 @@ func (d *deployment) runWorkersOnly(t *testing.T) (string, time.Duration) {
 	res := d.schedule(`{"kind":"backup","options":{"includeStorage":true}}`, NewRequestID())
 	jobs := d.jobs()
 	for deadline := time.Now().Add(20 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		p, err := jobs.ReadProgress(context.Background(), res.JobID)
+		nFailed, failures, err := jobs.Failures(context.Background(), res.JobID, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Failed > 0 {
-			t.Fatalf("a task failed: %+v", p.Failures)
+		if nFailed > 0 {
+			t.Fatalf("a task failed: %+v", failures)
 		}
-		if p.Done == res.Tasks {
+		done, err := jobs.CountDone(context.Background(), res.JobID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done == res.Tasks {
 			return res.JobID, time.Since(start)
 		}
 	}
@@ -162,25 +164,27 @@ func TestE2EAssemblerChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	h, err := serverless.NewAssembler(ctx, cfg, serverless.Runtime{Now: fixedNow})
+	cfg, deps, err := serverless.AWSDeps(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients, err := awsconfig.Load(ctx, cfg.AWS)
+	h, err := serverless.NewAssembler(cfg, serverless.Runtime{Now: fixedNow}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := s3store.New(clients.S3(), cfg.Bucket, "", s3store.Options{})
+	jobs, err := pipeline.NewJobs(deps.Store, cfg.StagingPrefix, cfg.ArchivePrefix, fixedNow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := backup.NewJobs(store, cfg.StagingPrefix, cfg.ArchivePrefix, fixedNow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := events.Envelope{Check: &events.Check{Job: os.Getenv("E2E_JOB")}}.Encode()
-	ev := awsevents.SQSEvent{Records: []awsevents.SQSMessage{{MessageId: "m-1", Body: string(body), Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}}
 	for range 5 {
+		// Each check carries the sequence number the job expects next, as
+		// the chain of checks does.
+		job, err := jobs.ReadJob(ctx, os.Getenv("E2E_JOB"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := events.Envelope{Check: &events.Check{Job: job.ID, Seq: job.Check}}.Encode()
+		ev := awsevents.SQSEvent{Records: []awsevents.SQSMessage{{MessageId: "m-1", Body: string(body), Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}}
 		ictx, cancel := context.WithTimeout(lambdacontext.NewContext(ctx, &lambdacontext.LambdaContext{AwsRequestID: NewRequestID()}), 15*time.Minute)
 		resp, err := h.Handle(ictx, ev)
 		cancel()

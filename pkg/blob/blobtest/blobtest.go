@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 const mib = 1 << 20
@@ -42,9 +42,9 @@ var invalidKeys = []string{"", "/a", "a/", "a//b", "./a", "a/./b", "a/../b", "..
 var errBoom = errors.New("blobtest: reader failed")
 
 // Run runs the BlobStore suite, and the Composer suite when the store
-// implements backup.Composer. newStore must return a fresh, empty store on
+// implements pipeline.Composer. newStore must return a fresh, empty store on
 // each call.
-func Run(t *testing.T, newStore func(t *testing.T) backup.BlobStore) {
+func Run(t *testing.T, newStore func(t *testing.T) pipeline.BlobStore) {
 	t.Run("RoundTrip", func(t *testing.T) { testRoundTrip(t, newStore(t)) })
 	t.Run("Overwrite", func(t *testing.T) { testOverwrite(t, newStore(t)) })
 	t.Run("PutAtomic", func(t *testing.T) { testPutAtomic(t, newStore(t)) })
@@ -60,22 +60,22 @@ func Run(t *testing.T, newStore func(t *testing.T) backup.BlobStore) {
 	t.Run("Cancel", func(t *testing.T) { testCancel(t, newStore(t)) })
 	t.Run("Compose", func(t *testing.T) {
 		s := newStore(t)
-		c, ok := s.(backup.Composer)
+		c, ok := s.(pipeline.Composer)
 		if !ok {
-			t.Skip("store does not implement backup.Composer")
+			t.Skip("store does not implement pipeline.Composer")
 		}
 		testCompose(t, s, c)
 	})
 }
 
-func put(t *testing.T, s backup.BlobStore, key string, data []byte) {
+func put(t *testing.T, s pipeline.BlobStore, key string, data []byte) {
 	t.Helper()
 	if err := s.Put(context.Background(), key, bytes.NewReader(data)); err != nil {
 		t.Fatalf("Put(%q): %v", key, err)
 	}
 }
 
-func get(t *testing.T, s backup.BlobStore, key string) []byte {
+func get(t *testing.T, s pipeline.BlobStore, key string) []byte {
 	t.Helper()
 	rc, err := s.Get(context.Background(), key)
 	if err != nil {
@@ -103,7 +103,7 @@ func digest(t *testing.T, rc io.ReadCloser, err error) ([32]byte, int64) {
 	return [32]byte(h.Sum(nil)), n
 }
 
-func list(t *testing.T, s backup.BlobStore, prefix string) []blob.Info {
+func list(t *testing.T, s pipeline.BlobStore, prefix string) []blob.Info {
 	t.Helper()
 	var out []blob.Info
 	if err := s.List(context.Background(), prefix, func(i blob.Info) error {
@@ -141,7 +141,7 @@ func (f failAfter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func testRoundTrip(t *testing.T, s backup.BlobStore) {
+func testRoundTrip(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	for i, key := range oddKeys {
 		body := []byte(fmt.Sprintf("body %d of %q", i, key))
@@ -182,7 +182,7 @@ func testRoundTrip(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testOverwrite(t *testing.T, s backup.BlobStore) {
+func testOverwrite(t *testing.T, s pipeline.BlobStore) {
 	put(t, s, "k", []byte("first version, longer"))
 	put(t, s, "k", []byte("second"))
 	if got := string(get(t, s, "k")); got != "second" {
@@ -193,7 +193,7 @@ func testOverwrite(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testPutAtomic(t *testing.T, s backup.BlobStore) {
+func testPutAtomic(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	put(t, s, "k", []byte("old"))
 	for _, n := range []int64{0, 100, BigSize - mib} {
@@ -216,7 +216,7 @@ func testPutAtomic(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testInFlightInvisible(t *testing.T, s backup.BlobStore) {
+func testInFlightInvisible(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	put(t, s, "done", []byte("x"))
 	pr, pw := io.Pipe()
@@ -240,7 +240,7 @@ func testInFlightInvisible(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testCreate(t *testing.T, s backup.BlobStore) {
+func testCreate(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	if err := s.Create(ctx, "fence", bytes.NewReader([]byte("one"))); err != nil {
 		t.Fatalf("first Create: %v", err)
@@ -279,7 +279,7 @@ func testCreate(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testCreateConcurrent(t *testing.T, s backup.BlobStore) {
+func testCreateConcurrent(t *testing.T, s pipeline.BlobStore) {
 	const n = 8
 	for round := range 3 {
 		key := fmt.Sprintf("race/%d", round)
@@ -314,7 +314,7 @@ func testCreateConcurrent(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testNotExist(t *testing.T, s backup.BlobStore) {
+func testNotExist(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	put(t, s, "dir/child", []byte("x"))
 	for _, key := range []string{"missing", "dir/missing", "dir", "dir/child/below", "nodir/x"} {
@@ -331,7 +331,7 @@ func testNotExist(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testGetRange(t *testing.T, s backup.BlobStore) {
+func testGetRange(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	data := []byte("0123456789abcdefghijklmnopqrstuvwxyz")
 	n := int64(len(data))
@@ -398,7 +398,7 @@ func testGetRange(t *testing.T, s backup.BlobStore) {
 
 var listKeys = []string{"b", "a/b", "a.txt", "a-b", "a0", "a/c/d", "a/c.txt", "a/b.txt", "A", "é", "~", "zz/deep/er/key"}
 
-func testListOrder(t *testing.T, s backup.BlobStore) {
+func testListOrder(t *testing.T, s pipeline.BlobStore) {
 	for i, k := range listKeys {
 		put(t, s, k, bytes.Repeat([]byte{'x'}, i))
 	}
@@ -433,7 +433,7 @@ func testListOrder(t *testing.T, s backup.BlobStore) {
 
 // testListPages lists more keys than fit one page of a store configured
 // with a small page size.
-func testListPages(t *testing.T, s backup.BlobStore) {
+func testListPages(t *testing.T, s pipeline.BlobStore) {
 	const n = 25
 	var want []string
 	for i := range n {
@@ -459,7 +459,7 @@ func testListPages(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testDelete(t *testing.T, s backup.BlobStore) {
+func testDelete(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	put(t, s, "d/x", []byte("x"))
 	put(t, s, "d/y/z", []byte("z"))
@@ -492,7 +492,7 @@ func testDelete(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testinvalidKeys(t *testing.T, s backup.BlobStore) {
+func testinvalidKeys(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	for _, k := range invalidKeys {
 		if err := s.Put(ctx, k, bytes.NewReader([]byte("x"))); err == nil {
@@ -515,7 +515,7 @@ func testinvalidKeys(t *testing.T, s backup.BlobStore) {
 		if err := s.Delete(ctx, k); err == nil {
 			t.Errorf("Delete(%q) accepted an invalid key", k)
 		}
-		if c, ok := s.(backup.Composer); ok {
+		if c, ok := s.(pipeline.Composer); ok {
 			if err := c.Compose(ctx, k, nil); err == nil {
 				t.Errorf("Compose(dst %q) accepted an invalid key", k)
 			}
@@ -529,7 +529,7 @@ func testinvalidKeys(t *testing.T, s backup.BlobStore) {
 	}
 }
 
-func testCancel(t *testing.T, s backup.BlobStore) {
+func testCancel(t *testing.T, s pipeline.BlobStore) {
 	put(t, s, "k", []byte("x"))
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -549,7 +549,7 @@ func testCancel(t *testing.T, s backup.BlobStore) {
 	wantCanceled("Stat", err)
 	wantCanceled("List", s.List(canceled, "", func(blob.Info) error { return nil }))
 	wantCanceled("Delete", s.Delete(canceled, "k"))
-	if c, ok := s.(backup.Composer); ok {
+	if c, ok := s.(pipeline.Composer); ok {
 		wantCanceled("Compose", c.Compose(canceled, "c", []string{"k"}))
 	}
 
@@ -600,7 +600,7 @@ type part struct {
 	size int64
 }
 
-func testCompose(t *testing.T, s backup.BlobStore, c backup.Composer) {
+func testCompose(t *testing.T, s pipeline.BlobStore, c pipeline.Composer) {
 	ctx := context.Background()
 	// Mixed sizes around S3's 5 MiB minimum part size: small parts that
 	// must be merged, large ones copied whole, and large ones that top up

@@ -16,13 +16,13 @@ import (
 	"syscall"
 
 	"github.com/edgevault/edgevault/internal/iox"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 var (
-	_ backup.BlobStore = (*Store)(nil)
-	_ backup.Composer  = (*Store)(nil)
+	_ pipeline.BlobStore = (*Store)(nil)
+	_ pipeline.Composer  = (*Store)(nil)
 )
 
 // TempPrefix starts the names of in-progress writes. List never shows
@@ -47,9 +47,12 @@ type Store struct {
 	// keys costs more than the writes themselves. A cached handle can go
 	// stale when its directory is pruned; every use that meets ENOENT
 	// drops it and walks again.
-	mu      sync.Mutex
-	dirs    map[string]*os.Root
-	retired []*os.Root // evicted handles, closed by Close (others may still use them)
+	mu   sync.Mutex
+	dirs map[string]*os.Root
+	// replaceMu serialises Replace within this process; flockDir fences
+	// other processes.
+	replaceMu sync.Mutex
+	retired   []*os.Root // evicted handles, closed by Close (others may still use them)
 }
 
 const maxCachedDirs = 256
@@ -191,12 +194,12 @@ func checkPrefix(prefix string) error {
 	return nil
 }
 
-// Put implements backup.BlobStore.
+// Put implements pipeline.BlobStore.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	return s.write(ctx, "put", key, r, false)
 }
 
-// Create implements backup.BlobStore. The blob is hard-linked into place,
+// Create implements pipeline.BlobStore. The blob is hard-linked into place,
 // which fails atomically when the name exists, so of concurrent Creates
 // exactly one wins.
 func (s *Store) Create(ctx context.Context, key string, r io.Reader) error {
@@ -230,7 +233,94 @@ func (s *Store) write(ctx context.Context, op, key string, r io.Reader, exclusiv
 	return nil
 }
 
-// Compose implements backup.Composer by copying the sources into one
+// Replace implements pipeline.BlobStore. The new content is written to a
+// temporary file first; then, holding the store's replace lock and an
+// exclusive flock on the key's directory (so other processes over the same
+// directory are fenced too), the current file's identity is compared with
+// v and the temporary file renamed over it.
+func (s *Store) Replace(ctx context.Context, key string, r io.Reader, v blob.Version) error {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("fs: replace: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fs: replace %s: %w", key, err)
+	}
+	tmp, err := s.newTemp(path.Dir(key))
+	if err != nil {
+		return fmt.Errorf("fs: replace %s: %w", key, err)
+	}
+	defer tmp.discard()
+	if _, err := io.Copy(tmp.f, iox.ContextReader(ctx, r)); err != nil {
+		return fmt.Errorf("fs: replace %s: %w", key, err)
+	}
+	s.replaceMu.Lock()
+	defer s.replaceMu.Unlock()
+	unlock, err := flockDir(tmp.d)
+	if err != nil {
+		return fmt.Errorf("fs: replace %s: %w", key, err)
+	}
+	defer unlock()
+	var fi iofs.FileInfo
+	err = s.inDir(key, func(r *os.Root, base string) (err error) { fi, err = r.Lstat(base); return err })
+	if err != nil && !errors.Is(mapNotExist(err), blob.ErrNotExist) {
+		return fmt.Errorf("fs: replace %s: %w", key, err)
+	}
+	if err != nil || !fi.Mode().IsRegular() || versionOf(fi) != v {
+		return fmt.Errorf("fs: replace %s: %w", key, blob.ErrConflict)
+	}
+	if err := s.commit(tmp, key, false); err != nil {
+		return fmt.Errorf("fs: replace %s: %w", key, err)
+	}
+	return nil
+}
+
+// ReadVersion implements pipeline.BlobStore. The version is the identity
+// of the open file (inode, modification time, size): every write replaces
+// the file with a new one, so a replaced blob never shows the old version.
+func (s *Store) ReadVersion(ctx context.Context, key string) (io.ReadCloser, blob.Version, error) {
+	if err := checkKey(key); err != nil {
+		return nil, "", fmt.Errorf("fs: read version: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("fs: read version %s: %w", key, err)
+	}
+	f, _, err := s.openRegular(key)
+	if err != nil {
+		return nil, "", fmt.Errorf("fs: read version: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, "", fmt.Errorf("fs: read version %s: %w", key, err)
+	}
+	return iox.ReadCloser{Reader: iox.ContextReader(ctx, f), Closer: f}, versionOf(fi), nil
+}
+
+// versionOf is a file's identity as a blob.Version.
+func versionOf(fi iofs.FileInfo) blob.Version {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return blob.Version(fmt.Sprintf("%d-%d-%d-%d", st.Dev, st.Ino, fi.ModTime().UnixNano(), fi.Size()))
+	}
+	return blob.Version(fmt.Sprintf("%d-%d", fi.ModTime().UnixNano(), fi.Size()))
+}
+
+// flockDir takes an exclusive advisory lock on directory d.
+func flockDir(d *os.Root) (unlock func(), err error) {
+	f, err := d.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock directory: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// Compose implements pipeline.Composer by copying the sources into one
 // temporary file (copy_file_range where the kernel supports it) that then
 // replaces dst. A missing source leaves dst untouched.
 func (s *Store) Compose(ctx context.Context, dst string, srcs []string) error {
@@ -286,7 +376,7 @@ func (s *Store) appendFile(ctx context.Context, dst *os.File, src string) error 
 	}
 }
 
-// Get implements backup.BlobStore.
+// Get implements pipeline.BlobStore.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
 		return nil, fmt.Errorf("fs: get: %w", err)
@@ -301,7 +391,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return iox.ReadCloser{Reader: iox.ContextReader(ctx, f), Closer: f}, nil
 }
 
-// GetRange implements backup.BlobStore. A range past the end is cut at
+// GetRange implements pipeline.BlobStore. A range past the end is cut at
 // the end, as with io.SectionReader.
 func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if err := checkKey(key); err != nil {
@@ -324,7 +414,7 @@ func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) 
 	return iox.ReadCloser{Reader: iox.ContextReader(ctx, io.NewSectionReader(f, offset, n)), Closer: f}, nil
 }
 
-// Stat implements backup.BlobStore.
+// Stat implements pipeline.BlobStore.
 func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 	if err := checkKey(key); err != nil {
 		return blob.Info{}, fmt.Errorf("fs: stat: %w", err)
@@ -343,7 +433,7 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 	return blob.Info{Key: key, Size: fi.Size()}, nil
 }
 
-// List implements backup.BlobStore. It walks only the directories that can
+// List implements pipeline.BlobStore. It walks only the directories that can
 // hold matching keys, one directory listing in memory at a time; sorting
 // each directory with a '/' after subdirectory names yields byte-wise key
 // order overall.
@@ -444,7 +534,7 @@ func (s *Store) readDir(dir string) ([]entry, error) {
 	return out, nil
 }
 
-// Delete implements backup.BlobStore. Directories left empty are removed
+// Delete implements pipeline.BlobStore. Directories left empty are removed
 // up to the root so deleted jobs leave nothing behind.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/blob/blobtest"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 func newStore(t *testing.T) *Store {
@@ -27,7 +27,7 @@ func newStore(t *testing.T) *Store {
 }
 
 func TestSuite(t *testing.T) {
-	blobtest.Run(t, func(t *testing.T) backup.BlobStore { return newStore(t) })
+	blobtest.Run(t, func(t *testing.T) pipeline.BlobStore { return newStore(t) })
 }
 
 func TestPermissions(t *testing.T) {
@@ -167,7 +167,7 @@ func TestKeyConflictsWithDirectory(t *testing.T) {
 
 // The behaviour contract holds for non-durable writes too.
 func TestSuiteWithoutSync(t *testing.T) {
-	blobtest.Run(t, func(t *testing.T) backup.BlobStore {
+	blobtest.Run(t, func(t *testing.T) pipeline.BlobStore {
 		s, err := NewWithOptions(t.TempDir(), Options{NoSync: func(string) bool { return true }})
 		if err != nil {
 			t.Fatal(err)

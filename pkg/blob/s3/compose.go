@@ -19,7 +19,7 @@ type srcInfo struct {
 	etag string
 }
 
-// Compose implements backup.Composer with one multipart upload. Sources of
+// Compose implements pipeline.Composer with one multipart upload. Sources of
 // at least MinPartSize are copied server-side (UploadPartCopy). Smaller
 // ones are downloaded and merged with their neighbours into uploaded parts
 // of at least MinPartSize; when a pending merge is followed by a large
@@ -48,7 +48,7 @@ func (s *Store) Compose(ctx context.Context, dst string, srcs []string) (err err
 		total += in.size
 	}
 	if total == 0 {
-		return s.putObject(ctx, "compose", dst, nil, false)
+		return s.putObject(ctx, "compose", dst, nil, cond{})
 	}
 	id, err := s.createUpload(ctx, dst)
 	if err != nil {
@@ -65,7 +65,7 @@ func (s *Store) Compose(ctx context.Context, dst string, srcs []string) (err err
 	if err != nil {
 		return s.fail("compose", dst, err)
 	}
-	return s.complete(ctx, "compose", dst, id, parts, false)
+	return s.complete(ctx, "compose", dst, id, parts, cond{})
 }
 
 func (s *Store) plan(p *parts, infos []srcInfo) error {

@@ -4,6 +4,6 @@
 // are aborted on failure so a blob is either complete or absent; Create is
 // a conditional write (If-None-Match: *); Compose concatenates with
 // UploadPartCopy and merges sources below the 5 MiB part minimum. The
-// caller builds the *s3.Client (see pkg/awsconfig); errors that are worth
-// retrying later carry a Transient() bool method.
+// caller builds the *s3.Client (see internal/awsconfig); errors that retrying
+// cannot fix are marked pipeline.Permanent.
 package s3

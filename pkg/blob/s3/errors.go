@@ -12,20 +12,12 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
-// transientError marks a failure that may succeed when retried later
-// (throttling, 5xx, network, a concurrent conditional write). Callers test
-// for it with errors.As on interface{ Transient() bool }, without
-// importing this package.
-type transientError struct{ err error }
-
-func (e *transientError) Error() string   { return e.err.Error() }
-func (e *transientError) Unwrap() error   { return e.err }
-func (e *transientError) Transient() bool { return true }
-
 // fail wraps an SDK error for op on key: missing objects become
-// blob.ErrNotExist, and transient failures are marked.
+// blob.ErrNotExist, and failures retrying cannot fix are marked
+// pipeline.Permanent.
 func (s *Store) fail(op, key string, err error) error {
 	if isNotFound(err) {
 		return fmt.Errorf("s3: %s %s: %w", op, key, blob.ErrNotExist)
@@ -33,19 +25,18 @@ func (s *Store) fail(op, key string, err error) error {
 	return fmt.Errorf("s3: %s %s: %w", op, key, classify(err))
 }
 
-// classify marks err transient once, here, using the SDK retryer's own
-// rules plus the S3 codes that mean "try again later". By the time an
-// error reaches us the SDK has already retried it.
+// classify marks err permanent once, here, when neither the SDK retryer's
+// rules nor the S3 codes that mean "try again later" call it transient
+// and the server answered with a 4xx (access denied, no such bucket, an
+// invalid request). By the time an error reaches us the SDK has already
+// retried it.
 func classify(err error) error {
-	var te *transientError
-	if errors.As(err, &te) || errors.Is(err, blob.ErrNotExist) {
+	if errors.Is(err, blob.ErrNotExist) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || isTransient(err) {
 		return err
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	if isTransient(err) {
-		return &transientError{err}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() >= 400 && re.HTTPStatusCode() < 500 {
+		return pipeline.Permanent(err)
 	}
 	return err
 }

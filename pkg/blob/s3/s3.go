@@ -22,13 +22,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/edgevault/edgevault/internal/iox"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 var (
-	_ backup.BlobStore = (*Store)(nil)
-	_ backup.Composer  = (*Store)(nil)
+	_ pipeline.BlobStore = (*Store)(nil)
+	_ pipeline.Composer  = (*Store)(nil)
 )
 
 // Checksum is the additional checksum sent with every uploaded byte.
@@ -145,19 +145,57 @@ func (s *Store) getBuf() []byte { return *s.bufs.Get().(*[]byte) }
 // reading the old body, so those are left to the garbage collector.
 func (s *Store) putBuf(b []byte) { b = b[:cap(b)]; s.bufs.Put(&b) }
 
-// Put implements backup.BlobStore.
+// Put implements pipeline.BlobStore.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
-	return s.upload(ctx, "put", key, r, false)
+	return s.upload(ctx, "put", key, r, cond{})
 }
 
-// Create implements backup.BlobStore with a conditional write
+// Create implements pipeline.BlobStore with a conditional write
 // (If-None-Match: *) on PutObject or CompleteMultipartUpload, which S3
 // decides atomically.
 func (s *Store) Create(ctx context.Context, key string, r io.Reader) error {
-	return s.upload(ctx, "create", key, r, true)
+	return s.upload(ctx, "create", key, r, cond{create: true})
 }
 
-func (s *Store) upload(ctx context.Context, op, key string, r io.Reader, exclusive bool) error {
+// Replace implements pipeline.BlobStore with If-Match on the ETag, which
+// S3 decides atomically too.
+func (s *Store) Replace(ctx context.Context, key string, r io.Reader, v blob.Version) error {
+	if v == "" {
+		return fmt.Errorf("s3: replace %s: empty version: %w", key, blob.ErrConflict)
+	}
+	return s.upload(ctx, "replace", key, r, cond{ifMatch: string(v)})
+}
+
+// cond is the precondition of a write: none, create (If-None-Match: *),
+// or replace the version ifMatch (If-Match).
+type cond struct {
+	create  bool
+	ifMatch string
+}
+
+func (c cond) apply(ifNoneMatch, ifMatch **string) {
+	if c.create {
+		*ifNoneMatch = aws.String("*")
+	}
+	if c.ifMatch != "" {
+		*ifMatch = aws.String(c.ifMatch)
+	}
+}
+
+// failed maps the refusal of a conditional write onto the blob sentinels.
+// A replace of a key that is gone is a conflict as well: it is not the
+// version the caller read.
+func (c cond) failed(op, key string, err error) error {
+	switch {
+	case c.create && (hasCode(err, "PreconditionFailed") || hasCode(err, "ConditionalRequestConflict")):
+		return fmt.Errorf("s3: %s %s: %w", op, key, blob.ErrExist)
+	case c.ifMatch != "" && (hasCode(err, "PreconditionFailed") || hasCode(err, "ConditionalRequestConflict") || isNotFound(err)):
+		return fmt.Errorf("s3: %s %s: %w", op, key, blob.ErrConflict)
+	}
+	return nil
+}
+
+func (s *Store) upload(ctx context.Context, op, key string, r io.Reader, c cond) error {
 	if err := blob.ValidateKey(key); err != nil {
 		return fmt.Errorf("s3: %s: %w", op, err)
 	}
@@ -168,7 +206,7 @@ func (s *Store) upload(ctx context.Context, op, key string, r io.Reader, exclusi
 	head := make([]byte, min(headBody, s.o.PartSize))
 	n, err := io.ReadFull(cr, head)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return s.putObject(ctx, op, key, head[:n], exclusive)
+		return s.putObject(ctx, op, key, head[:n], c)
 	}
 	if err != nil {
 		return fmt.Errorf("s3: %s %s: read: %w", op, key, err)
@@ -177,7 +215,7 @@ func (s *Store) upload(ctx context.Context, op, key string, r io.Reader, exclusi
 	copy(buf, head)
 	m, err := io.ReadFull(cr, buf[n:])
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		err := s.putObject(ctx, op, key, buf[:n+m], exclusive)
+		err := s.putObject(ctx, op, key, buf[:n+m], c)
 		if err == nil {
 			s.putBuf(buf)
 		}
@@ -187,10 +225,10 @@ func (s *Store) upload(ctx context.Context, op, key string, r io.Reader, exclusi
 		s.putBuf(buf)
 		return fmt.Errorf("s3: %s %s: read: %w", op, key, err)
 	}
-	return s.multipart(ctx, op, key, buf, r, exclusive)
+	return s.multipart(ctx, op, key, buf, r, c)
 }
 
-func (s *Store) putObject(ctx context.Context, op, key string, data []byte, exclusive bool) error {
+func (s *Store) putObject(ctx context.Context, op, key string, data []byte, c cond) error {
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           s.key(key),
@@ -202,12 +240,10 @@ func (s *Store) putObject(ctx context.Context, op, key string, data []byte, excl
 		in.ServerSideEncryption = types.ServerSideEncryptionAwsKms
 		in.SSEKMSKeyId = aws.String(s.o.KMSKeyID)
 	}
-	if exclusive {
-		in.IfNoneMatch = aws.String("*")
-	}
+	c.apply(&in.IfNoneMatch, &in.IfMatch)
 	if _, err := s.client.PutObject(ctx, in); err != nil {
-		if exclusive && hasCode(err, "PreconditionFailed") {
-			return fmt.Errorf("s3: %s %s: %w", op, key, blob.ErrExist)
+		if cerr := c.failed(op, key, err); cerr != nil {
+			return cerr
 		}
 		return s.fail(op, key, err)
 	}
@@ -217,7 +253,7 @@ func (s *Store) putObject(ctx context.Context, op, key string, data []byte, excl
 // multipart uploads first and the rest of r. A producer fills part buffers
 // while up to Concurrency parts upload; a buffer slot is taken before a
 // buffer is filled, so at most Concurrency buffers exist per upload.
-func (s *Store) multipart(ctx context.Context, op, key string, first []byte, r io.Reader, exclusive bool) (err error) {
+func (s *Store) multipart(ctx context.Context, op, key string, first []byte, r io.Reader, c cond) (err error) {
 	id, err := s.createUpload(ctx, key)
 	if err != nil {
 		s.putBuf(first)
@@ -267,7 +303,7 @@ func (s *Store) multipart(ctx context.Context, op, key string, first []byte, r i
 	if err != nil {
 		return s.fail(op, key, err)
 	}
-	return s.complete(ctx, op, key, id, parts, exclusive)
+	return s.complete(ctx, op, key, id, parts, c)
 }
 
 func (s *Store) createUpload(ctx context.Context, key string) (string, error) {
@@ -287,19 +323,17 @@ func (s *Store) createUpload(ctx context.Context, key string) (string, error) {
 	return aws.ToString(out.UploadId), nil
 }
 
-func (s *Store) complete(ctx context.Context, op, key, id string, parts []types.CompletedPart, exclusive bool) error {
+func (s *Store) complete(ctx context.Context, op, key, id string, parts []types.CompletedPart, c cond) error {
 	in := &s3.CompleteMultipartUploadInput{
 		Bucket:          aws.String(s.bucket),
 		Key:             s.key(key),
 		UploadId:        aws.String(id),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	}
-	if exclusive {
-		in.IfNoneMatch = aws.String("*")
-	}
+	c.apply(&in.IfNoneMatch, &in.IfMatch)
 	if _, err := s.client.CompleteMultipartUpload(ctx, in); err != nil {
-		if exclusive && hasCode(err, "PreconditionFailed") {
-			return fmt.Errorf("s3: %s %s: %w", op, key, blob.ErrExist)
+		if cerr := c.failed(op, key, err); cerr != nil {
+			return cerr
 		}
 		return s.fail(op, key, err)
 	}
@@ -347,7 +381,7 @@ func (s *Store) checksum(data []byte) (alg types.ChecksumAlgorithm, sha, crc *st
 	return types.ChecksumAlgorithmSha256, v, nil
 }
 
-// Get implements backup.BlobStore.
+// Get implements pipeline.BlobStore.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := blob.ValidateKey(key); err != nil {
 		return nil, fmt.Errorf("s3: get: %w", err)
@@ -362,7 +396,27 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return out.Body, nil
 }
 
-// GetRange implements backup.BlobStore. A range past the end is cut at
+// ReadVersion implements pipeline.BlobStore: the version is the ETag of
+// the object the body comes from.
+func (s *Store) ReadVersion(ctx context.Context, key string) (io.ReadCloser, blob.Version, error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return nil, "", fmt.Errorf("s3: read version: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("s3: read version %s: %w", key, err)
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: s.key(key)}, quietChecksumLog)
+	if err != nil {
+		return nil, "", s.fail("read version", key, err)
+	}
+	if aws.ToString(out.ETag) == "" {
+		out.Body.Close()
+		return nil, "", fmt.Errorf("s3: read version %s: the server sent no ETag", key)
+	}
+	return out.Body, blob.Version(aws.ToString(out.ETag)), nil
+}
+
+// GetRange implements pipeline.BlobStore. A range past the end is cut at
 // the end.
 func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if err := blob.ValidateKey(key); err != nil {
@@ -396,7 +450,7 @@ func (s *Store) GetRange(ctx context.Context, key string, offset, length int64) 
 	return out.Body, nil
 }
 
-// Stat implements backup.BlobStore.
+// Stat implements pipeline.BlobStore.
 func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 	if err := blob.ValidateKey(key); err != nil {
 		return blob.Info{}, fmt.Errorf("s3: stat: %w", err)
@@ -411,7 +465,7 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 	return blob.Info{Key: key, Size: aws.ToInt64(out.ContentLength)}, nil
 }
 
-// List implements backup.BlobStore, one ListObjectsV2 page in memory at a
+// List implements pipeline.BlobStore, one ListObjectsV2 page in memory at a
 // time. S3 lists keys in UTF-8 byte order.
 func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) error) error {
 	if prefix != "" {
@@ -445,7 +499,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) erro
 	return nil
 }
 
-// Delete implements backup.BlobStore.
+// Delete implements pipeline.BlobStore.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := blob.ValidateKey(key); err != nil {
 		return fmt.Errorf("s3: delete: %w", err)
@@ -482,3 +536,19 @@ func sortParts(parts []types.CompletedPart) {
 // multipart object or a range, that it could not validate a whole-object
 // checksum; validation itself still runs where a checksum applies.
 func quietChecksumLog(o *s3.Options) { o.DisableLogOutputChecksumValidationSkipped = true }
+
+// StoredChecksum reports an object's size and the SHA-256 checksum S3
+// keeps for it ("" when it keeps none): base64, and for a multipart
+// upload the composite form "<base64>-<parts>".
+func (s *Store) StoredChecksum(ctx context.Context, key string) (size int64, sha256 string, err error) {
+	if err := blob.ValidateKey(key); err != nil {
+		return 0, "", fmt.Errorf("s3: stored checksum: %w", err)
+	}
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(s.bucket), Key: s.key(key), ChecksumMode: types.ChecksumModeEnabled,
+	})
+	if err != nil {
+		return 0, "", s.fail("stored checksum", key, err)
+	}
+	return aws.ToInt64(head.ContentLength), aws.ToString(head.ChecksumSHA256), nil
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/edgevault/edgevault/internal/motoserver"
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/blob/blobtest"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 const mib = 1 << 20
@@ -314,16 +315,16 @@ func TestErrorClasses(t *testing.T) {
 	for _, c := range []struct {
 		status    int
 		code      string
-		transient bool
+		permanent bool
 		notExist  bool
 	}{
-		{503, "SlowDown", true, false},
-		{500, "InternalError", true, false},
-		{409, "ConditionalRequestConflict", true, false},
-		{403, "AccessDenied", false, false},
-		{404, "NoSuchBucket", false, false},
+		{503, "SlowDown", false, false},
+		{500, "InternalError", false, false},
+		{409, "ConditionalRequestConflict", false, false},
+		{403, "AccessDenied", true, false},
+		{404, "NoSuchBucket", true, false},
 		{404, "NoSuchKey", false, true},
-		{400, "InvalidArgument", false, false},
+		{400, "InvalidArgument", true, false},
 	} {
 		status.Store(int32(c.status))
 		body.Store(xmlErr(c.code))
@@ -331,9 +332,8 @@ func TestErrorClasses(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: no error", c.code)
 		}
-		var tr interface{ Transient() bool }
-		if got := errors.As(err, &tr) && tr.Transient(); got != c.transient {
-			t.Errorf("%s: transient = %v, want %v (%v)", c.code, got, c.transient, err)
+		if got := pipeline.IsPermanent(err); got != c.permanent {
+			t.Errorf("%s: permanent = %v, want %v (%v)", c.code, got, c.permanent, err)
 		}
 		if got := errors.Is(err, blob.ErrNotExist); got != c.notExist {
 			t.Errorf("%s: not-exist = %v, want %v", c.code, got, c.notExist)

@@ -8,8 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/blob/blobtest"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 func TestMain(m *testing.M) { motoserver.Main(m) }
@@ -40,11 +40,11 @@ func newStore(t *testing.T, prefix string, o Options) *Store {
 var testOptions = Options{PartSize: MinPartSize, Concurrency: 2, PageSize: 7}
 
 func TestSuite(t *testing.T) {
-	blobtest.Run(t, func(t *testing.T) backup.BlobStore { return newStore(t, "", testOptions) })
+	blobtest.Run(t, func(t *testing.T) pipeline.BlobStore { return newStore(t, "", testOptions) })
 }
 
 func TestSuitePrefixCRC32C(t *testing.T) {
 	o := testOptions
 	o.Checksum = ChecksumCRC32C
-	blobtest.Run(t, func(t *testing.T) backup.BlobStore { return newStore(t, "edgevault/", o) })
+	blobtest.Run(t, func(t *testing.T) pipeline.BlobStore { return newStore(t, "edgevault/", o) })
 }

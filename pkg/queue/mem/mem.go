@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
-var _ backup.Queue = (*Queue)(nil)
+var _ pipeline.Queue = (*Queue)(nil)
 
 // Limits shared with the SQS adapter, so code that runs embedded also fits
 // SQS.
@@ -40,7 +40,7 @@ type Options struct {
 
 // DeadLetter is a message that exceeded Options.MaxReceives.
 type DeadLetter struct {
-	backup.Message
+	pipeline.Message
 	ID       string
 	Attempts int
 }
@@ -78,9 +78,9 @@ func New(o Options) *Queue {
 	return &Queue{o: o, byReceipt: map[string]*msg{}, changed: make(chan struct{})}
 }
 
-// Send implements backup.Queue. Messages are checked against the SQS
+// Send implements pipeline.Queue. Messages are checked against the SQS
 // limits first; either all are enqueued or none.
-func (q *Queue) Send(ctx context.Context, msgs ...backup.Message) error {
+func (q *Queue) Send(ctx context.Context, msgs ...pipeline.Message) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mem: send: %w", err)
 	}
@@ -105,8 +105,8 @@ func (q *Queue) Send(ctx context.Context, msgs ...backup.Message) error {
 	return nil
 }
 
-// Receive implements backup.Queue. max is clamped to 1..MaxReceive.
-func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]backup.Delivery, error) {
+// Receive implements pipeline.Queue. max is clamped to 1..MaxReceive.
+func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]pipeline.Delivery, error) {
 	limit = min(MaxReceive, max(1, limit))
 	deadline := time.NewTimer(max0(wait))
 	defer deadline.Stop()
@@ -141,11 +141,11 @@ func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]b
 // take delivers up to limit visible messages. Otherwise it returns how
 // long until the next message becomes visible (0 if none is pending) and a
 // channel closed when that may change sooner.
-func (q *Queue) take(limit int) ([]backup.Delivery, time.Duration, <-chan struct{}) {
+func (q *Queue) take(limit int) ([]pipeline.Delivery, time.Duration, <-chan struct{}) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := q.o.Now()
-	var out []backup.Delivery
+	var out []pipeline.Delivery
 	for len(out) < limit && len(q.pending) > 0 && !q.pending[0].visibleAt.After(now) {
 		m := q.pending[0]
 		if m.receipt != "" {
@@ -153,7 +153,7 @@ func (q *Queue) take(limit int) ([]backup.Delivery, time.Duration, <-chan struct
 		}
 		if q.o.MaxReceives > 0 && m.receives >= q.o.MaxReceives {
 			heap.Pop(&q.pending)
-			q.dead = append(q.dead, DeadLetter{Message: backup.Message{Body: m.body}, ID: m.id, Attempts: m.receives})
+			q.dead = append(q.dead, DeadLetter{Message: pipeline.Message{Body: m.body}, ID: m.id, Attempts: m.receives})
 			continue
 		}
 		m.receives++
@@ -162,8 +162,8 @@ func (q *Queue) take(limit int) ([]backup.Delivery, time.Duration, <-chan struct
 		q.byReceipt[m.receipt] = m
 		m.visibleAt = now.Add(q.o.VisibilityTimeout)
 		heap.Fix(&q.pending, 0)
-		out = append(out, backup.Delivery{
-			Message: backup.Message{Body: append([]byte(nil), m.body...)},
+		out = append(out, pipeline.Delivery{
+			Message: pipeline.Message{Body: append([]byte(nil), m.body...)},
 			ID:      m.id,
 			Receipt: m.receipt,
 			Attempt: m.receives,
@@ -176,10 +176,10 @@ func (q *Queue) take(limit int) ([]backup.Delivery, time.Duration, <-chan struct
 	return out, next, q.changed
 }
 
-// Ack implements backup.Queue. Acking a message that is already gone is
+// Ack implements pipeline.Queue. Acking a message that is already gone is
 // not an error; a receipt superseded by a later delivery deletes nothing,
 // as in SQS.
-func (q *Queue) Ack(ctx context.Context, d backup.Delivery) error {
+func (q *Queue) Ack(ctx context.Context, d pipeline.Delivery) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mem: ack %s: %w", d.ID, err)
 	}
@@ -196,8 +196,8 @@ func (q *Queue) Ack(ctx context.Context, d backup.Delivery) error {
 // delivered message (acked, or delivered again since).
 var ErrNotInFlight = errors.New("mem: message not in flight")
 
-// Nack implements backup.Queue. delay is clamped to 0..MaxVisibility.
-func (q *Queue) Nack(ctx context.Context, d backup.Delivery, delay time.Duration) error {
+// Nack implements pipeline.Queue. delay is clamped to 0..MaxVisibility.
+func (q *Queue) Nack(ctx context.Context, d pipeline.Delivery, delay time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mem: nack %s: %w", d.ID, err)
 	}

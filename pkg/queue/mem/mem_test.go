@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 )
 
 func TestSuite(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T) backup.Queue {
+	queuetest.Run(t, func(t *testing.T) pipeline.Queue {
 		return New(Options{VisibilityTimeout: queuetest.VisibilityTimeout})
 	})
 }
@@ -34,7 +34,7 @@ func TestInjectedClock(t *testing.T) {
 	c := &clock{now: time.Unix(1_700_000_000, 0)}
 	q := New(Options{VisibilityTimeout: time.Minute, Now: c.Now})
 	ctx := context.Background()
-	if err := q.Send(ctx, backup.Message{Body: []byte("a"), Delay: 10 * time.Minute}); err != nil {
+	if err := q.Send(ctx, pipeline.Message{Body: []byte("a"), Delay: 10 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if ds, _ := q.Receive(ctx, 1, 0); len(ds) != 0 {
@@ -65,7 +65,7 @@ func TestInjectedClock(t *testing.T) {
 		t.Fatalf("Nack with a stale receipt: %v", err)
 	}
 	// Delays are capped like SQS's 15 minutes.
-	if err := q.Send(ctx, backup.Message{Body: []byte("b"), Delay: time.Hour}); err != nil {
+	if err := q.Send(ctx, pipeline.Message{Body: []byte("b"), Delay: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	c.Add(MaxDelay)
@@ -81,7 +81,7 @@ func TestDeadLetters(t *testing.T) {
 	c := &clock{now: time.Unix(1_700_000_000, 0)}
 	q := New(Options{VisibilityTimeout: time.Second, MaxReceives: 2, Now: c.Now})
 	ctx := context.Background()
-	if err := q.Send(ctx, backup.Message{Body: []byte("poison")}, backup.Message{Body: []byte("fine")}); err != nil {
+	if err := q.Send(ctx, pipeline.Message{Body: []byte("poison")}, pipeline.Message{Body: []byte("fine")}); err != nil {
 		t.Fatal(err)
 	}
 	for attempt := 1; attempt <= 2; attempt++ {
@@ -115,7 +115,7 @@ func TestDeadLetters(t *testing.T) {
 
 func TestSendIsAllOrNothing(t *testing.T) {
 	q := New(Options{})
-	err := q.Send(context.Background(), backup.Message{Body: []byte("ok")}, backup.Message{})
+	err := q.Send(context.Background(), pipeline.Message{Body: []byte("ok")}, pipeline.Message{})
 	if err == nil {
 		t.Fatal("empty body accepted")
 	}
@@ -128,7 +128,7 @@ func TestReceiveCopiesBodies(t *testing.T) {
 	q := New(Options{})
 	ctx := context.Background()
 	b := []byte("abc")
-	if err := q.Send(ctx, backup.Message{Body: b}); err != nil {
+	if err := q.Send(ctx, pipeline.Message{Body: b}); err != nil {
 		t.Fatal(err)
 	}
 	b[0] = 'X'

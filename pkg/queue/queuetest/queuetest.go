@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/events"
-	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // VisibilityTimeout is the visibility timeout the queues given to Run must
@@ -29,12 +29,12 @@ const slack = 3 * time.Second
 // a visibility timeout of VisibilityTimeout. The subtests mostly wait for
 // delays and timeouts, so they all run at once, each on its own queue,
 // regardless of -test.parallel.
-func Run(t *testing.T, newQueue func(t *testing.T) backup.Queue) {
+func Run(t *testing.T, newQueue func(t *testing.T) pipeline.Queue) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for _, tc := range []struct {
 		name string
-		fn   func(*testing.T, backup.Queue)
+		fn   func(*testing.T, pipeline.Queue)
 	}{
 		{"SendReceiveAck", testSendReceiveAck},
 		{"LargeBatch", testLargeBatch},
@@ -55,14 +55,14 @@ func Run(t *testing.T, newQueue func(t *testing.T) backup.Queue) {
 
 func body(i int) []byte { return []byte(fmt.Sprintf(`{"n":%d}`, i)) }
 
-func send(t *testing.T, q backup.Queue, msgs ...backup.Message) {
+func send(t *testing.T, q pipeline.Queue, msgs ...pipeline.Message) {
 	t.Helper()
 	if err := q.Send(context.Background(), msgs...); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 }
 
-func receive(t *testing.T, q backup.Queue, max int, wait time.Duration) []backup.Delivery {
+func receive(t *testing.T, q pipeline.Queue, max int, wait time.Duration) []pipeline.Delivery {
 	t.Helper()
 	ds, err := q.Receive(context.Background(), max, wait)
 	if err != nil {
@@ -75,9 +75,9 @@ func receive(t *testing.T, q backup.Queue, max int, wait time.Duration) []backup
 }
 
 // drain receives until n deliveries arrived or timeout passed.
-func drain(t *testing.T, q backup.Queue, n int, timeout time.Duration) []backup.Delivery {
+func drain(t *testing.T, q pipeline.Queue, n int, timeout time.Duration) []pipeline.Delivery {
 	t.Helper()
-	var out []backup.Delivery
+	var out []pipeline.Delivery
 	end := time.Now().Add(timeout)
 	for len(out) < n && time.Now().Before(end) {
 		out = append(out, receive(t, q, 10, time.Second)...)
@@ -85,7 +85,7 @@ func drain(t *testing.T, q backup.Queue, n int, timeout time.Duration) []backup.
 	return out
 }
 
-func ack(t *testing.T, q backup.Queue, ds ...backup.Delivery) {
+func ack(t *testing.T, q pipeline.Queue, ds ...pipeline.Delivery) {
 	t.Helper()
 	for _, d := range ds {
 		if err := q.Ack(context.Background(), d); err != nil {
@@ -94,15 +94,15 @@ func ack(t *testing.T, q backup.Queue, ds ...backup.Delivery) {
 	}
 }
 
-func wantEmpty(t *testing.T, q backup.Queue, wait time.Duration) {
+func wantEmpty(t *testing.T, q pipeline.Queue, wait time.Duration) {
 	t.Helper()
 	if ds := receive(t, q, 10, wait); len(ds) != 0 {
 		t.Fatalf("queue should be empty, received %d messages (first %q attempt %d)", len(ds), ds[0].Body, ds[0].Attempt)
 	}
 }
 
-func testSendReceiveAck(t *testing.T, q backup.Queue) {
-	send(t, q, backup.Message{Body: body(1)}, backup.Message{Body: body(2)}, backup.Message{Body: body(3)})
+func testSendReceiveAck(t *testing.T, q pipeline.Queue) {
+	send(t, q, pipeline.Message{Body: body(1)}, pipeline.Message{Body: body(2)}, pipeline.Message{Body: body(3)})
 	ds := drain(t, q, 3, slack)
 	if len(ds) != 3 {
 		t.Fatalf("received %d of 3 messages", len(ds))
@@ -132,11 +132,11 @@ func testSendReceiveAck(t *testing.T, q backup.Queue) {
 	wantEmpty(t, q, time.Second)
 }
 
-func testLargeBatch(t *testing.T, q backup.Queue) {
+func testLargeBatch(t *testing.T, q pipeline.Queue) {
 	const n = 25
-	var msgs []backup.Message
+	var msgs []pipeline.Message
 	for i := range n {
-		msgs = append(msgs, backup.Message{Body: body(i)})
+		msgs = append(msgs, pipeline.Message{Body: body(i)})
 	}
 	send(t, q, msgs...)
 	ds := drain(t, q, n, 2*slack)
@@ -150,16 +150,16 @@ func testLargeBatch(t *testing.T, q backup.Queue) {
 	ack(t, q, ds...)
 }
 
-func testBodySizes(t *testing.T, q backup.Queue) {
+func testBodySizes(t *testing.T, q pipeline.Queue) {
 	// Together far above one SQS batch's 256 KiB, so the adapter must
 	// split by size as well as by count.
 	sizes := []int{MaxBody, 100 << 10, 100 << 10, 100 << 10, 1, MaxBody - 1}
-	var msgs []backup.Message
+	var msgs []pipeline.Message
 	for i, n := range sizes {
 		b := bytes.Repeat([]byte{byte('a' + i)}, n)
-		msgs = append(msgs, backup.Message{Body: b})
+		msgs = append(msgs, pipeline.Message{Body: b})
 	}
-	msgs = append(msgs, backup.Message{Body: []byte("{\"s\":\"日本語 🙂 é\t\r\n\ufffd\"}")})
+	msgs = append(msgs, pipeline.Message{Body: []byte("{\"s\":\"日本語 🙂 é\t\r\n\ufffd\"}")})
 	sizes = append(sizes, len(msgs[len(msgs)-1].Body))
 	send(t, q, msgs...)
 	ds := drain(t, q, len(sizes), 2*slack)
@@ -175,19 +175,19 @@ func testBodySizes(t *testing.T, q backup.Queue) {
 	ack(t, q, ds...)
 
 	for _, bad := range [][]byte{nil, bytes.Repeat([]byte{'x'}, MaxBody+1), []byte("nul\x00"), []byte("bad utf-8 \xff"), []byte("\x1b[0m")} {
-		if err := q.Send(context.Background(), backup.Message{Body: []byte("ok")}, backup.Message{Body: bad}); err == nil {
+		if err := q.Send(context.Background(), pipeline.Message{Body: []byte("ok")}, pipeline.Message{Body: bad}); err == nil {
 			t.Errorf("Send accepted a %d-byte body", len(bad))
 		}
 	}
 }
 
-func testReceiveMax(t *testing.T, q backup.Queue) {
-	var msgs []backup.Message
+func testReceiveMax(t *testing.T, q pipeline.Queue) {
+	var msgs []pipeline.Message
 	for i := range 5 {
-		msgs = append(msgs, backup.Message{Body: body(i)})
+		msgs = append(msgs, pipeline.Message{Body: body(i)})
 	}
 	send(t, q, msgs...)
-	var all []backup.Delivery
+	var all []pipeline.Delivery
 	for _, max := range []int{1, 2} {
 		ds := receive(t, q, max, slack)
 		if len(ds) == 0 {
@@ -202,7 +202,7 @@ func testReceiveMax(t *testing.T, q backup.Queue) {
 	ack(t, q, all...)
 }
 
-func testLongPoll(t *testing.T, q backup.Queue) {
+func testLongPoll(t *testing.T, q pipeline.Queue) {
 	// An empty queue waits about as long as asked.
 	start := time.Now()
 	wantEmpty(t, q, time.Second)
@@ -212,7 +212,7 @@ func testLongPoll(t *testing.T, q backup.Queue) {
 	// A message arriving during the wait ends it early.
 	go func() {
 		time.Sleep(500 * time.Millisecond)
-		_ = q.Send(context.Background(), backup.Message{Body: body(1)})
+		_ = q.Send(context.Background(), pipeline.Message{Body: body(1)})
 	}()
 	start = time.Now()
 	ds := receive(t, q, 10, 10*time.Second)
@@ -225,8 +225,8 @@ func testLongPoll(t *testing.T, q backup.Queue) {
 	ack(t, q, ds...)
 }
 
-func testNack(t *testing.T, q backup.Queue) {
-	send(t, q, backup.Message{Body: body(1)})
+func testNack(t *testing.T, q pipeline.Queue) {
+	send(t, q, pipeline.Message{Body: body(1)})
 	ds := drain(t, q, 1, slack)
 	if len(ds) != 1 || ds[0].Attempt != 1 {
 		t.Fatalf("first receive: %+v", ds)
@@ -259,8 +259,8 @@ func testNack(t *testing.T, q backup.Queue) {
 	wantEmpty(t, q, 0)
 }
 
-func testVisibilityTimeout(t *testing.T, q backup.Queue) {
-	send(t, q, backup.Message{Body: body(1)})
+func testVisibilityTimeout(t *testing.T, q pipeline.Queue) {
+	send(t, q, pipeline.Message{Body: body(1)})
 	ds := drain(t, q, 1, slack)
 	if len(ds) != 1 {
 		t.Fatal("no message")
@@ -282,9 +282,9 @@ func testVisibilityTimeout(t *testing.T, q backup.Queue) {
 	wantEmpty(t, q, 0)
 }
 
-func testDelay(t *testing.T, q backup.Queue) {
+func testDelay(t *testing.T, q pipeline.Queue) {
 	sent := time.Now()
-	send(t, q, backup.Message{Body: body(1), Delay: time.Second}, backup.Message{Body: body(2)})
+	send(t, q, pipeline.Message{Body: body(1), Delay: time.Second}, pipeline.Message{Body: body(2)})
 	ds := drain(t, q, 1, slack)
 	if len(ds) != 1 || !bytes.Equal(ds[0].Body, body(2)) {
 		t.Fatalf("undelayed message: %+v", ds)
@@ -302,11 +302,11 @@ func testDelay(t *testing.T, q backup.Queue) {
 
 // testConcurrentReceivers checks that nothing is lost while several
 // receivers compete; duplicates are allowed (at least once).
-func testConcurrentReceivers(t *testing.T, q backup.Queue) {
+func testConcurrentReceivers(t *testing.T, q pipeline.Queue) {
 	const n, receivers = 60, 4
-	var msgs []backup.Message
+	var msgs []pipeline.Message
 	for i := range n {
-		msgs = append(msgs, backup.Message{Body: body(i)})
+		msgs = append(msgs, pipeline.Message{Body: body(i)})
 	}
 	send(t, q, msgs...)
 	var mu sync.Mutex
@@ -349,8 +349,8 @@ func testConcurrentReceivers(t *testing.T, q backup.Queue) {
 	}
 }
 
-func testCancel(t *testing.T, q backup.Queue) {
-	send(t, q, backup.Message{Body: body(1)})
+func testCancel(t *testing.T, q pipeline.Queue) {
+	send(t, q, pipeline.Message{Body: body(1)})
 	ds := drain(t, q, 1, slack)
 	if len(ds) != 1 {
 		t.Fatal("no message")
@@ -363,7 +363,7 @@ func testCancel(t *testing.T, q backup.Queue) {
 			t.Errorf("%s with a canceled ctx: got %v, want context.Canceled", op, err)
 		}
 	}
-	wantCanceled("Send", q.Send(canceled, backup.Message{Body: body(2)}))
+	wantCanceled("Send", q.Send(canceled, pipeline.Message{Body: body(2)}))
 	_, err := q.Receive(canceled, 1, time.Second)
 	wantCanceled("Receive", err)
 	wantCanceled("Nack", q.Nack(canceled, ds[0], 0))
@@ -385,7 +385,7 @@ func testCancel(t *testing.T, q backup.Queue) {
 
 // Drain receives and acks every message queued in q and returns their
 // tasks; a message that is not a task envelope fails t.
-func Drain(ctx context.Context, t *testing.T, q backup.Queue) []events.Task {
+func Drain(ctx context.Context, t *testing.T, q pipeline.Queue) []events.Task {
 	t.Helper()
 	var out []events.Task
 	for {

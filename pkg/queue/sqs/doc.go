@@ -2,6 +2,6 @@
 // standard queue: Send batches within SQS's limits, Receive long-polls and
 // reports ApproximateReceiveCount as the attempt, Ack deletes and Nack
 // changes the message's visibility. The caller builds the *sqs.Client (see
-// pkg/awsconfig; either wire protocol works); errors that are worth
-// retrying later carry a Transient() bool method.
+// internal/awsconfig; either wire protocol works); errors that retrying
+// cannot fix are marked pipeline.Permanent.
 package sqs

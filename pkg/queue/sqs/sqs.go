@@ -2,6 +2,7 @@ package sqs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,10 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
-var _ backup.Queue = (*Queue)(nil)
+var _ pipeline.Queue = (*Queue)(nil)
 
 // SQS limits.
 const (
@@ -57,10 +58,10 @@ func New(client *sqs.Client, queueURL string, o Options) (*Queue, error) {
 	return &Queue{client: client, url: queueURL, o: o}, nil
 }
 
-// Send implements backup.Queue with SendMessageBatch calls of at most
+// Send implements pipeline.Queue with SendMessageBatch calls of at most
 // MaxBatch messages and MaxBatchBytes. It stops at the first batch with a
 // failure; messages of earlier batches stay sent (at least once).
-func (q *Queue) Send(ctx context.Context, msgs ...backup.Message) error {
+func (q *Queue) Send(ctx context.Context, msgs ...pipeline.Message) error {
 	for i, m := range msgs {
 		if err := m.CheckBody(i, MaxBatchBytes); err != nil {
 			return fmt.Errorf("sqs: send: %w", err)
@@ -85,7 +86,7 @@ func (q *Queue) Send(ctx context.Context, msgs ...backup.Message) error {
 
 // sendBatch sends msgs, which start at index first of the Send call; entry
 // ids are those indexes so failures name the caller's messages.
-func (q *Queue) sendBatch(ctx context.Context, first int, msgs []backup.Message) error {
+func (q *Queue) sendBatch(ctx context.Context, first int, msgs []pipeline.Message) error {
 	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
 	for i, m := range msgs {
 		entries[i] = types.SendMessageBatchRequestEntry{
@@ -102,24 +103,24 @@ func (q *Queue) sendBatch(ctx context.Context, first int, msgs []backup.Message)
 		return nil
 	}
 	var b strings.Builder
-	transient := true
+	senderFault := false
 	for i, f := range out.Failed {
 		if i > 0 {
 			b.WriteString("; ")
 		}
 		fmt.Fprintf(&b, "message %s: %s: %s", aws.ToString(f.Id), aws.ToString(f.Code), aws.ToString(f.Message))
-		transient = transient && !f.SenderFault
+		senderFault = senderFault || f.SenderFault
 	}
 	err = fmt.Errorf("sqs: send: %d of %d messages failed: %s", len(out.Failed), len(msgs), b.String())
-	if transient {
-		return &transientError{err}
+	if senderFault {
+		return pipeline.Permanent(err)
 	}
 	return err
 }
 
-// Receive implements backup.Queue. max is clamped to 1..MaxBatch and wait,
+// Receive implements pipeline.Queue. max is clamped to 1..MaxBatch and wait,
 // rounded up to whole seconds, to 0..MaxWait.
-func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]backup.Delivery, error) {
+func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]pipeline.Delivery, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sqs: receive: %w", err)
 	}
@@ -136,14 +137,14 @@ func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]b
 	if err != nil {
 		return nil, fmt.Errorf("sqs: receive: %w", classify(err))
 	}
-	ds := make([]backup.Delivery, 0, len(out.Messages))
+	ds := make([]pipeline.Delivery, 0, len(out.Messages))
 	for _, m := range out.Messages {
 		attempt, err := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 		if err != nil || attempt < 1 {
 			attempt = 1
 		}
-		ds = append(ds, backup.Delivery{
-			Message: backup.Message{Body: []byte(aws.ToString(m.Body))},
+		ds = append(ds, pipeline.Delivery{
+			Message: pipeline.Message{Body: []byte(aws.ToString(m.Body))},
 			ID:      aws.ToString(m.MessageId),
 			Receipt: aws.ToString(m.ReceiptHandle),
 			Attempt: attempt,
@@ -152,8 +153,8 @@ func (q *Queue) Receive(ctx context.Context, limit int, wait time.Duration) ([]b
 	return ds, nil
 }
 
-// Ack implements backup.Queue with DeleteMessage.
-func (q *Queue) Ack(ctx context.Context, d backup.Delivery) error {
+// Ack implements pipeline.Queue with DeleteMessage.
+func (q *Queue) Ack(ctx context.Context, d pipeline.Delivery) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqs: ack %s: %w", d.ID, err)
 	}
@@ -164,9 +165,9 @@ func (q *Queue) Ack(ctx context.Context, d backup.Delivery) error {
 	return nil
 }
 
-// Nack implements backup.Queue with ChangeMessageVisibility; delay is
+// Nack implements pipeline.Queue with ChangeMessageVisibility; delay is
 // rounded up to whole seconds and clamped to 0..MaxVisibility.
-func (q *Queue) Nack(ctx context.Context, d backup.Delivery, delay time.Duration) error {
+func (q *Queue) Nack(ctx context.Context, d pipeline.Delivery, delay time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sqs: nack %s: %w", d.ID, err)
 	}
@@ -188,30 +189,53 @@ func seconds(d, hi time.Duration) int32 {
 	return int32((d + time.Second - 1) / time.Second)
 }
 
-// transientError marks a failure that may succeed when retried later
-// (throttling, 5xx, network). Callers test for it with errors.As on
-// interface{ Transient() bool }, without importing this package.
-type transientError struct{ err error }
-
-func (e *transientError) Error() string   { return e.err.Error() }
-func (e *transientError) Unwrap() error   { return e.err }
-func (e *transientError) Transient() bool { return true }
-
-// classify marks err transient once, here, using the SDK retryer's rules;
-// the SDK has already retried it by the time it gets here.
+// classify marks errors that retrying cannot fix as permanent, once,
+// here: the SDK has already retried what its retryer deems retryable. A
+// 4xx response other than throttling or a timeout (a queue that does not
+// exist, access denied, an invalid request) is permanent; everything else
+// (5xx, throttling, the network) is transient.
 func classify(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	transient := retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary ||
-		retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary
+	if retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary ||
+		retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary {
+		return err
+	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
-		sc := re.HTTPStatusCode()
-		transient = transient || sc == http.StatusTooManyRequests || sc >= 500
-	}
-	if transient {
-		return &transientError{err}
+		if sc := re.HTTPStatusCode(); sc >= 400 && sc < 500 && sc != http.StatusTooManyRequests && sc != http.StatusRequestTimeout {
+			return pipeline.Permanent(err)
+		}
 	}
 	return err
+}
+
+// MaxReceiveCount reads the queue's dead-letter maxReceiveCount: how many
+// deliveries a message gets before SQS moves it to the dead-letter queue
+// (0 when the queue has no redrive policy). The worker gives each task as
+// many attempts.
+func (q *Queue) MaxReceiveCount(ctx context.Context) (int, error) {
+	out, err := q.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(q.url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameRedrivePolicy},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqs: reading the redrive policy of %s: %w", q.url, classify(err))
+	}
+	raw := out.Attributes[string(types.QueueAttributeNameRedrivePolicy)]
+	if raw == "" {
+		return 0, nil
+	}
+	var p struct {
+		MaxReceiveCount any `json:"maxReceiveCount"` // a number, or a string of one
+	}
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		return 0, fmt.Errorf("sqs: redrive policy of %s: %w", q.url, err)
+	}
+	n, err := strconv.Atoi(fmt.Sprint(p.MaxReceiveCount))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("sqs: redrive policy of %s has maxReceiveCount %v", q.url, p.MaxReceiveCount)
+	}
+	return n, nil
 }

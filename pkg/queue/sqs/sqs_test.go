@@ -2,7 +2,6 @@ package sqs
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/internal/motoserver"
-	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
 )
 
@@ -47,7 +46,7 @@ func TestSuite(t *testing.T) {
 		t.Run(string(p), func(t *testing.T) {
 			t.Parallel()
 			c := client(t, p)
-			queuetest.Run(t, func(t *testing.T) backup.Queue {
+			queuetest.Run(t, func(t *testing.T) pipeline.Queue {
 				q, err := New(c, newQueueURL(t, c, nil), Options{VisibilityTimeout: queuetest.VisibilityTimeout})
 				if err != nil {
 					t.Fatal(err)
@@ -68,7 +67,7 @@ func TestQueueDefaultVisibility(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := q.Send(ctx, backup.Message{Body: []byte("x")}); err != nil {
+	if err := q.Send(ctx, pipeline.Message{Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := q.Receive(ctx, 1, time.Second)
@@ -118,9 +117,9 @@ func TestPartialBatchFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msgs []backup.Message
+	var msgs []pipeline.Message
 	for i := range 13 {
-		msgs = append(msgs, backup.Message{Body: []byte(strconv.Itoa(i))})
+		msgs = append(msgs, pipeline.Message{Body: []byte(strconv.Itoa(i))})
 	}
 	err = q.Send(context.Background(), msgs...)
 	if err == nil {
@@ -131,9 +130,8 @@ func TestPartialBatchFailure(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
-	var tr interface{ Transient() bool }
-	if errors.As(err, &tr) {
-		t.Error("a sender fault was marked transient")
+	if !pipeline.IsPermanent(err) {
+		t.Error("a sender fault was not marked permanent")
 	}
 	if calls != 1 {
 		t.Errorf("Send went on after a failed batch (%d calls)", calls)

@@ -1,4 +1,4 @@
-package backup
+package pipeline
 
 import (
 	"context"
@@ -10,18 +10,38 @@ import (
 	"github.com/edgevault/edgevault/pkg/blob"
 )
 
+// The ports: what the engine needs from its surroundings. Adapters live in
+// packages named after what they adapt (pkg/blob/fs, pkg/blob/s3,
+// pkg/queue/mem, pkg/queue/sqs) and pass the behaviour suites in
+// pkg/blob/blobtest and pkg/queue/queuetest.
+//
+// Failures, one vocabulary for every port: a "not found" wraps
+// blob.ErrNotExist, a lost create race blob.ErrExist, a lost
+// compare-and-swap blob.ErrConflict. An adapter marks an error that
+// retrying cannot fix (access denied, a bucket or queue that does not
+// exist, a request the service refuses as invalid) with Permanent, once,
+// after its SDK's own retries; every other error is transient, and the
+// engine retries it through redelivery, never in a loop of its own.
+
 // BlobStore holds job records, staging parts and finished archives. Keys are
 // '/'-separated and pass blob.ValidateKey; no key may be a '/'-prefix of
-// another (a file system cannot hold both "a" and "a/b"). Adapters:
-// pkg/blob/fs, pkg/blob/s3.
+// another (a file system cannot hold both "a" and "a/b").
 type BlobStore interface {
 	// Put stores r under key. The blob becomes visible only once r has been
 	// read to EOF without error (write+rename, single PUT or completed
 	// multipart upload); a failed Put leaves any previous blob untouched.
 	Put(ctx context.Context, key string, r io.Reader) error
-	// Create is Put that fails with blob.ErrExist when key already exists.
-	// It is what fences state transitions that must happen once.
+	// Create is Put that fails with blob.ErrExist when key already exists;
+	// of concurrent Creates of one key exactly one succeeds. It is what
+	// fences state transitions that must happen once.
 	Create(ctx context.Context, key string, r io.Reader) error
+	// ReadVersion opens key and reports the version of what it reads.
+	ReadVersion(ctx context.Context, key string) (io.ReadCloser, blob.Version, error)
+	// Replace is Put that succeeds only while key still holds version v;
+	// otherwise (replaced, or deleted, since v was read) it fails with
+	// blob.ErrConflict and changes nothing. Of concurrent Replaces of one
+	// version exactly one succeeds: the compare-and-swap of job records.
+	Replace(ctx context.Context, key string, r io.Reader, v blob.Version) error
 	// Get opens key; a missing key gives an error wrapping blob.ErrNotExist.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	// GetRange opens length bytes of key from offset; length < 0 reads to
@@ -39,7 +59,6 @@ type BlobStore interface {
 
 // Composer is implemented by stores that can concatenate blobs without
 // streaming them through the caller (S3 UploadPartCopy, a local file copy).
-// The assembler uses it when available.
 type Composer interface {
 	// Compose writes the concatenation of srcs to dst atomically. dst may be
 	// one of srcs; a missing source wraps blob.ErrNotExist and leaves dst
@@ -84,11 +103,11 @@ type Delivery struct {
 	Attempt int    // 1 on first delivery
 }
 
-// Queue carries tasks and re-check messages between the scheduler, workers
-// and the assembler. Delivery is at least once. Adapters: pkg/queue/mem,
-// pkg/queue/sqs.
+// Queue carries tasks and check messages between the scheduler, workers
+// and the controller. Delivery is at least once, in no particular order.
 type Queue interface {
-	// Send enqueues messages (adapters batch as the service allows).
+	// Send enqueues messages (adapters batch as the service allows). When
+	// it fails, any prefix of msgs may have been sent.
 	Send(ctx context.Context, msgs ...Message) error
 	// Receive waits up to wait for at most max messages. Received messages
 	// are hidden from other receivers until acked, nacked or their
@@ -98,15 +117,4 @@ type Queue interface {
 	Ack(ctx context.Context, d Delivery) error
 	// Nack makes a delivered message visible again after delay.
 	Nack(ctx context.Context, d Delivery, delay time.Duration) error
-}
-
-
-// JWT_ADMIN_SECRET, SERVICE_KEY, ...) that --include-secrets backs up and a
-// restore writes back last. Adapters: local files (.dev.vars and
-// .edgebase/secrets.json) and AWS Secrets Manager (pkg/secrets).
-type SecretStore interface {
-	// Load returns every secret; an empty store gives an empty map.
-	Load(ctx context.Context) (map[string]string, error)
-	// Save merges values into the store.
-	Save(ctx context.Context, values map[string]string) error
 }

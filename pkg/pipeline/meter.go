@@ -1,4 +1,4 @@
-package backup
+package pipeline
 
 import (
 	"context"
@@ -8,18 +8,10 @@ import (
 type meterKey struct{}
 
 // WithMeter returns a context whose task handlers report bytes moved to
-// fn as they go (the CLI's progress bar); fn must be safe for concurrent
-// use.
+// fn as they go (the CLI's progress display); fn must be safe for
+// concurrent use.
 func WithMeter(ctx context.Context, fn func(n int64)) context.Context {
 	return context.WithValue(ctx, meterKey{}, fn)
-}
-
-// meter returns the context's byte reporter, or a no-op.
-func meter(ctx context.Context) func(int64) {
-	if fn, ok := ctx.Value(meterKey{}).(func(int64)); ok && fn != nil {
-		return fn
-	}
-	return func(int64) {}
 }
 
 // MeteredReader reports every byte read from r to the context's meter.

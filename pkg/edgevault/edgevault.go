@@ -1,0 +1,108 @@
+package edgevault
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/backup"
+	"github.com/edgevault/edgevault/pkg/discovery"
+	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/pipeline"
+	"github.com/edgevault/edgevault/pkg/restore"
+	"github.com/edgevault/edgevault/pkg/secrets"
+)
+
+// Deps is what an engine is built from. The CLI fills it with a local
+// directory and an in-process queue, each Lambda function with S3, SQS and
+// Secrets Manager; a function that never talks to EdgeBase (the
+// assembler) leaves Client nil.
+type Deps struct {
+	Store pipeline.BlobStore
+	// Staging and Archives are key prefixes of Store ("" or ending in '/').
+	Staging, Archives string
+	// Tasks carries task messages; Control check messages (nil when the
+	// caller drives checks itself, as the embedded runner does).
+	Tasks, Control pipeline.Queue
+	Client         *edgebase.Client
+	Enum           *discovery.Enumerator
+	// Secrets is where --include-secrets reads and a restore writes
+	// EdgeBase secrets (nil: none are available).
+	Secrets secrets.Store
+	// OpenArchive resolves the archive a restore job names.
+	OpenArchive func(ctx context.Context, name string) (restore.Source, error)
+	// Source overrides the archive "source" derived from the URL.
+	Source  string
+	Now     func() time.Time
+	Log     *slog.Logger
+	Engine  pipeline.Options
+	Backup  BackupOptions
+	Restore RestoreOptions
+	// NewID makes the id of a job started without one.
+	NewID func(kind events.JobKind, now time.Time) string
+}
+
+// BackupOptions tune backup jobs.
+type BackupOptions struct {
+	// Concurrency bounds object downloads inside one storage range.
+	Concurrency int
+	// RangeKeys and RangeBytes close a storage page range.
+	RangeKeys  int
+	RangeBytes int64
+	// Spool is shared by every storage task of the process (nil: a
+	// default spool in the system temp directory).
+	Spool *backup.Spool
+	// ComposeAbove joins storage members server-side above this size
+	// (negative: never).
+	ComposeAbove int64
+}
+
+// RestoreOptions tune restore jobs.
+type RestoreOptions struct {
+	Concurrency restore.Concurrency
+	ChunkBytes  int64
+	DORetry     edgebase.RetryPolicy
+	RangeKeys   int
+}
+
+// New builds the engine with both job kinds registered: the one
+// composition root of the CLI and every Lambda function.
+func New(d Deps) (*pipeline.Engine, error) {
+	if d.Store == nil || d.Tasks == nil {
+		return nil, errors.New("edgevault: a store and a task queue are required")
+	}
+	jobs, err := pipeline.NewJobs(d.Store, d.Staging, d.Archives, d.Now)
+	if err != nil {
+		return nil, err
+	}
+	bt := &backup.Tasks{Jobs: jobs, Client: d.Client, Secrets: d.Secrets, Concurrency: d.Backup.Concurrency, Spool: d.Backup.Spool}
+	rt := &restore.Tasks{Jobs: jobs, Client: d.Client, Secrets: d.Secrets, Concurrency: d.Restore.Concurrency,
+		ChunkBytes: d.Restore.ChunkBytes, DORetry: d.Restore.DORetry}
+	target := ""
+	if d.Client != nil {
+		target = d.Client.BaseURL()
+	}
+	source := d.Source
+	if source == "" {
+		source = backup.SourceFor(target, d.Enum != nil && d.Enum.Edge != nil)
+	}
+	return pipeline.New(pipeline.Config{
+		Jobs: jobs, Tasks: d.Tasks, Control: d.Control, Options: d.Engine,
+		Target: target, Source: source, NewID: d.NewID, Log: d.Log,
+		Domains: map[events.JobKind]pipeline.Domain{
+			events.KindBackup: {
+				Planner: &backup.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum,
+					RangeKeys: d.Backup.RangeKeys, RangeBytes: d.Backup.RangeBytes, Log: d.Log},
+				Handlers: bt.Handlers(),
+				Finisher: &backup.Assembler{Jobs: jobs, ComposeAbove: d.Backup.ComposeAbove, Log: d.Log},
+			},
+			events.KindRestore: {
+				Planner: &restore.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum, Open: d.OpenArchive,
+					RangeKeys: d.Restore.RangeKeys, Log: d.Log},
+				Handlers: rt.Handlers(),
+			},
+		},
+	})
+}

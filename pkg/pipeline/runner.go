@@ -1,0 +1,197 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgevault/edgevault/events"
+)
+
+// CountingQueue wraps a Queue and counts messages sent but not yet
+// settled, which is how the embedded runner knows the queue has drained.
+type CountingQueue struct {
+	Queue
+	pending atomic.Int64
+}
+
+// Send implements Queue. A failed Send may have sent a prefix of msgs;
+// counting them all errs on the side of waiting (the runner's stall
+// detection still ends a job whose count never drains).
+func (q *CountingQueue) Send(ctx context.Context, msgs ...Message) error {
+	q.pending.Add(int64(len(msgs)))
+	return q.Queue.Send(ctx, msgs...)
+}
+
+// Ack implements Queue.
+func (q *CountingQueue) Ack(ctx context.Context, d Delivery) error {
+	if err := q.Queue.Ack(ctx, d); err != nil {
+		return err
+	}
+	q.pending.Add(-1)
+	return nil
+}
+
+// Pending is how many sent messages are not acked yet.
+func (q *CountingQueue) Pending() int64 { return q.pending.Load() }
+
+// Runner drives one job to its end in-process, the way the serverless
+// runtime does with Lambda: Concurrency goroutines take tasks from the
+// queue and run them through the engine's Worker, settling each delivery
+// with the same Decide/Settle; whenever the queue drains (or a task fails
+// for good) the runner advances the job (Engine.Advance), which opens the
+// next phase, re-sends what is missing or finishes the job.
+type Runner struct {
+	Engine      *Engine
+	Queue       *CountingQueue // the engine's task queue
+	Concurrency int
+	// Tick is how often the job is looked at while tasks are pending
+	// (default 250 ms); StallTicks how many looks at a drained queue that
+	// change nothing make the run give up (default 20).
+	Tick       time.Duration
+	StallTicks int
+	Log        *slog.Logger
+}
+
+// Run returns the job's final record. A job that fails returns its record
+// and an error naming the failed units.
+func (r *Runner) Run(ctx context.Context, jobID string) (*events.Job, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	var failedTask atomic.Bool
+	g, gctx := errgroup.WithContext(ctx)
+	for range max(r.Concurrency, 1) {
+		g.Go(func() error { return r.work(gctx, &failedTask, signal) })
+	}
+	job, runErr := r.control(ctx, jobID, wake, &failedTask)
+	cancel()
+	if err := g.Wait(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return job, runErr
+	}
+	if job.State == events.StateFailed {
+		return job, JobFailedError(job)
+	}
+	return job, nil
+}
+
+// work is one worker goroutine.
+func (r *Runner) work(ctx context.Context, failedTask *atomic.Bool, signal func()) error {
+	for {
+		ds, err := r.Queue.Receive(ctx, 1, 100*time.Millisecond)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, d := range ds {
+			dec, err := r.deliver(ctx, d)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			if dec.Action == DeadLetter {
+				failedTask.Store(true)
+				signal() // let the controller look now: fail fast
+			}
+		}
+		if len(ds) > 0 && r.Queue.Pending() == 0 {
+			signal()
+		}
+	}
+}
+
+// deliver processes one message and settles it.
+func (r *Runner) deliver(ctx context.Context, d Delivery) (Decision, error) {
+	env, err := events.Decode(d.Body)
+	if err == nil && env.Task == nil {
+		err = fmt.Errorf("%w: a check message on the task queue", events.ErrBadMessage)
+	}
+	var dec Decision
+	if err != nil {
+		logger(r.Log).Error("malformed task message; dropping it", "err", err)
+		dec = Decision{Action: DeadLetter}
+	} else {
+		perr := r.Engine.Worker.Process(ctx, *env.Task, d.Attempt)
+		dec = Decide(ctx, perr, d.Attempt, r.Engine.opt.MaxAttempts, r.Engine.opt.Backoff)
+	}
+	if ctx.Err() != nil {
+		return dec, nil // the run is ending; the message stays in the (in-memory) queue
+	}
+	_, err = Settle(ctx, r.Queue, d, dec, r.Queue.Ack)
+	return dec, err
+}
+
+// control advances the job whenever the queue drains or a task fails,
+// until the job ends.
+func (r *Runner) control(ctx context.Context, id string, wake <-chan struct{}, failedTask *atomic.Bool) (*events.Job, error) {
+	tick := time.NewTicker(cmp(r.Tick, 250*time.Millisecond))
+	defer tick.Stop()
+	stall, failures := 0, 0
+	var job *events.Job
+	for {
+		select {
+		case <-ctx.Done():
+			return job, ctx.Err()
+		case <-wake:
+		case <-tick.C:
+		}
+		failed := failedTask.Swap(false)
+		if r.Queue.Pending() > 0 && !failed {
+			stall = 0
+			continue
+		}
+		after, err := r.Engine.Advance(ctx, id)
+		if err != nil {
+			// A failed step is repeated on the next look (every step is
+			// safe to repeat); only one that keeps failing ends the run.
+			if failures++; IsPermanent(err) || failures > cmpInt(r.StallTicks, 20) || ctx.Err() != nil {
+				return job, err
+			}
+			logger(r.Log).Warn("advancing the job failed; trying again", "job", id, "err", err)
+			continue
+		}
+		job, failures = after, 0
+		if job.State.Terminal() {
+			return job, nil
+		}
+		if r.Queue.Pending() == 0 {
+			// Drained, advanced, not finished and nothing new queued: only
+			// possible if stored state is inconsistent. Give retries a few
+			// looks, then report instead of hanging.
+			if stall++; stall > cmpInt(r.StallTicks, 20) {
+				return job, fmt.Errorf("pipeline: job %s stalled in state %s (phase %d) with no queued work", id, job.State, job.Phase)
+			}
+		}
+	}
+}
+
+func cmp(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+func cmpInt(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}

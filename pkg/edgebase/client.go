@@ -29,7 +29,9 @@ type Options struct {
 	BaseURL    string
 	ServiceKey sensitive.String
 	// HTTPClient is used for every request; the default keeps enough idle
-	// connections per host for high fan-out.
+	// connections per host for high fan-out. The client uses a copy whose
+	// CheckRedirect refuses redirects to another origin (ErrRedirect) before
+	// applying the given policy.
 	HTTPClient *http.Client
 	// HeaderTimeout bounds the wait for response headers (default 30 s, the
 	// official CLI's timeout). Bodies may stream for longer.
@@ -129,6 +131,7 @@ func New(o Options) (*Client, error) {
 	if c.hc == nil {
 		c.hc = &http.Client{Transport: DefaultTransport()}
 	}
+	c.hc = guardRedirects(c.hc)
 	if c.headerTimeout <= 0 {
 		c.headerTimeout = 30 * time.Second
 	}
@@ -315,6 +318,10 @@ func (c *Client) once(parent context.Context, r request) error {
 	if err != nil {
 		if parent.Err() != nil {
 			return parent.Err()
+		}
+		if errors.Is(err, ErrRedirect) {
+			// A policy refusal: repeating the request gives the same answer.
+			return fmt.Errorf("edgebase: %s: %w", r.op, err)
 		}
 		if sent != nil && sent.err != nil {
 			// Producing the request body failed (e.g. invalid staged data):

@@ -234,9 +234,22 @@ func (c *Client) ListStorage(ctx context.Context, fn func(Object) error) (total 
 
 // ObjectInfo is what a storage get reply says about the object.
 type ObjectInfo struct {
-	Key         string
-	Size        int64 // -1 when the server sent no Content-Length
+	Key  string
+	Size int64 // -1 when the server sent no Content-Length
+	// ContentType is the object's stored type as the server reported it
+	// (DefaultContentType when it sent none), or "" when Masked: a masked
+	// type is never presented as the real one.
 	ContentType string
+	// Masked reports that the server served the object as a download
+	// (Content-Disposition: attachment with application/octet-stream), as
+	// EdgeBase 0.4+ does for every type outside its passive list. The real
+	// type is unknown: it may be HTML, JSON, PDF, ... or really
+	// application/octet-stream. Callers that must record a type fall back
+	// to another source (R2's S3 API, the listing) or DefaultContentType,
+	// and say so.
+	Masked bool
+	// ServedContentType is the Content-Type header exactly as sent.
+	ServedContentType string
 }
 
 // GetObject streams one R2 object to fn. Like DumpDO, the whole call is
@@ -245,12 +258,20 @@ func (c *Client) GetObject(ctx context.Context, key string, fn func(io.Reader, O
 	return c.do(ctx, request{op: "dump-storage get", method: http.MethodPost,
 		path: backupPath("dump-storage"), query: "action=get&key=" + EncodeURIComponent(key),
 		handle: func(resp *http.Response, body io.Reader) error {
-			info := ObjectInfo{Key: key, Size: resp.ContentLength, ContentType: resp.Header.Get("Content-Type")}
-			if info.ContentType == "" {
-				info.ContentType = "application/octet-stream"
-			}
-			return fn(body, info)
+			return fn(body, objectInfo(key, resp))
 		}})
+}
+
+func objectInfo(key string, resp *http.Response) ObjectInfo {
+	served := resp.Header.Get("Content-Type")
+	info := ObjectInfo{Key: key, Size: resp.ContentLength, ContentType: served, ServedContentType: served}
+	switch {
+	case masked(resp.Header):
+		info.Masked, info.ContentType = true, ""
+	case served == "":
+		info.ContentType = DefaultContentType
+	}
+	return info
 }
 
 // WipeStorage deletes every R2 object of the deployment.
@@ -272,7 +293,7 @@ func (c *Client) WipeStorage(ctx context.Context) (deleted int64, err error) {
 // content type becomes the object's httpMetadata.contentType.
 func (c *Client) PutObject(ctx context.Context, key, contentType string, size int64, body BodyFunc) error {
 	if contentType == "" {
-		contentType = "application/octet-stream"
+		contentType = DefaultContentType
 	}
 	var out struct {
 		OK   bool   `json:"ok"`

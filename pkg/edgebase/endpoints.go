@@ -47,7 +47,9 @@ func (c *Client) ListDOs(ctx context.Context, hexIDs []string) ([]DO, error) {
 }
 
 // Config returns the server's runtime config: the raw bytes (stored in
-// backups verbatim) and the parsed parts the pipeline needs.
+// backups verbatim) and the parsed parts the pipeline needs. On 0.4.2+
+// servers it is a redacted snapshot (see RedactedValue, Config.Redacted):
+// it describes the deployment, it cannot recreate it.
 func (c *Client) Config(ctx context.Context) (*Config, []byte, error) {
 	var raw []byte
 	err := c.do(ctx, request{op: "config", method: http.MethodGet, path: backupPath("config"),

@@ -208,6 +208,9 @@ type request struct {
 	// committed, when set, reports that handle has produced side effects a
 	// retry would repeat (e.g. callbacks already invoked).
 	committed func() bool
+	// scope is the service-key scope the call needs; backup routes need
+	// BackupScope, set from the path.
+	scope string
 }
 
 func backupPath(route string) string { return "/admin/api/backup/" + route }
@@ -341,6 +344,11 @@ func (c *Client) once(parent context.Context, r request) error {
 			return &transportError{op: r.op, err: fmt.Errorf("HTTP %d, reading error body: %w", resp.StatusCode, rerr)}
 		}
 		ae := newAPIError(r.op, resp.StatusCode, b)
+		scope := r.scope
+		if scope == "" && strings.HasPrefix(r.path, backupPath("")) {
+			scope = BackupScope
+		}
+		ae.noteScope(resp.Header, scope, strings.HasPrefix(c.key.Reveal(), "jb_"))
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 				return &retryAfterError{APIError: ae, after: d}

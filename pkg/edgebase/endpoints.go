@@ -338,7 +338,8 @@ func (c *Client) TouchTable(ctx context.Context, namespace, id, table string) er
 		p += "/" + EncodeURIComponent(id)
 	}
 	p += "/tables/" + EncodeURIComponent(table)
-	return c.do(ctx, request{op: "touch " + namespace, method: http.MethodGet, path: p, query: "limit=1"})
+	return c.do(ctx, request{op: "touch " + namespace, method: http.MethodGet, path: p, query: "limit=1",
+		scope: "db:table:" + table + ":read"})
 }
 
 func (c *Client) jsonCall(ctx context.Context, route string, in, out any) error {

@@ -19,7 +19,8 @@ import (
 
 type flags struct {
 	addr, key, seed, state, profile, readyFile, worker string
-	benchN, benchM                                     int
+	benchN, benchM, grants                             int
+	edgebase                                           edgebasetest.Profile
 }
 
 func parseFlags(args []string, stderr io.Writer) (flags, error) {
@@ -32,11 +33,21 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	fs.IntVar(&f.benchN, "bench-n", 50, "bench profile: DO blocks, posts and ledger rows")
 	fs.IntVar(&f.benchM, "bench-m", 200, "bench profile: R2 objects")
 	fs.StringVar(&f.state, "state", "", "state directory (default: temporary, removed on exit)")
-	fs.StringVar(&f.profile, "profile", "default", "config profile: default|static (bench seeding uses the bench config)")
+	fs.StringVar(&f.profile, "profile", "default", "config profile: default|static|redaction (bench seeding uses the bench config; redaction adds values a 0.5 snapshot withholds)")
+	edgebase := fs.String("edgebase", "0.2.8", "EdgeBase version to behave like: 0.2.8 (the real peer) or 0.5 (0.4.2-0.5.x: internal storage keys, masked content types, redacted config)")
+	fs.IntVar(&f.grants, "upload-grants", 0, "also store this many upload-grant markers (__edgebase_internal__/signed-upload-grants/...)")
 	fs.StringVar(&f.readyFile, "ready-file", "", "also write the EDGEBASE_URL line to this file")
 	fs.StringVar(&f.worker, "worker", "edgebase", "worker (script) name; names the DO state directory")
 	if err := fs.Parse(args); err != nil {
 		return f, err
+	}
+	p, err := edgebasetest.ParseProfile(*edgebase)
+	if err != nil {
+		return f, fmt.Errorf("--edgebase: %w", err)
+	}
+	f.edgebase = p
+	if f.grants < 0 {
+		return f, fmt.Errorf("--upload-grants must not be negative")
 	}
 	switch f.seed {
 	case "none", "demo", "bench":
@@ -44,9 +55,9 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 		return f, fmt.Errorf("--seed must be none, demo or bench, not %q", f.seed)
 	}
 	switch f.profile {
-	case "default", "static":
+	case "default", "static", "redaction":
 	default:
-		return f, fmt.Errorf("--profile must be default or static, not %q", f.profile)
+		return f, fmt.Errorf("--profile must be default, static or redaction, not %q", f.profile)
 	}
 	host, _, err := net.SplitHostPort(f.addr)
 	if err != nil {
@@ -55,8 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (flags, error) {
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return f, fmt.Errorf("--addr %q: only loopback addresses are allowed", f.addr)
 	}
-	if f.seed == "demo" && f.profile != "default" {
-		return f, errors.New("--seed demo needs --profile default")
+	if f.seed == "demo" && f.profile == "static" {
+		return f, errors.New("--seed demo needs --profile default or redaction")
 	}
 	return f, nil
 }
@@ -67,6 +78,8 @@ func (f flags) config() edgebasetest.Config {
 		return edgebasetest.BenchConfig(f.benchN)
 	case f.profile == "static":
 		return edgebasetest.StaticConfig()
+	case f.profile == "redaction":
+		return edgebasetest.RedactionConfig()
 	}
 	return edgebasetest.DefaultConfig()
 }
@@ -77,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := f.config()
-	em, err := edgebasetest.New(edgebasetest.Options{ServiceKey: f.key, Config: &cfg, StateDir: f.state, Addr: f.addr, Worker: f.worker})
+	em, err := edgebasetest.New(edgebasetest.Options{ServiceKey: f.key, Config: &cfg, StateDir: f.state, Addr: f.addr, Worker: f.worker, Profile: f.edgebase})
 	if err != nil {
 		return err
 	}
@@ -96,6 +109,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "seeded bench: N=%d M=%d in %s\n", f.benchN, f.benchM, time.Since(start).Round(time.Millisecond))
 	}
+	if f.grants > 0 {
+		if _, err := em.AddUploadGrants(ctx, f.grants); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "stored %d upload-grant markers\n", f.grants)
+	}
+	fmt.Fprintf(stderr, "behaving like EdgeBase %s\n", f.edgebase)
 	line := "EDGEBASE_URL=" + em.URL() + "\n"
 	if f.readyFile != "" {
 		tmp := f.readyFile + ".tmp"

@@ -3,5 +3,8 @@
 // every DO is one SQLite file <state>/v3/do/<worker>-<Class>/<hex-id>.sqlite.
 // It is how edgevault finds dynamic DB instances (workspace:ws-1, ...)
 // without Cloudflare credentials: EdgeBase's own list-dos only knows the
-// config's block names. Files are opened read-only.
+// config's block names. The state may be a dev server's (--persist-to,
+// .wrangler/state) or a packaged app's (`edgebase pack`, under the user's
+// data directory; PackagedStateDirs knows where per OS). Files are opened
+// read-only.
 package miniflare

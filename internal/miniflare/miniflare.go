@@ -26,16 +26,31 @@ type Instance struct {
 	HasData bool
 }
 
-// FindDODir locates the v3/do directory under dir, accepting the
-// Miniflare root itself, its parent, or the v3/do directory.
+// stateRoots are the places below a given directory where a v3/ state
+// tree may sit: the directory itself (wrangler --persist-to, a packaged
+// app's <data>/<app>/state), miniflare/ (the test peer's state dir),
+// state/ (a packaged app's data directory <data>/<app>) and
+// .wrangler/state/ (a project directory running plain wrangler dev).
+var stateRoots = [][]string{{}, {"miniflare"}, {"state"}, {".wrangler", "state"}}
+
+// FindDODir locates the v3/do directory under dir, accepting the v3/do
+// directory itself, v3/, or any of the state roots above.
 func FindDODir(dir string) (string, error) {
-	for _, c := range []string{dir, filepath.Join(dir, "do"), filepath.Join(dir, "v3", "do"), filepath.Join(dir, "miniflare", "v3", "do"), filepath.Join(dir, "state", "v3", "do")} {
+	cands := []string{dir, filepath.Join(dir, "do")}
+	for _, r := range stateRoots {
+		cands = append(cands, filepath.Join(append(append([]string{dir}, r...), "v3", "do")...))
+	}
+	for _, c := range cands {
 		if m, _ := filepath.Glob(filepath.Join(c, "*-*")); len(m) > 0 && filepath.Base(c) == "do" {
 			return c, nil
 		}
 	}
 	// A server that never stored a DO has a v3 directory without do/.
-	for _, c := range []string{filepath.Join(dir, "v3"), filepath.Join(dir, "miniflare", "v3"), filepath.Join(dir, "state", "v3")} {
+	var v3s []string
+	for _, r := range stateRoots {
+		v3s = append(v3s, filepath.Join(append(append([]string{dir}, r...), "v3")...))
+	}
+	for _, c := range v3s {
 		if st, err := os.Stat(c); err == nil && st.IsDir() {
 			return filepath.Join(c, "do"), nil
 		}

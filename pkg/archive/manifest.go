@@ -41,6 +41,35 @@ type Manifest struct {
 	Objects         int64          `json:"objects"`
 	StorageBytes    int64          `json:"storageBytes"`
 	Secrets         bool           `json:"secrets"`
+	// Server records what the backup observed about the server where a
+	// newer EdgeBase (0.4+) shows less than 0.2.8 did. Absent in manifests
+	// written before it existed, or by writers that did not look.
+	Server *ServerObservations `json:"server,omitempty"`
+}
+
+// ServerObservations are facts about the server seen while backing up,
+// none of which the v1.1 archive can hold. Counts are written even when
+// zero: "looked and found none" differs from an absent Server.
+type ServerObservations struct {
+	// ContentTypesMasked counts storage objects the server served as an
+	// octet-stream attachment, so their real type was unknown and the
+	// archive records a fallback.
+	ContentTypesMasked int64 `json:"contentTypesMasked"`
+	// ConfigRedacted reports a config snapshot with redacted values: the
+	// archived config describes the deployment, it cannot recreate it.
+	ConfigRedacted bool `json:"configRedacted"`
+	// InternalKeysSkipped counts server-internal storage keys (e.g.
+	// upload-grant markers) left out of the archive.
+	InternalKeysSkipped int64 `json:"internalKeysSkipped"`
+}
+
+// Observe returns m.Server, creating it on first use, so a writer can
+// record observations as it makes them.
+func (m *Manifest) Observe() *ServerObservations {
+	if m.Server == nil {
+		m.Server = &ServerObservations{}
+	}
+	return m.Server
 }
 
 // ManifestPart is one byte range of an archive and its SHA-256.
@@ -138,6 +167,8 @@ func DecodeManifest(r io.Reader) (Manifest, error) {
 		return m, fmt.Errorf("archive: manifest has neither a sha256 nor parts")
 	case m.SHA256 != "" && !isSHA256Hex(m.SHA256):
 		return m, fmt.Errorf("archive: manifest has an invalid sha256")
+	case m.Server != nil && (m.Server.ContentTypesMasked < 0 || m.Server.InternalKeysSkipped < 0):
+		return m, fmt.Errorf("archive: manifest has negative server counts")
 	}
 	var off int64
 	for i, p := range m.Parts {

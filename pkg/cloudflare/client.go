@@ -77,10 +77,13 @@ func (p RetryPolicy) backoff(n int) time.Duration {
 
 // Options configures a Client. AccountID and Token are required.
 type Options struct {
-	BaseURL    string // default DefaultBaseURL; a path prefix is kept
-	AccountID  string
-	Token      sensitive.String // API token with Workers Scripts Read; sent as "Authorization: Bearer"
-	HTTPClient *http.Client     // default: a client with a 60 s timeout
+	BaseURL   string // default DefaultBaseURL; a path prefix is kept
+	AccountID string
+	Token     sensitive.String // API token with Workers Scripts Read; sent as "Authorization: Bearer"
+	// HTTPClient sends the requests (default: a client with a 60 s
+	// timeout). The client uses a copy whose CheckRedirect refuses
+	// redirects to another origin (ErrRedirect) before the given policy.
+	HTTPClient *http.Client
 	// Limiter gates every request. Pass the same Limiter to every client
 	// using this token in the process; nil gives this client its own
 	// default Limiter.
@@ -182,7 +185,7 @@ func New(o Options) (*Client, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
-		base: base, account: o.AccountID, token: o.Token, http: o.HTTPClient,
+		base: base, account: o.AccountID, token: o.Token, http: guardRedirects(o.HTTPClient),
 		limiter: o.Limiter, retry: o.Retry.withDefaults(),
 		nsPage: o.NamespacesPerPage, objPage: o.ObjectsPerPage,
 		now: o.Now, sleep: o.Sleep, log: o.Logger,
@@ -264,6 +267,9 @@ func getOnce[T any](ctx context.Context, c *Client, rawURL string) (envelope[T],
 	if err != nil {
 		if ctx.Err() != nil {
 			return envelope[T]{}, nil, ctx.Err()
+		}
+		if errors.Is(err, ErrRedirect) {
+			return envelope[T]{}, &APIError{Kind: ErrRedirect, Cause: err}, nil
 		}
 		return envelope[T]{}, &APIError{Kind: ErrServer, Cause: err}, nil
 	}

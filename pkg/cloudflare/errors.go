@@ -30,6 +30,10 @@ var (
 	// (not JSON, success:false on 2xx, malformed ids, a cursor that does not
 	// advance).
 	ErrBadResponse = errors.New("cloudflare: bad response")
+	// ErrRedirect: the API redirected a request to another origin (scheme,
+	// host or port). The client refuses, so the token is never sent
+	// elsewhere; it is not retried.
+	ErrRedirect = errors.New("cloudflare: redirect to another origin refused")
 )
 
 // Message is one entry of Cloudflare's "errors" array.

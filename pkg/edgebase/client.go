@@ -29,7 +29,9 @@ type Options struct {
 	BaseURL    string
 	ServiceKey sensitive.String
 	// HTTPClient is used for every request; the default keeps enough idle
-	// connections per host for high fan-out.
+	// connections per host for high fan-out. The client uses a copy whose
+	// CheckRedirect refuses redirects to another origin (ErrRedirect) before
+	// applying the given policy.
 	HTTPClient *http.Client
 	// HeaderTimeout bounds the wait for response headers (default 30 s, the
 	// official CLI's timeout). Bodies may stream for longer.
@@ -129,6 +131,7 @@ func New(o Options) (*Client, error) {
 	if c.hc == nil {
 		c.hc = &http.Client{Transport: DefaultTransport()}
 	}
+	c.hc = guardRedirects(c.hc)
 	if c.headerTimeout <= 0 {
 		c.headerTimeout = 30 * time.Second
 	}
@@ -205,6 +208,9 @@ type request struct {
 	// committed, when set, reports that handle has produced side effects a
 	// retry would repeat (e.g. callbacks already invoked).
 	committed func() bool
+	// scope is the service-key scope the call needs; backup routes need
+	// BackupScope, set from the path.
+	scope string
 }
 
 func backupPath(route string) string { return "/admin/api/backup/" + route }
@@ -316,6 +322,10 @@ func (c *Client) once(parent context.Context, r request) error {
 		if parent.Err() != nil {
 			return parent.Err()
 		}
+		if errors.Is(err, ErrRedirect) {
+			// A policy refusal: repeating the request gives the same answer.
+			return fmt.Errorf("edgebase: %s: %w", r.op, err)
+		}
 		if sent != nil && sent.err != nil {
 			// Producing the request body failed (e.g. invalid staged data):
 			// that is the caller's error, and repeating will not help.
@@ -334,6 +344,11 @@ func (c *Client) once(parent context.Context, r request) error {
 			return &transportError{op: r.op, err: fmt.Errorf("HTTP %d, reading error body: %w", resp.StatusCode, rerr)}
 		}
 		ae := newAPIError(r.op, resp.StatusCode, b)
+		scope := r.scope
+		if scope == "" && strings.HasPrefix(r.path, backupPath("")) {
+			scope = BackupScope
+		}
+		ae.noteScope(resp.Header, scope, strings.HasPrefix(c.key.Reveal(), "jb_"))
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 				return &retryAfterError{APIError: ae, after: d}

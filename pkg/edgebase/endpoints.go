@@ -47,7 +47,9 @@ func (c *Client) ListDOs(ctx context.Context, hexIDs []string) ([]DO, error) {
 }
 
 // Config returns the server's runtime config: the raw bytes (stored in
-// backups verbatim) and the parsed parts the pipeline needs.
+// backups verbatim) and the parsed parts the pipeline needs. On 0.4.2+
+// servers it is a redacted snapshot (see RedactedValue, Config.Redacted):
+// it describes the deployment, it cannot recreate it.
 func (c *Client) Config(ctx context.Context) (*Config, []byte, error) {
 	var raw []byte
 	err := c.do(ctx, request{op: "config", method: http.MethodGet, path: backupPath("config"),
@@ -234,9 +236,22 @@ func (c *Client) ListStorage(ctx context.Context, fn func(Object) error) (total 
 
 // ObjectInfo is what a storage get reply says about the object.
 type ObjectInfo struct {
-	Key         string
-	Size        int64 // -1 when the server sent no Content-Length
+	Key  string
+	Size int64 // -1 when the server sent no Content-Length
+	// ContentType is the object's stored type as the server reported it
+	// (DefaultContentType when it sent none), or "" when Masked: a masked
+	// type is never presented as the real one.
 	ContentType string
+	// Masked reports that the server served the object as a download
+	// (Content-Disposition: attachment with application/octet-stream), as
+	// EdgeBase 0.4+ does for every type outside its passive list. The real
+	// type is unknown: it may be HTML, JSON, PDF, ... or really
+	// application/octet-stream. Callers that must record a type fall back
+	// to another source (R2's S3 API, the listing) or DefaultContentType,
+	// and say so.
+	Masked bool
+	// ServedContentType is the Content-Type header exactly as sent.
+	ServedContentType string
 }
 
 // GetObject streams one R2 object to fn. Like DumpDO, the whole call is
@@ -245,12 +260,20 @@ func (c *Client) GetObject(ctx context.Context, key string, fn func(io.Reader, O
 	return c.do(ctx, request{op: "dump-storage get", method: http.MethodPost,
 		path: backupPath("dump-storage"), query: "action=get&key=" + EncodeURIComponent(key),
 		handle: func(resp *http.Response, body io.Reader) error {
-			info := ObjectInfo{Key: key, Size: resp.ContentLength, ContentType: resp.Header.Get("Content-Type")}
-			if info.ContentType == "" {
-				info.ContentType = "application/octet-stream"
-			}
-			return fn(body, info)
+			return fn(body, objectInfo(key, resp))
 		}})
+}
+
+func objectInfo(key string, resp *http.Response) ObjectInfo {
+	served := resp.Header.Get("Content-Type")
+	info := ObjectInfo{Key: key, Size: resp.ContentLength, ContentType: served, ServedContentType: served}
+	switch {
+	case masked(resp.Header):
+		info.Masked, info.ContentType = true, ""
+	case served == "":
+		info.ContentType = DefaultContentType
+	}
+	return info
 }
 
 // WipeStorage deletes every R2 object of the deployment.
@@ -272,7 +295,7 @@ func (c *Client) WipeStorage(ctx context.Context) (deleted int64, err error) {
 // content type becomes the object's httpMetadata.contentType.
 func (c *Client) PutObject(ctx context.Context, key, contentType string, size int64, body BodyFunc) error {
 	if contentType == "" {
-		contentType = "application/octet-stream"
+		contentType = DefaultContentType
 	}
 	var out struct {
 		OK   bool   `json:"ok"`
@@ -315,7 +338,8 @@ func (c *Client) TouchTable(ctx context.Context, namespace, id, table string) er
 		p += "/" + EncodeURIComponent(id)
 	}
 	p += "/tables/" + EncodeURIComponent(table)
-	return c.do(ctx, request{op: "touch " + namespace, method: http.MethodGet, path: p, query: "limit=1"})
+	return c.do(ctx, request{op: "touch " + namespace, method: http.MethodGet, path: p, query: "limit=1",
+		scope: "db:table:" + table + ":read"})
 }
 
 func (c *Client) jsonCall(ctx context.Context, route string, in, out any) error {

@@ -4,15 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 )
 
 // Sentinels callers branch on with errors.Is. *APIError matches the one that
 // fits its status code.
 var (
-	// ErrForbidden is a 403: no service key was sent, or the server has no
-	// usable keys ("Service Key required for backup operations.").
+	// ErrForbidden is a 403: no service key was sent, the server has no
+	// usable keys, or a plain key was sent while only scoped keys exist
+	// ("Service Key required for backup operations.").
 	ErrForbidden = errors.New("edgebase: service key required")
 	// ErrUnauthorized is a 401: the service key is wrong, empty, unknown or
 	// lacks the backup scope ("Invalid or missing Service Key.").
@@ -32,7 +35,18 @@ var (
 	// ErrNotOK is a 2xx reply without "ok":true, which the protocol says
 	// must count as failure.
 	ErrNotOK = errors.New(`edgebase: reply without "ok":true`)
+	// ErrScope is a 401 or 403 that is most likely a service key without
+	// the scope the call needs: the server named the scope (public routes
+	// do), or it refused a scoped key (jb_...) on a backup route, which
+	// it answers exactly like a wrong key (protocol §1.2, B.4). Such an
+	// error also matches ErrUnauthorized or ErrForbidden, and
+	// APIError.RequiredScope names the scope.
+	ErrScope = errors.New("edgebase: service key lacks the required scope")
 )
+
+// BackupScope is the scope every /admin/api/backup route requires of a
+// scoped service key (a root key needs none).
+const BackupScope = "backup:*:*:exec"
 
 // APIError is a non-2xx reply. Message is the server's own message when
 // the body had the {"code","message"} shape.
@@ -41,6 +55,13 @@ type APIError struct {
 	Status  int
 	Message string
 	Body    string // raw body, truncated
+	// RequiredScope is set on a 401 or 403: the scope the server named in
+	// its reply, else the scope of the route (BackupScope for the backup
+	// API). The message tells the user about it.
+	RequiredScope string
+	// MissingScope reports that the refusal is most likely about the
+	// scope (see ErrScope).
+	MissingScope bool
 }
 
 func (e *APIError) Error() string {
@@ -51,7 +72,15 @@ func (e *APIError) Error() string {
 	if msg == "" {
 		msg = http.StatusText(e.Status)
 	}
-	return fmt.Sprintf("edgebase: %s: HTTP %d: %s", e.Op, e.Status, msg)
+	s := fmt.Sprintf("edgebase: %s: HTTP %d: %s", e.Op, e.Status, msg)
+	switch {
+	case e.RequiredScope == "":
+	case e.MissingScope:
+		s += fmt.Sprintf(" (the service key needs scope %s)", e.RequiredScope)
+	default:
+		s += fmt.Sprintf(" (use the root service key or a scoped key with scope %s)", e.RequiredScope)
+	}
+	return s
 }
 
 // Is maps the status code to the package sentinels.
@@ -69,8 +98,45 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusTooManyRequests
 	case ErrServer:
 		return e.Status >= 500
+	case ErrScope:
+		return e.MissingScope
 	}
 	return false
+}
+
+// namedScope finds a scope in a server message such as "Invalid
+// X-EdgeBase-Service-Key for scope 'db:table:posts:read'."
+var namedScope = regexp.MustCompile(`(?i)\bscope\s+['"]([^'"\s]+)['"]`)
+
+// noteScope fills RequiredScope and MissingScope of a 401/403. routeScope
+// is the scope the route needs ("" if unknown); scopedKey reports that the
+// key sent has the scoped form jb_<kid>_....
+func (e *APIError) noteScope(h http.Header, routeScope string, scopedKey bool) {
+	if e.Status != http.StatusUnauthorized && e.Status != http.StatusForbidden {
+		return
+	}
+	if s := headerScope(h); s != "" {
+		e.RequiredScope, e.MissingScope = s, true
+		return
+	}
+	if m := namedScope.FindStringSubmatch(e.Message); m != nil {
+		e.RequiredScope, e.MissingScope = m[1], true
+		return
+	}
+	e.RequiredScope = routeScope
+	e.MissingScope = routeScope == BackupScope && scopedKey && e.Status == http.StatusUnauthorized
+}
+
+// headerScope reads an RFC 6750 insufficient_scope challenge:
+// WWW-Authenticate: Bearer error="insufficient_scope", scope="...".
+func headerScope(h http.Header) string {
+	for _, v := range h.Values("WWW-Authenticate") {
+		_, params, err := mime.ParseMediaType("x/x; " + strings.ReplaceAll(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), "Bearer")), ",", ";"))
+		if err == nil && params["scope"] != "" {
+			return params["scope"]
+		}
+	}
+	return ""
 }
 
 // Temporary reports whether repeating the same request may succeed.

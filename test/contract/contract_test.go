@@ -224,6 +224,12 @@ func seed(t *testing.T, tg *target) {
 func runSteps(t *testing.T, tg *target, steps []step) {
 	for _, s := range steps {
 		r := tg.do(t, s.req)
+		if a, ok := newerAnswers[s.name]; ok && tg.profile == edgebasetest.Profile05 {
+			// This step is where a newer server differs: its own answer
+			// applies, not the peer's golden.
+			a.check(t, s.name, s.req, r)
+			continue
+		}
 		if r.status != s.status {
 			t.Errorf("%s: %s %s: status %d, want %d; body %s", s.name, s.req.method, s.req.path, r.status, s.status, truncate(r.body))
 		}
@@ -232,6 +238,88 @@ func runSteps(t *testing.T, tg *target, steps []step) {
 		}
 		checkGolden(t, tg, s.name, r)
 	}
+}
+
+// answer is what a step must give when no golden applies.
+type answer struct {
+	status   int
+	contains []string          // substrings of the body
+	lacks    []string          // strings the body must not hold
+	header   map[string]string // header -> substring of its value; "" = the header is absent
+	why      string            // the protocol point behind the difference
+}
+
+func (a answer) check(t *testing.T, name string, rq req, r resp) {
+	t.Helper()
+	if r.status != a.status {
+		t.Errorf("%s: %s %s: status %d, want %d; body %s", name, rq.method, rq.path, r.status, a.status, truncate(r.body))
+	}
+	for _, c := range a.contains {
+		if !strings.Contains(string(r.body), c) {
+			t.Errorf("%s: body lacks %q: %s", name, c, truncate(r.body))
+		}
+	}
+	for _, c := range a.lacks {
+		if strings.Contains(string(r.body), c) {
+			t.Errorf("%s: body holds %q: %s", name, c, truncate(r.body))
+		}
+	}
+	for h, want := range a.header {
+		got, present := r.header.Get(h), len(r.header.Values(h)) > 0
+		switch {
+		case want == "" && present:
+			t.Errorf("%s: header %s: %q, want none", name, h, got)
+		case want != "" && !strings.Contains(got, want):
+			t.Errorf("%s: header %s: %q, want it to contain %q", name, h, got, want)
+		}
+	}
+}
+
+// newerAnswers lists every step of the table whose answer differs on a
+// 0.4.x-0.5.x server (the Profile05 emulator), with what it answers there
+// and why. Every other step must answer exactly the peer's golden in both
+// profiles. DIFFERENCES.md lists the same steps (checked below).
+var newerAnswers = map[string]answer{
+	"config": {status: 200,
+		contains: []string{`"inlineSecret":"[REDACTED]"`, `"access":{"canCreate":"[REDACTED]","access":"[REDACTED]"}`,
+			`"uploads":{"access":{"read":"[REDACTED]","write":"[REDACTED]","delete":"[REDACTED]"}}`, `"secretRef":"SERVICE_KEY"`},
+		lacks: []string{"contract-secret"},
+		why:   "B.3: a redacted snapshot; inline secrets and functions become [REDACTED]"},
+	"get-unicode-key": {status: 200, contains: []string{"unicode"},
+		header: map[string]string{"Content-Type": "text/plain", "Content-Disposition": "", "X-R2-Key": "uploads/"},
+		why:    "B.2: put stored text/plain; charset=utf-8 normalised to text/plain"},
+	"get-emoji-key": {status: 200, contains: []string{"emoji"},
+		header: map[string]string{"Content-Type": "application/octet-stream", "Content-Disposition": `attachment; filename="emoji____.bin"; filename*=UTF-8''emoji%F0%9F%98%80.bin`,
+			"Content-Security-Policy": "sandbox"},
+		why: "B.2: application/octet-stream is not passive: served as a sandboxed attachment"},
+	"get-no-content-type": {status: 200, contains: []string{"x"},
+		header: map[string]string{"Content-Type": "application/octet-stream", "Content-Disposition": `attachment; filename="noct"`, "Content-Security-Policy": "sandbox"},
+		why:    "B.2: a put without a type stores application/octet-stream, served as an attachment"},
+}
+
+// newerChecks run only against a Profile05 target seeded like the others
+// plus three upload-grant markers: B.1, B.2 and B.4 where the shared table
+// cannot show them.
+var newerChecks = []struct {
+	name string
+	req  req
+	want answer
+}{
+	{"newer-list-hides-grants", post("/dump-storage?action=list", ""), answer{status: 200, contains: []string{`"total":6`}, lacks: []string{"__edgebase_internal__"}, why: "B.1"}},
+	{"newer-get-grant", post("/dump-storage?action=get&key={{grant:0}}", ""), answer{status: 400, contains: []string{`"code":400`, "signed-upload-grants"}, why: "B.1"}},
+	{"newer-put-grant", req{method: "POST", path: B + "/restore-storage?action=put&key={{grant:1}}", body: "x", ct: "application/octet-stream"}, answer{status: 400, contains: []string{`"code":400`}, why: "B.1"}},
+	{"newer-put-html", req{method: "POST", path: B + "/restore-storage?action=put&key=uploads%2Fpage.html", body: "<p>hi</p>", ct: "Text/HTML; charset=UTF-8"}, answer{status: 200, contains: []string{`"ok":true`}, why: "B.2"}},
+	{"newer-get-html-masked", post("/dump-storage?action=get&key=uploads%2Fpage.html", ""), answer{status: 200, contains: []string{"<p>hi</p>"},
+		header: map[string]string{"Content-Type": "application/octet-stream", "Content-Disposition": `attachment; filename="page.html"`, "Content-Security-Policy": "default-src 'none'", "X-R2-Key": "uploads/page.html"}, why: "B.2"}},
+	{"newer-public-get-html-masked", get("/api/storage/uploads/page.html"), answer{status: 200, contains: []string{"<p>hi</p>"},
+		header: map[string]string{"Content-Type": "application/octet-stream", "Content-Disposition": `attachment; filename="page.html"`, "Content-Security-Policy": "sandbox"}, why: "B.2"}},
+	{"newer-put-png", req{method: "POST", path: B + "/restore-storage?action=put&key=avatars%2Fp.png", body: "png", ct: "IMAGE/PNG"}, answer{status: 200, why: "B.2"}},
+	{"newer-get-png-passive", post("/dump-storage?action=get&key=avatars%2Fp.png", ""), answer{status: 200,
+		header: map[string]string{"Content-Type": "image/png", "Content-Disposition": "", "Content-Security-Policy": ""}, why: "B.2"}},
+	{"newer-scoped-without-backup-scope", req{method: "POST", path: B + "/list-dos", key: edgebasetest.ContractReaderKey}, answer{status: 401, contains: []string{`{"code":401,"message":"Invalid or missing Service Key."}`}, why: "B.4, §1.2"}},
+	{"newer-scoped-backup-key", req{method: "POST", path: B + "/dump-storage?action=list", key: edgebasetest.ContractBackupKey}, answer{status: 200, contains: []string{`"total":8`}, why: "B.4"}},
+	{"newer-wipe-keeps-grants", post("/restore-storage?action=wipe", ""), answer{status: 200, contains: []string{`{"ok":true,"deleted":8}`}, why: "B.1"}},
+	{"newer-list-after-wipe", post("/dump-storage?action=list", ""), answer{status: 200, contains: []string{`{"objects":[],"total":0`}, why: "B.1"}},
 }
 
 func truncate(b []byte) string {
@@ -263,7 +351,7 @@ var freshSteps = []step{
 func TestContract(t *testing.T) {
 	var targets []func(*testing.T) *target
 	if os.Getenv("EDGEVAULT_CONTRACT_ONLY") != "peer" {
-		targets = append(targets, emulatorTarget)
+		targets = append(targets, emulatorTarget, newerEmulatorTarget)
 	}
 	if peerWanted(t) {
 		targets = append(targets, peerTarget)
@@ -285,6 +373,56 @@ func TestContract(t *testing.T) {
 	if a, b := fps["emulator"], fps["peer"]; a != nil && b != nil {
 		if d := edgebasetest.Diff(b, a); d != "" {
 			t.Errorf("fingerprints of the peer and the emulator seeded alike differ:\n%s", d)
+		}
+	}
+}
+
+// TestContractNewer checks the Appendix B behaviour the shared table
+// cannot show, against the Profile05 emulator (no real 0.4+ server can be
+// run here).
+func TestContractNewer(t *testing.T) {
+	tg := newerEmulatorTarget(t)
+	seed(t, tg)
+	grants, err := tg.em.AddUploadGrants(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.grants = grants
+	for _, c := range newerChecks {
+		c.want.check(t, c.name, c.req, tg.do(t, c.req))
+	}
+	for _, g := range grants {
+		if _, _, err := tg.em.ObjectContent(context.Background(), g); err != nil {
+			t.Errorf("grant %s did not survive the wipe: %v", g, err)
+		}
+	}
+}
+
+// Every step that differs on the newer profile names its reason and is
+// listed in DIFFERENCES.md, so the document and the table cannot drift.
+func TestNewerDifferencesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../pkg/edgebase/edgebasetest/DIFFERENCES.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, s := range steps {
+		names[s.name] = true
+	}
+	for name, a := range newerAnswers {
+		if !names[name] {
+			t.Errorf("newerAnswers names %q, which is not a step", name)
+		}
+		if a.why == "" {
+			t.Errorf("%s: no reason given", name)
+		}
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("DIFFERENCES.md does not list the step %q that differs on Profile05", name)
+		}
+	}
+	for _, c := range newerChecks {
+		if !strings.Contains(string(doc), "`"+c.name+"`") {
+			t.Errorf("DIFFERENCES.md does not list the newer check %q", c.name)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -23,6 +24,14 @@ type target struct {
 	name   string
 	url    string
 	worker string
+	// profile is the server generation: the peer is 0.2.8; the emulator
+	// runs as either.
+	profile edgebasetest.Profile
+	// em is the emulator behind an emulator target (nil for the peer).
+	em *edgebasetest.Emulator
+	// grants are upload-grant marker keys stored on the target, for
+	// {{grant:N}} in request paths.
+	grants []string
 	// restart makes every DO cold (dev-server restart).
 	restart func(t *testing.T)
 	// fresh starts a never-used server of the same kind.
@@ -32,12 +41,24 @@ type target struct {
 	scriptFingerprint func(ctx context.Context, nDOs int) ([]string, error)
 }
 
-func emulatorTarget(t *testing.T) *target {
+// emulatorTarget is the emulator as the 0.2.8 peer.
+func emulatorTarget(t *testing.T) *target { return emulatorProfileTarget(t, edgebasetest.Profile028) }
+
+// newerEmulatorTarget is the emulator as a 0.4.x-0.5.x server.
+func newerEmulatorTarget(t *testing.T) *target {
+	return emulatorProfileTarget(t, edgebasetest.Profile05)
+}
+
+func emulatorProfileTarget(t *testing.T, p edgebasetest.Profile) *target {
 	cfg := edgebasetest.ContractConfig()
-	em := edgebasetest.NewTest(t, edgebasetest.Options{ServiceKey: rootKey, Config: &cfg})
-	tg := &target{name: "emulator", url: em.URL(), worker: em.Worker()}
+	em := edgebasetest.NewTest(t, edgebasetest.Options{ServiceKey: rootKey, Config: &cfg, Profile: p})
+	name := "emulator"
+	if p != edgebasetest.Profile028 {
+		name += "-" + p.String()
+	}
+	tg := &target{name: name, url: em.URL(), worker: em.Worker(), profile: p, em: em}
 	tg.restart = func(*testing.T) { em.Restart() }
-	tg.fresh = emulatorTarget
+	tg.fresh = func(t *testing.T) *target { return emulatorProfileTarget(t, p) }
 	return tg
 }
 
@@ -109,6 +130,13 @@ var client = &http.Client{
 }
 
 func (tg *target) expand(s string) string {
+	s = grantRef.ReplaceAllStringFunc(s, func(m string) string {
+		i, _ := strconv.Atoi(grantRef.FindStringSubmatch(m)[1])
+		if i >= len(tg.grants) {
+			return m
+		}
+		return url.QueryEscape(tg.grants[i])
+	})
 	return hexRef.ReplaceAllStringFunc(s, func(m string) string {
 		sub := hexRef.FindStringSubmatch(m)
 		class := "DatabaseDO"
@@ -119,7 +147,10 @@ func (tg *target) expand(s string) string {
 	})
 }
 
-var hexRef = regexp.MustCompile(`\{\{(hex|authhex):([^}]*)\}\}`)
+var (
+	hexRef   = regexp.MustCompile(`\{\{(hex|authhex):([^}]*)\}\}`)
+	grantRef = regexp.MustCompile(`\{\{grant:(\d+)\}\}`)
+)
 
 func doID(worker, class, name string) string { return edgebasetest.ObjectID(worker, class, name) }
 

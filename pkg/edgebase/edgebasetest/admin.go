@@ -28,6 +28,9 @@ func (e *Emulator) routeAdmin(ctx context.Context, q *request) *response {
 	case p == "list-dos" && post:
 		return e.listDOs(ctx, q)
 	case p == "config" && get:
+		if e.newer() {
+			return jsonResponse(200, redactConfig(e.cfg.object()))
+		}
 		return jsonResponse(200, e.cfg.object())
 	case p == "cleanup-plugin" && post:
 		return e.cleanupPlugin(ctx, q)
@@ -644,7 +647,8 @@ func (e *Emulator) dumpStorage(ctx context.Context, q *request) *response {
 	switch qs.Get("action") {
 	case "list":
 		// The peer lists without include:['httpMetadata'], so every object
-		// reports application/octet-stream here.
+		// reports application/octet-stream here. 0.4+ leaves upload-grant
+		// markers out, of the total too.
 		var buf bytes.Buffer
 		buf.WriteString(`{"objects":[`)
 		n, after := 0, ""
@@ -654,12 +658,15 @@ func (e *Emulator) dumpStorage(ctx context.Context, q *request) *response {
 				return unexpected()
 			}
 			for _, o := range objs {
+				after = o.Key
+				if e.newer() && isUploadGrant(o.Key) {
+					continue
+				}
 				if n > 0 {
 					buf.WriteByte(',')
 				}
 				writeJS(&buf, object{{"key", o.Key}, {"size", float64(o.Size)}, {"etag", o.ETag}, {"contentType", "application/octet-stream"}}, "", "")
 				n++
-				after = o.Key
 			}
 			if !more {
 				break
@@ -675,6 +682,9 @@ func (e *Emulator) dumpStorage(ctx context.Context, q *request) *response {
 		key := qs.Get("key")
 		if key == "" {
 			return errorResponse(400, "key query parameter is required.")
+		}
+		if e.newer() && isUploadGrant(key) {
+			return internalKeyRefused(key)
 		}
 		o, err := e.r2.head(ctx, key)
 		if errors.Is(err, errNoObject) {
@@ -699,15 +709,20 @@ func (e *Emulator) restoreStorage(ctx context.Context, q *request) *response {
 	qs := q.r.URL.Query()
 	switch qs.Get("action") {
 	case "wipe":
-		deleted := 0
+		// 0.4+ keeps upload-grant markers and does not count them.
+		deleted, after := 0, ""
 		for {
-			objs, more, err := e.r2.list(ctx, "", "", 1000)
+			objs, more, err := e.r2.list(ctx, "", after, 1000)
 			if err != nil {
 				return unexpected()
 			}
-			keys := make([]string, len(objs))
-			for i, o := range objs {
-				keys[i] = o.Key
+			keys := make([]string, 0, len(objs))
+			for _, o := range objs {
+				after = o.Key
+				if e.newer() && isUploadGrant(o.Key) {
+					continue
+				}
+				keys = append(keys, o.Key)
 			}
 			if err := e.r2.delete(ctx, keys); err != nil {
 				return unexpected()
@@ -723,11 +738,10 @@ func (e *Emulator) restoreStorage(ctx context.Context, q *request) *response {
 		if key == "" {
 			return errorResponse(400, "key query parameter is required.")
 		}
-		ct := q.r.Header.Get("Content-Type")
-		if ct == "" {
-			ct = "application/octet-stream"
+		if e.newer() && isUploadGrant(key) {
+			return internalKeyRefused(key)
 		}
-		o, err := e.r2.put(ctx, key, ct, bytes.NewReader(q.body), e.now())
+		o, err := e.r2.put(ctx, key, e.storedType(q.r.Header.Get("Content-Type")), bytes.NewReader(q.body), e.now())
 		if err != nil {
 			return unexpected()
 		}

@@ -19,6 +19,14 @@ type Config struct {
 	// Extra holds further top-level members (rateLimiting, cors, ...) that
 	// are echoed verbatim after the known ones.
 	Extra []RawMember
+	// Functions and Undefined name members of the source config that JSON
+	// cannot carry, by dotted path (e.g. "auth.hooks.beforeSignUp");
+	// missing parent objects are created. The 0.2.8 snapshot drops them
+	// as JSON.stringify does; the 0.4+ snapshot shows RedactedValue in
+	// their place. Access functions of DB blocks (Database.Access) and
+	// buckets are modelled already.
+	Functions []string
+	Undefined []string
 }
 
 // RawMember is one verbatim top-level config member.
@@ -70,6 +78,7 @@ type Field struct {
 	Unique     bool
 	PrimaryKey bool
 	Default    json.RawMessage
+	Examples   json.RawMessage // documentation only; redacted in 0.4.2+ snapshots
 	References string
 	Check      string
 	Disabled   bool
@@ -242,6 +251,9 @@ func (f *Field) object() object {
 	if f.Default != nil {
 		o = append(o, kv{"default", rawJSON(f.Default)})
 	}
+	if f.Examples != nil {
+		o = append(o, kv{"examples", rawJSON(f.Examples)})
+	}
 	if f.References != "" {
 		o = append(o, kv{"references", f.References})
 	}
@@ -307,7 +319,8 @@ func (c *Config) object() object {
 			o = append(o, kv{"instance", true})
 		}
 		if d.Access {
-			o = append(o, kv{"access", object{}})
+			// The peer's access: { canCreate: () => true, access: () => true }.
+			o = append(o, kv{"access", object{{"canCreate", jsFunction{}}, {"access", jsFunction{}}}})
 		}
 		var tabs object
 		for j := range d.Tables {
@@ -329,7 +342,7 @@ func (c *Config) object() object {
 	if c.Buckets != nil {
 		var b object
 		for _, name := range c.Buckets {
-			b = append(b, kv{name, object{{"access", object{}}}})
+			b = append(b, kv{name, object{{"access", object{{"read", jsFunction{}}, {"write", jsFunction{}}, {"delete", jsFunction{}}}}}})
 		}
 		if b == nil {
 			b = object{}
@@ -372,7 +385,46 @@ func (c *Config) object() object {
 	for _, m := range c.Extra {
 		out = append(out, kv{m.Key, rawJSON(m.Value)})
 	}
+	for _, p := range c.Functions {
+		out = setPath(out, strings.Split(p, "."), jsFunction{})
+	}
+	for _, p := range c.Undefined {
+		out = setPath(out, strings.Split(p, "."), jsUndefined{})
+	}
 	return out
+}
+
+// setPath sets o[path...] = v, creating (or parsing raw JSON into)
+// objects on the way; a non-object on the way is replaced.
+func setPath(o object, path []string, v any) object {
+	if len(path) == 0 {
+		return o
+	}
+	for i := range o {
+		if o[i].Key != path[0] {
+			continue
+		}
+		if len(path) == 1 {
+			o[i].Value = v
+			return o
+		}
+		o[i].Value = setPath(asObject(o[i].Value), path[1:], v)
+		return o
+	}
+	if len(path) == 1 {
+		return append(o, kv{path[0], v})
+	}
+	return append(o, kv{path[0], setPath(object{}, path[1:], v)})
+}
+
+func asObject(v any) object {
+	if r, ok := v.(rawJSON); ok {
+		if pv, err := parseJS(r); err == nil {
+			v = pv
+		}
+	}
+	o, _ := v.(object)
+	return o
 }
 
 // MarshalJSON writes the config exactly as the peer serializes it.
@@ -529,6 +581,8 @@ func parseTable(name string, v any) Table {
 						fld.PrimaryKey, _ = fm.Value.(bool)
 					case "default":
 						fld.Default = json.RawMessage(marshalJS(fm.Value))
+					case "examples":
+						fld.Examples = json.RawMessage(marshalJS(fm.Value))
 					case "references":
 						fld.References = str(fm.Value)
 					case "check":

@@ -8,6 +8,9 @@
 // out like Miniflare's state, with the DO hex ids workerd would assign, so
 // state-dir discovery code runs unchanged against both. Seeding helpers,
 // fault injection, a request log and an HTTP fingerprint for comparing any
-// two EdgeBase servers complete it. DIFFERENCES.md lists where the peer
-// differs from the protocol document.
+// two EdgeBase servers complete it. Options.Profile switches to the
+// behaviour of 0.4.x-0.5.x servers (Profile05: internal upload-grant keys,
+// normalised and masked content types, a redacted config snapshot), as the
+// protocol document's Appendix B describes it. DIFFERENCES.md lists where
+// the peer differs from the protocol document and what Profile05 changes.
 package edgebasetest

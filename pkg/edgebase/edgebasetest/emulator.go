@@ -56,6 +56,10 @@ type Options struct {
 	SeparateD1 bool
 	// Quirks switches on nondeterministic peer behaviour.
 	Quirks Quirks
+	// Profile selects the server generation to behave like: the zero
+	// value is 0.2.8 (the peer), Profile05 the 0.4.x-0.5.x changes of
+	// Appendix B.
+	Profile Profile
 }
 
 // Quirks are peer behaviours that depend on timing on the real server and
@@ -191,6 +195,9 @@ func (e *Emulator) StateDir() string { return e.stateDir }
 
 // Worker is the worker (script) name used for DO ids.
 func (e *Emulator) Worker() string { return e.worker }
+
+// Profile is the server generation the emulator behaves like.
+func (e *Emulator) Profile() Profile { return e.opts.Profile }
 
 // Config returns a copy of the config in use.
 func (e *Emulator) Config() Config { return e.cfg }

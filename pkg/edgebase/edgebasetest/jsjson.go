@@ -40,6 +40,22 @@ func (o object) get(key string) (any, bool) {
 // rawJSON is written verbatim.
 type rawJSON []byte
 
+// jsFunction and jsUndefined stand for config values JSON cannot carry.
+// Like JSON.stringify, writeJS drops object members holding them and
+// writes null in arrays; the 0.4+ config snapshot redacts them instead.
+type (
+	jsFunction  struct{}
+	jsUndefined struct{}
+)
+
+func opaque(v any) bool {
+	switch v.(type) {
+	case jsFunction, jsUndefined:
+		return true
+	}
+	return false
+}
+
 // d1Blob is a BLOB read from D1: the peer serializes it as an array of byte
 // values.
 type d1Blob []byte
@@ -179,22 +195,30 @@ func writeJS(buf *bytes.Buffer, v any, indent, prefix string) {
 		}
 		writeJS(buf, arr, indent, prefix)
 	case object:
-		if len(x) == 0 {
-			buf.WriteString("{}")
-			return
-		}
-		buf.WriteByte('{')
-		for i, e := range x {
-			if i > 0 {
+		n := 0
+		for _, e := range x {
+			if opaque(e.Value) {
+				continue
+			}
+			if n == 0 {
+				buf.WriteByte('{')
+			} else {
 				buf.WriteByte(',')
 			}
+			n++
 			nl(prefix + indent)
 			jsString(buf, e.Key)
 			buf.WriteString(colon)
 			writeJS(buf, e.Value, indent, prefix+indent)
 		}
+		if n == 0 {
+			buf.WriteString("{}")
+			return
+		}
 		nl(prefix)
 		buf.WriteByte('}')
+	case jsFunction, jsUndefined:
+		buf.WriteString("null")
 	default:
 		// Only reached for types the emulator never produces; keep it valid JSON.
 		b, err := json.Marshal(x)

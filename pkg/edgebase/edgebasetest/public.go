@@ -784,9 +784,7 @@ func (e *Emulator) storageUpload(ctx context.Context, q *request, bucket string)
 	if !gotFile || key == "" {
 		return missing
 	}
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
+	ct = e.storedType(ct)
 	o, err := e.r2.put(ctx, bucket+"/"+key, ct, bytes.NewReader(data), e.now())
 	if err != nil {
 		return unexpected()

@@ -134,18 +134,37 @@ func (s *r2Store) open(o *r2Object) (io.ReadCloser, error) {
 
 // objectResponse streams o's bytes with its content type (R2's default
 // when none was stored); callers add the headers of their endpoint.
+// Profile05 serves only passive types as such and every other type as an
+// octet-stream attachment (Appendix B.2), on the admin and the public
+// route alike.
 func (e *Emulator) objectResponse(o *r2Object) *response {
 	rc, err := e.r2.open(o)
 	if err != nil {
 		return unexpected()
 	}
+	h := http.Header{}
+	if e.newer() {
+		serveType(h, o.Key, o.ContentType)
+		return &response{status: 200, header: h, stream: rc, length: o.Size}
+	}
 	ct := o.ContentType
 	if ct == "" {
 		ct = "application/octet-stream"
 	}
-	h := http.Header{}
 	h.Set("Content-Type", ct)
 	return &response{status: 200, header: h, stream: rc, length: o.Size}
+}
+
+// storedType is the content type a put stores: verbatim (default
+// application/octet-stream) on 0.2.8, normalised on 0.4+.
+func (e *Emulator) storedType(header string) string {
+	if e.newer() {
+		return normalizeContentType(header)
+	}
+	if header == "" {
+		return "application/octet-stream"
+	}
+	return header
 }
 
 func httpMetadata(ct string) string {

@@ -253,7 +253,10 @@ func (s *BackupStack) envValues() map[string]*string {
 		lambdaenv.DRBucket:          jsii.String(c.DR.Bucket),
 		lambdaenv.DRRoleARN:         jsii.String(c.DR.RoleARN),
 		lambdaenv.DRKMSKeyARN:       jsii.String(c.DR.KMSKeyARN),
+		lambdaenv.DRRegion:          jsii.String(""),
+		lambdaenv.APIAllowSecrets:   jsii.String("false"),
 		lambdaenv.MetricsNamespace:  jsii.String(c.MetricsNamespace),
+		lambdaenv.Deployed:          jsii.String("true"),
 	}
 }
 

@@ -563,7 +563,7 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: %s environment\n got %v\nwant %v (lambdaenv.Reads)", name, fn, got, want)
 			}
-			for _, k := range []string{lambdaenv.AWSEndpoint, lambdaenv.S3PathStyle} {
+			for _, k := range lambdaenv.TestOverrides {
 				if _, ok := vars[k]; ok {
 					t.Errorf("%s: %s sets test-only %s", name, fn, k)
 				}
@@ -590,7 +590,10 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.DRBucket:          c.DR.Bucket,
 				lambdaenv.DRRoleARN:         c.DR.RoleARN,
 				lambdaenv.DRKMSKeyARN:       c.DR.KMSKeyARN,
+				lambdaenv.DRRegion:          "",
+				lambdaenv.APIAllowSecrets:   "false",
 				lambdaenv.MetricsNamespace:  c.MetricsNamespace,
+				lambdaenv.Deployed:          "true",
 			}
 			for k, val := range vars {
 				if w, ok := expect[k]; !ok || mustJSON(val) != mustJSON(w) {
@@ -616,7 +619,8 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 // TestFunctionsStartWithTheStackEnvironment feeds each function's
 // environment, as every variant of the stack sets it (CloudFormation
 // references resolved to placeholders), to the functions' own
-// configuration reader: a deployed function must pass its cold start. Both
+// configuration reader: a deployed function must pass its cold start (and
+// refuse it with a test-only override added to its environment). Both
 // variants set edgebaseUrl and a DR destination ("base" has neither: the
 // stack warns about the URL, and drcopy has no trigger without DR), one in
 // Edge mode and one without.
@@ -637,6 +641,21 @@ func TestFunctionsStartWithTheStackEnvironment(t *testing.T) {
 			}
 			if _, err := serverless.ConfigFromEnv(fn, env); err != nil {
 				t.Errorf("%s: %s would fail its cold start: %v", name, fn, err)
+			}
+			for _, o := range lambdaenv.TestOverrides {
+				val := "http://127.0.0.1:9"
+				if o == lambdaenv.S3PathStyle {
+					val = "true"
+				}
+				with := func(k string) string {
+					if k == o {
+						return val
+					}
+					return env(k)
+				}
+				if _, err := serverless.ConfigFromEnv(fn, with); err == nil || !strings.Contains(err.Error(), lambdaenv.Deployed) {
+					t.Errorf("%s: %s starts with test-only %s set: %v", name, fn, o, err)
+				}
 			}
 		}
 	}

@@ -99,9 +99,11 @@ func fnSpecs(c Config) map[string]fnSpec {
 			id: "Worker", description: "edgevault worker: runs one task (a Durable Object, D1 database, R2 page range, ...)",
 			memoryMB: c.WorkerMemoryMB, timeout: c.WorkerTimeout, loops: true, ephemeralMB: workerEphemeralMB,
 			// Delete: a failed wipe task releases its lease for the retry.
-			// The worker sends nothing; it only paces retries through the
-			// visibility of the messages it received (event source grant).
-			staging: s3Read | s3Write | s3Delete,
+			// It paces retries through the visibility of the messages it
+			// received (event source grant), and re-sends a task another
+			// delivery is running, so waiting uses up no attempts.
+			staging:    s3Read | s3Write | s3Delete,
+			sendsTasks: true,
 		},
 		lambdaenv.Assembler: {
 			id: "Assembler", description: "edgevault assembler: advances jobs and assembles finished backups into archives",

@@ -63,6 +63,15 @@ func (a s3Access) actions() []string {
 	return out
 }
 
+// What the writer of DR copies (the DR stack's writer role, or drcopy's
+// own role without one) may do in the DR bucket: create copies (the bucket
+// policy admits only conditional creates), read them back to verify, and
+// find, resume or abort a multipart copy cut short. Never delete.
+var (
+	drWriteActions = []string{"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+	drListActions  = []string{"s3:ListBucket", "s3:ListBucketMultipartUploads"}
+)
+
 // fnSpec is one function's sizing and data access.
 type fnSpec struct {
 	id          string // construct id

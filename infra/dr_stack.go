@@ -98,9 +98,10 @@ func NewDRDestinationStack(scope constructs.Construct, id string, props *DRDesti
 		MaxSessionDuration: awscdk.Duration_Hours(jsii.Number(1)),
 	})
 	add := func(st awsiam.PolicyStatement) { s.WriterRole.AddToPrincipalPolicy(st) }
-	add(statement("WriteArchives", []string{"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"},
-		[]*string{s.Bucket.ArnForObjects(jsii.String(archivePrefix + "*"))}, nil))
-	add(statement("ListArchiveBucket", []string{"s3:ListBucket"}, []*string{s.Bucket.BucketArn()}, nil))
+	// The multipart listings let a copy cut short resume with the parts
+	// already uploaded.
+	add(statement("WriteArchives", drWriteActions, []*string{s.Bucket.ArnForObjects(jsii.String(archivePrefix + "*"))}, nil))
+	add(statement("ListArchiveBucket", drListActions, []*string{s.Bucket.BucketArn()}, nil))
 	add(statement("ArchiveKeyViaS3", []string{"kms:GenerateDataKey", "kms:Decrypt"}, []*string{s.Key.KeyArn()}, viaService(s.Stack, "s3")))
 	// The copy is made server-side (UploadPartCopy): the role reads the
 	// source archive itself. The source bucket and key policies grant the

@@ -505,9 +505,8 @@ func (s *BackupStack) grantDR(add func(awsiam.PolicyStatement)) {
 	// s3:ResourceAccount pins the bucket to the destination account, so a
 	// same-named bucket elsewhere is never written.
 	owner := map[string]any{"StringEquals": map[string]any{"s3:ResourceAccount": dr.Account}}
-	add(statement("WriteDRArchives", []string{"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"},
-		[]*string{jsii.String(bucketARN + "/" + archivePrefix + "*")}, owner))
-	add(statement("ListDRBucket", []string{"s3:ListBucket"}, []*string{jsii.String(bucketARN)}, owner))
+	add(statement("WriteDRArchives", drWriteActions, []*string{jsii.String(bucketARN + "/" + archivePrefix + "*")}, owner))
+	add(statement("ListDRBucket", drListActions, []*string{jsii.String(bucketARN)}, owner))
 	if dr.KMSKeyARN != "" {
 		add(statement("DRKeyViaS3", []string{"kms:GenerateDataKey", "kms:Decrypt"},
 			[]*string{jsii.String(dr.KMSKeyARN)}, viaService(s.Stack, "s3", dr.Region)))

@@ -1338,6 +1338,10 @@ func TestDRDestinationStack(t *testing.T) {
 	if !grants(st, "s3:PutObject", "<"+bucket+".Arn>/backups/*") || !grants(st, "kms:GenerateDataKey", "<"+key+".Arn>") {
 		t.Errorf("DR writer role cannot write archives: %+v", st)
 	}
+	// It can resume a multipart copy cut short.
+	if !grants(st, "s3:ListMultipartUploadParts", "<"+bucket+".Arn>/backups/*") || !grants(st, "s3:ListBucketMultipartUploads", "<"+bucket+".Arn>") {
+		t.Errorf("DR writer role cannot find the parts of a copy cut short: %+v", st)
+	}
 	// It reads the source archives itself, for the server-side copy.
 	source := "arn:<AWS::Partition>:s3:::" + srcBucket + "/backups/*"
 	if !grants(st, "s3:GetObject", source) || !grants(st, "s3:GetObjectVersion", source) || !grants(st, "kms:Decrypt", srcKey) {
@@ -1707,7 +1711,8 @@ func TestFunctionGrants(t *testing.T) {
 				t.Errorf("full: drcopy cannot assume %s", drRole)
 			}
 		case "direct":
-			if !grants(drcopy, "s3:PutObject", "arn:<AWS::Partition>:s3:::"+drBucket+"/backups/*") || !grants(drcopy, "kms:GenerateDataKey", drKey) {
+			if !grants(drcopy, "s3:PutObject", "arn:<AWS::Partition>:s3:::"+drBucket+"/backups/*") || !grants(drcopy, "kms:GenerateDataKey", drKey) ||
+				!grants(drcopy, "s3:ListMultipartUploadParts", "arn:<AWS::Partition>:s3:::"+drBucket+"/backups/*") || !grants(drcopy, "s3:ListBucketMultipartUploads", "arn:<AWS::Partition>:s3:::"+drBucket) {
 				t.Errorf("direct: drcopy cannot write the DR bucket: %+v", drcopy)
 			}
 			// The DR key is used through S3 of the DR region.

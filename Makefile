@@ -54,12 +54,15 @@ CDK_DIR     := .cdk
 CDK         := $(CDK_DIR)/node_modules/.bin/cdk
 CDK_STAMP   := $(CDK_DIR)/.installed-$(CDK_VERSION)
 CDK_OUT     ?= cdk.out
-# Extra CLI arguments, e.g. CDK_ARGS='-c assetDir=/tmp/assets -c alarmEmail=ops@example.com'
-CDK_ARGS    ?=
+# Extra CLI arguments, e.g. CDK_ARGS='-c edgebaseUrl=https://my-app.example.com -c alarmEmail=ops@example.com'.
+# edgebaseUrl is required; the default here only lets `make synth` check the
+# templates. DR_ARGS are the DR stack's keys for `make synth-dr`.
+CDK_ARGS    ?= -c edgebaseUrl=https://edgebase.example.com
+DR_ARGS     ?=
 # Offline: no telemetry, no version check, no notices.
 CDK_ENV     := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=true
 
-.PHONY: cdk-install synth
+.PHONY: cdk-install synth synth-dr
 
 cdk-install: $(CDK_STAMP) ## CDK CLI into .cdk/ (idempotent)
 
@@ -70,4 +73,7 @@ $(CDK_STAMP):
 
 synth: lambdas cdk-install ## cdk synth (offline) into $(CDK_OUT)
 	$(CDK_ENV) $(CDK) synth --no-notices --no-version-reporting --output $(CDK_OUT) --quiet $(CDK_ARGS)
+
+synth-dr: cdk-install ## the DR stack alone (no function binaries), e.g. DR_ARGS='-c drSourceRoleArn=... -c drSourceBucket=... -c drSourceKeyArn=... -c drRegion=...'
+	$(CDK_ENV) $(CDK) synth --no-notices --no-version-reporting --output $(CDK_OUT) --quiet -c drOnly=true $(DR_ARGS)
 # --- end cdk ---

@@ -26,7 +26,10 @@ const maxInstancesLen = 2048
 const (
 	ctxStackName                 = "stackName"
 	ctxAssetDir                  = "assetDir"
+	ctxStrict                    = "strict"
+	ctxDROnly                    = "drOnly"
 	ctxEdgeBaseURL               = "edgebaseUrl"
+	ctxAllowInsecureEdgeBaseURL  = "allowInsecureEdgebaseUrl"
 	ctxCloudflareAccount         = "cloudflareAccountId"
 	ctxInstances                 = "instances"
 	ctxSkipInstances             = "skipInstances"
@@ -50,23 +53,36 @@ const (
 	ctxLogLevel                  = "logLevel"
 	ctxTracing                   = "tracing"
 	ctxAlarmEmail                = "alarmEmail"
+	ctxBackupMaxAgeHours         = "backupMaxAgeHours"
+	ctxDRCopyMaxAgeHours         = "drCopyMaxAgeHours"
+	ctxTaskAgeAlarmMinutes       = "taskAgeAlarmMinutes"
 	ctxMetricsNamespace          = "metricsNamespace"
 	ctxAPIRateLimit              = "apiRateLimit"
 	ctxAPIBurstLimit             = "apiBurstLimit"
 	ctxAPICloudWatchRole         = "apiGatewayCloudWatchRole"
+	ctxAPIBackupRoleARNs         = "apiBackupRoleArns"
+	ctxAPIRestoreRoleARNs        = "apiRestoreRoleArns"
+	ctxAPIAllowSecrets           = "apiAllowSecrets"
 	ctxDRAccount                 = "drAccount"
+	ctxDRRegion                  = "drRegion" // also places the destination stack
 	ctxDRBucket                  = "drBucket"
 	ctxDRRoleARN                 = "drRoleArn"
 	ctxDRKMSKeyARN               = "drKmsKeyArn"
 
 	// Destination-account stack (dr_stack.go).
-	ctxDRStackName        = "drStackName"
-	ctxDRSourceRoleARN    = "drSourceRoleArn"
-	ctxDRObjectLockMode   = "drObjectLockMode"
-	ctxDRObjectLockDays   = "drObjectLockDays"
-	ctxDRRetentionDays    = "drRetentionDays"
-	ctxDRNoncurrentDays   = "drNoncurrentVersionDays"
-	ctxDRLogRetentionDays = "drAccessLogRetentionDays"
+	ctxDRStackName          = "drStackName"
+	ctxDRSourceRoleARN      = "drSourceRoleArn"
+	ctxDRSourceBucket       = "drSourceBucket"
+	ctxDRSourceKeyARN       = "drSourceKeyArn"
+	ctxDRObjectLockMode     = "drObjectLockMode"
+	ctxDRObjectLockDays     = "drObjectLockDays"
+	ctxDRRetentionDays      = "drRetentionDays"
+	ctxDRNoncurrentDays     = "drNoncurrentVersionDays"
+	ctxDRLogRetentionDays   = "drAccessLogRetentionDays"
+	ctxDRKeyBreakGlassARN   = "drKeyBreakGlassArn"
+	ctxDRAlarmEmail         = "drAlarmEmail"
+	drObjectLockModeNone    = "NONE"
+	defaultDRObjectLockDays = 35
 )
 
 // defaultSchedule runs the backup daily at 03:00 UTC.
@@ -80,9 +96,13 @@ type Config struct {
 	StackName string
 	// AssetDir holds <function>/bootstrap for every function.
 	AssetDir string
-	// EdgeBaseURL is the deployment to back up ("" synthesizes, with a
-	// warning, a stack whose functions refuse to run).
-	EdgeBaseURL string
+	// Strict turns every warning of the synth into an error.
+	Strict bool
+	// EdgeBaseURL is the deployment to back up (required); https unless
+	// AllowInsecureEdgeBaseURL, since the service key travels with every
+	// request.
+	EdgeBaseURL              string
+	AllowInsecureEdgeBaseURL bool
 	// CloudflareAccountID selects Edge mode (with the Cloudflare token secret).
 	CloudflareAccountID string
 	// Instances lists dynamic DB instances ("ns:id,ns:id") to back up
@@ -121,22 +141,46 @@ type Config struct {
 	TaskBatchSize        int
 	TaskBatchingWindow   time.Duration
 	LogRetentionDays     int
-	LogLevel             string
-	Tracing              bool
-	AlarmEmail           string
-	MetricsNamespace     string
-	APIRateLimit         float64
-	APIBurstLimit        int
+	// LogLevel is the functions' application log level: at most INFO,
+	// since Lambda drops the lines below it, the metric (EMF) documents
+	// included, and the alarms depend on those.
+	LogLevel   string
+	Tracing    bool
+	AlarmEmail string
+	// BackupMaxAgeHours and DRCopyMaxAgeHours: the freshness alarms fire
+	// when no backup finished, or no archive was copied to the DR bucket
+	// and verified, for that long.
+	BackupMaxAgeHours int
+	DRCopyMaxAgeHours int
+	// TaskAgeAlarmMinutes: the oldest task waiting in the task queue for
+	// longer raises an alarm.
+	TaskAgeAlarmMinutes int
+	// MetricsNamespace prefixes the stack's CloudWatch namespace (see
+	// Namespace).
+	MetricsNamespace string
+	APIRateLimit     float64
+	APIBurstLimit    int
 	// APICloudWatchRole sets the region-wide API Gateway logging role of
 	// the account (needed once per account and region for access logs).
 	APICloudWatchRole bool
-	DR                DRTarget
+	// APIBackupRoleARNs and APIRestoreRoleARNs (comma-separated IAM role
+	// or user ARNs) may call the API besides the stack's own operator and
+	// restore roles: the first may read jobs and start backups, the second
+	// also start restores. Nobody else may, whatever their IAM policies.
+	APIBackupRoleARNs  string
+	APIRestoreRoleARNs string
+	// APIAllowSecrets lets API callers ask for secrets (a backup including
+	// them, a restore writing them back).
+	APIAllowSecrets bool
+	DR              DRTarget
 }
 
 // DRTarget is the cross-account destination drcopy writes to.
 type DRTarget struct {
 	Account string
-	Bucket  string
+	// Region of the bucket and key (required with a destination).
+	Region string
+	Bucket string
 	// RoleARN is the destination role drcopy assumes; "" means the
 	// destination bucket (and key) policy grants drcopy's own role.
 	RoleARN   string
@@ -149,14 +193,31 @@ func (d DRTarget) Enabled() bool { return d.Bucket != "" }
 // DRDestinationConfig configures the destination-account stack.
 type DRDestinationConfig struct {
 	StackName string
+	Strict    bool
+	// Region places the stack (and so the bucket and key).
+	Region string
 	// SourceRoleARN is the drcopy role of the backup stack (its output
 	// DRCopyRoleArn); the destination role trusts exactly that role.
-	SourceRoleARN    string
+	SourceRoleARN string
+	// SourceBucket and SourceKeyARN are the backup stack's BucketName and
+	// ArchiveKeyArn outputs: the writer role reads archives there to copy
+	// them server-side (UploadPartCopy).
+	SourceBucket string
+	SourceKeyARN string
+	// ObjectLockMode is COMPLIANCE (default), GOVERNANCE or NONE (given
+	// explicitly: the synth refuses a DR bucket without a lock otherwise).
 	ObjectLockMode   string
 	ObjectLockDays   int
 	RetentionDays    int
 	NoncurrentDays   int
 	LogRetentionDays int
+	// KeyBreakGlassARN is the one principal that may schedule the deletion
+	// of the DR key ("" = nobody, short of changing the key policy).
+	KeyBreakGlassARN string
+	AlarmEmail       string
+	// CopyMaxAgeHours: the bucket's freshness alarm fires when no archive
+	// arrived for that long.
+	CopyMaxAgeHours int
 }
 
 // DefaultConfig is the configuration without any context.
@@ -170,13 +231,16 @@ func DefaultConfig() Config {
 		RetentionDays:         90,
 		ArchiveTransitionDays: 30,
 		NoncurrentDays:        30,
-		MaxReceiveCount:       3,
+		MaxReceiveCount:       5,
 		WorkerMemoryMB:        1024,
 		WorkerTimeout:         10 * time.Minute,
 		WorkerMaxConcurrency:  10,
 		TaskBatchSize:         5,
 		LogRetentionDays:      90,
 		LogLevel:              "INFO",
+		BackupMaxAgeHours:     25,
+		DRCopyMaxAgeHours:     26,
+		TaskAgeAlarmMinutes:   120,
 		MetricsNamespace:      "EdgeVault",
 		APIRateLimit:          5,
 		APIBurstLimit:         10,
@@ -186,7 +250,10 @@ func DefaultConfig() Config {
 
 // DefaultDRDestinationConfig is the destination stack without context.
 func DefaultDRDestinationConfig() DRDestinationConfig {
-	return DRDestinationConfig{StackName: "EdgeVaultDR", NoncurrentDays: 30, LogRetentionDays: 365}
+	return DRDestinationConfig{
+		StackName: "EdgeVaultDR", NoncurrentDays: 30, LogRetentionDays: 365,
+		ObjectLockMode: "COMPLIANCE", ObjectLockDays: defaultDRObjectLockDays, CopyMaxAgeHours: 26,
+	}
 }
 
 // contextReader reads typed context values, collecting every error so one
@@ -287,7 +354,9 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	r := &contextReader{node: node}
 	r.str(ctxStackName, &c.StackName)
 	r.str(ctxAssetDir, &c.AssetDir)
+	r.boolean(ctxStrict, &c.Strict)
 	r.str(ctxEdgeBaseURL, &c.EdgeBaseURL)
+	r.boolean(ctxAllowInsecureEdgeBaseURL, &c.AllowInsecureEdgeBaseURL)
 	r.str(ctxCloudflareAccount, &c.CloudflareAccountID)
 	r.str(ctxInstances, &c.Instances)
 	r.boolean(ctxSkipInstances, &c.SkipInstances)
@@ -315,11 +384,18 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	r.str(ctxLogLevel, &c.LogLevel)
 	r.boolean(ctxTracing, &c.Tracing)
 	r.str(ctxAlarmEmail, &c.AlarmEmail)
+	r.integer(ctxBackupMaxAgeHours, &c.BackupMaxAgeHours)
+	r.integer(ctxDRCopyMaxAgeHours, &c.DRCopyMaxAgeHours)
+	r.integer(ctxTaskAgeAlarmMinutes, &c.TaskAgeAlarmMinutes)
 	r.str(ctxMetricsNamespace, &c.MetricsNamespace)
 	r.num(ctxAPIRateLimit, &c.APIRateLimit)
 	r.integer(ctxAPIBurstLimit, &c.APIBurstLimit)
 	r.boolean(ctxAPICloudWatchRole, &c.APICloudWatchRole)
+	r.str(ctxAPIBackupRoleARNs, &c.APIBackupRoleARNs)
+	r.str(ctxAPIRestoreRoleARNs, &c.APIRestoreRoleARNs)
+	r.boolean(ctxAPIAllowSecrets, &c.APIAllowSecrets)
 	r.str(ctxDRAccount, &c.DR.Account)
+	r.str(ctxDRRegion, &c.DR.Region)
 	r.str(ctxDRBucket, &c.DR.Bucket)
 	r.str(ctxDRRoleARN, &c.DR.RoleARN)
 	r.str(ctxDRKMSKeyARN, &c.DR.KMSKeyARN)
@@ -337,13 +413,23 @@ func DRDestinationFromContext(node constructs.Node) (c DRDestinationConfig, ok b
 	c = DefaultDRDestinationConfig()
 	r := &contextReader{node: node}
 	r.str(ctxDRStackName, &c.StackName)
+	r.boolean(ctxStrict, &c.Strict)
+	r.str(ctxDRRegion, &c.Region)
 	r.str(ctxDRSourceRoleARN, &c.SourceRoleARN)
+	r.str(ctxDRSourceBucket, &c.SourceBucket)
+	r.str(ctxDRSourceKeyARN, &c.SourceKeyARN)
 	r.str(ctxDRObjectLockMode, &c.ObjectLockMode)
+	c.ObjectLockMode = strings.ToUpper(c.ObjectLockMode)
+	if c.ObjectLockMode == drObjectLockModeNone {
+		c.ObjectLockDays = 0
+	}
 	r.integer(ctxDRObjectLockDays, &c.ObjectLockDays)
 	r.integer(ctxDRRetentionDays, &c.RetentionDays)
 	r.integer(ctxDRNoncurrentDays, &c.NoncurrentDays)
 	r.integer(ctxDRLogRetentionDays, &c.LogRetentionDays)
-	c.ObjectLockMode = strings.ToUpper(c.ObjectLockMode)
+	r.str(ctxDRKeyBreakGlassARN, &c.KeyBreakGlassARN)
+	r.str(ctxDRAlarmEmail, &c.AlarmEmail)
+	r.integer(ctxDRCopyMaxAgeHours, &c.CopyMaxAgeHours)
 	if len(r.errs) > 0 {
 		return c, false, errors.Join(r.errs...)
 	}
@@ -354,15 +440,20 @@ func DRDestinationFromContext(node constructs.Node) (c DRDestinationConfig, ok b
 }
 
 var (
-	stackNameRE    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,127}$`)
-	accountRE      = regexp.MustCompile(`^[0-9]{12}$`)
-	cfAccountRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	bucketRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	roleARNRE      = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}):role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
-	kmsKeyARNRE    = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:([0-9]{12}):key/(mrk-)?[0-9a-f-]{32,36}$`)
-	scheduleRE     = regexp.MustCompile(`^(cron|rate)\(.+\)$`)
-	namespaceRE    = regexp.MustCompile(`^[A-Za-z0-9._/#: -]{1,255}$`)
-	logLevels      = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+	stackNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,127}$`)
+	accountRE   = regexp.MustCompile(`^[0-9]{12}$`)
+	cfAccountRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	bucketRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	roleARNRE   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}):role/[A-Za-z0-9+=,.@_/-]{1,512}$`)
+	kmsKeyARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:kms:([a-z0-9-]+):([0-9]{12}):key/(mrk-)?[0-9a-f-]{32,36}$`)
+	principalRE = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]{1,512}$`)
+	regionRE    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	scheduleRE  = regexp.MustCompile(`^(cron|rate)\(.+\)$`)
+	namespaceRE = regexp.MustCompile(`^[A-Za-z0-9._/#: -]{1,255}$`)
+	// logLevels are the levels the functions may log at: Lambda drops
+	// every line below the level, and the metric documents the alarms
+	// read are INFO lines.
+	logLevels      = []string{"TRACE", "DEBUG", "INFO"}
 	retentionDaysV = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
 
@@ -378,11 +469,12 @@ func (c Config) Validate() error {
 	if c.AssetDir == "" {
 		bad(ctxAssetDir, c.AssetDir, "a directory")
 	}
-	if c.EdgeBaseURL != "" {
-		u, err := url.Parse(c.EdgeBaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad(ctxEdgeBaseURL, c.EdgeBaseURL, "an http(s) URL")
-		}
+	if u, err := url.Parse(c.EdgeBaseURL); c.EdgeBaseURL == "" {
+		bad(ctxEdgeBaseURL, `""`, "the URL of the EdgeBase deployment to back up (required: -c edgebaseUrl=https://...)")
+	} else if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad(ctxEdgeBaseURL, c.EdgeBaseURL, "an https URL")
+	} else if u.Scheme == "http" && !c.AllowInsecureEdgeBaseURL {
+		bad(ctxEdgeBaseURL, c.EdgeBaseURL, "https (the service key travels with every request); "+ctxAllowInsecureEdgeBaseURL+"=true accepts http")
 	}
 	if c.CloudflareAccountID != "" && !cfAccountRE.MatchString(c.CloudflareAccountID) {
 		bad(ctxCloudflareAccount, c.CloudflareAccountID, "a 32-character hex Cloudflare account id")
@@ -402,8 +494,10 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, lifecycleErrors(ctxRetentionDays, c.RetentionDays, ctxArchiveTransitionDays, c.ArchiveTransitionDays, ctxNoncurrentDays, c.NoncurrentDays)...)
 	errs = append(errs, objectLockErrors(ctxObjectLockMode, c.ObjectLockMode, ctxObjectLockDays, c.ObjectLockDays)...)
-	if c.MaxReceiveCount < 1 || c.MaxReceiveCount > 1000 {
-		bad(ctxMaxReceiveCount, c.MaxReceiveCount, "1..1000")
+	// Lambda's SQS poller raises the receive count of messages it could
+	// not hand to a throttled function; AWS advises at least 5.
+	if c.MaxReceiveCount < 5 || c.MaxReceiveCount > 1000 {
+		bad(ctxMaxReceiveCount, c.MaxReceiveCount, "5..1000")
 	}
 	if c.WorkerMemoryMB < 128 || c.WorkerMemoryMB > 10240 {
 		bad(ctxWorkerMemory, c.WorkerMemoryMB, "128..10240")
@@ -435,15 +529,29 @@ func (c Config) Validate() error {
 		bad(ctxLogRetentionDays, c.LogRetentionDays, fmt.Sprintf("one of %v", retentionDaysV))
 	}
 	if !slices.Contains(logLevels, c.LogLevel) {
-		bad(ctxLogLevel, c.LogLevel, fmt.Sprintf("one of %v", logLevels))
+		bad(ctxLogLevel, c.LogLevel, fmt.Sprintf("one of %v: Lambda drops the lines below the level, and the metrics the alarms watch are INFO lines", logLevels))
 	}
-	if c.AlarmEmail != "" {
-		if a, err := mail.ParseAddress(c.AlarmEmail); err != nil || a.Address != c.AlarmEmail {
-			bad(ctxAlarmEmail, c.AlarmEmail, "a plain e-mail address")
+	if err := emailError(ctxAlarmEmail, c.AlarmEmail); err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range []struct {
+		key string
+		v   int
+	}{{ctxBackupMaxAgeHours, c.BackupMaxAgeHours}, {ctxDRCopyMaxAgeHours, c.DRCopyMaxAgeHours}} {
+		if err := maxAgeError(a.key, a.v); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if !namespaceRE.MatchString(c.MetricsNamespace) || strings.HasPrefix(c.MetricsNamespace, "AWS/") {
-		bad(ctxMetricsNamespace, c.MetricsNamespace, "a custom CloudWatch namespace")
+	if c.TaskAgeAlarmMinutes < 5 || c.TaskAgeAlarmMinutes > 24*60 {
+		bad(ctxTaskAgeAlarmMinutes, c.TaskAgeAlarmMinutes, "5..1440")
+	}
+	if ns := c.Namespace(); !namespaceRE.MatchString(c.MetricsNamespace) || !namespaceRE.MatchString(ns) || strings.HasPrefix(ns, "AWS/") {
+		bad(ctxMetricsNamespace, c.MetricsNamespace, "a custom CloudWatch namespace (at most 255 characters with /"+c.StackName+")")
+	}
+	for _, k := range []struct{ key, v string }{{ctxAPIBackupRoleARNs, c.APIBackupRoleARNs}, {ctxAPIRestoreRoleARNs, c.APIRestoreRoleARNs}} {
+		if _, err := principalList(k.v); err != nil {
+			bad(k.key, k.v, err.Error())
+		}
 	}
 	if c.APIRateLimit <= 0 || c.APIRateLimit > 10000 {
 		bad(ctxAPIRateLimit, c.APIRateLimit, "requests per second in (0, 10000]")
@@ -452,6 +560,9 @@ func (c Config) Validate() error {
 		bad(ctxAPIBurstLimit, c.APIBurstLimit, "1..5000")
 	}
 	errs = append(errs, c.DR.validate()...)
+	if len(errs) == 0 {
+		errs = strictErrors(c.Strict, c.Warnings())
+	}
 	return errors.Join(errs...)
 }
 
@@ -460,11 +571,15 @@ func (d DRTarget) validate() []error {
 	bad := func(key string, v any, want string) {
 		errs = append(errs, fmt.Errorf("%w: %s=%v: %s", ErrConfig, key, v, want))
 	}
-	if d == (DRTarget{}) {
+	// drRegion alone places the DR stack; it configures no destination.
+	if d.Account == "" && d.Bucket == "" && d.RoleARN == "" && d.KMSKeyARN == "" {
 		return nil
 	}
 	if !accountRE.MatchString(d.Account) {
 		bad(ctxDRAccount, d.Account, "the 12-digit destination account id (required with any dr* key)")
+	}
+	if !regionRE.MatchString(d.Region) {
+		bad(ctxDRRegion, d.Region, "the region of the destination bucket, e.g. eu-central-1 (required with any dr* key)")
 	}
 	if !bucketRE.MatchString(d.Bucket) || strings.Contains(d.Bucket, "..") {
 		bad(ctxDRBucket, d.Bucket, "the destination bucket name (required with any dr* key)")
@@ -481,28 +596,177 @@ func (d DRTarget) validate() []error {
 		m := kmsKeyARNRE.FindStringSubmatch(d.KMSKeyARN)
 		if m == nil {
 			bad(ctxDRKMSKeyARN, d.KMSKeyARN, "a KMS key ARN (not an alias)")
-		} else if m[1] != d.Account {
+		} else if m[2] != d.Account {
 			bad(ctxDRKMSKeyARN, d.KMSKeyARN, "a key in "+ctxDRAccount)
+		} else if m[1] != d.Region {
+			bad(ctxDRKMSKeyARN, d.KMSKeyARN, "a key in "+ctxDRRegion+" "+d.Region+" (S3 uses the key of the bucket's region)")
 		}
 	}
 	return errs
 }
 
+// Namespace is the CloudWatch namespace of the stack's metrics: the
+// configured prefix and the stack name, so two stacks in one account and
+// region never count (or alarm on) each other's jobs.
+func (c Config) Namespace() string { return c.MetricsNamespace + "/" + c.StackName }
+
+// APIPrincipals are the callers named by context (not the stack's roles):
+// those that may start backups, and those that may also start restores.
+func (c Config) APIPrincipals() (backup, restore []string) {
+	backup, _ = principalList(c.APIBackupRoleARNs)
+	restore, _ = principalList(c.APIRestoreRoleARNs)
+	return backup, restore
+}
+
+// maxAPIPrincipals keeps the API's resource policy well under its size
+// limit.
+const maxAPIPrincipals = 20
+
+func principalList(v string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !principalRE.MatchString(p) {
+			return nil, fmt.Errorf("%q is not an IAM role or user ARN", p)
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if len(out) > maxAPIPrincipals {
+		return nil, fmt.Errorf("at most %d ARNs (name a role the callers assume instead)", maxAPIPrincipals)
+	}
+	return out, nil
+}
+
+// configWarning is a working configuration that leaves something
+// unwatched or unprotected; key is the context key that decides it.
+type configWarning struct{ key, text string }
+
+func (w configWarning) String() string { return "context " + w.key + w.text }
+
+// Warnings are what the synth reports (the CDK CLI prints them, as
+// edgevault:KEY); with strict they fail it.
+func (c Config) Warnings() []configWarning {
+	var w []configWarning
+	if c.AlarmEmail == "" {
+		w = append(w, configWarning{ctxAlarmEmail, " is not set: the alarms (backup freshness, failed jobs, dead letters) notify nobody until someone subscribes to the AlarmTopicArn topic"})
+	}
+	if strings.HasPrefix(c.EdgeBaseURL, "http://") {
+		w = append(w, configWarning{ctxEdgeBaseURL, " is http:// (" + ctxAllowInsecureEdgeBaseURL + "): the EdgeBase service key travels unencrypted"})
+	}
+	if c.Schedule == "off" {
+		w = append(w, configWarning{ctxSchedule, "=off: no scheduled backups; the backup freshness alarm fires unless backups are started otherwise at least every " + strconv.Itoa(c.BackupMaxAgeHours) + " hours"})
+	}
+	if c.APIAllowSecrets {
+		w = append(w, configWarning{ctxAPIAllowSecrets, "=true: API callers may back up the EdgeBase secrets and write them back"})
+	}
+	// Also what a redeploy that forgets -c drBucket looks like.
+	if !c.DR.Enabled() {
+		w = append(w, configWarning{ctxDRBucket, " is not set: archives are not copied to a disaster-recovery account"})
+	}
+	return w
+}
+
 // Validate reports every invalid field.
 func (c DRDestinationConfig) Validate() error {
 	var errs []error
+	bad := func(key string, v any, want string) {
+		errs = append(errs, fmt.Errorf("%w: %s=%v: %s", ErrConfig, key, v, want))
+	}
 	if !stackNameRE.MatchString(c.StackName) {
-		errs = append(errs, fmt.Errorf("%w: %s=%q: a CloudFormation stack name", ErrConfig, ctxDRStackName, c.StackName))
+		bad(ctxDRStackName, c.StackName, "a CloudFormation stack name")
+	}
+	if !regionRE.MatchString(c.Region) {
+		bad(ctxDRRegion, c.Region, "the region of the DR bucket, e.g. eu-central-1 (required)")
 	}
 	if !roleARNRE.MatchString(c.SourceRoleARN) {
-		errs = append(errs, fmt.Errorf("%w: %s=%q: the backup stack's DRCopyRoleArn output", ErrConfig, ctxDRSourceRoleARN, c.SourceRoleARN))
+		bad(ctxDRSourceRoleARN, c.SourceRoleARN, "the backup stack's DRCopyRoleArn output")
+	}
+	if !bucketRE.MatchString(c.SourceBucket) || strings.Contains(c.SourceBucket, "..") {
+		bad(ctxDRSourceBucket, c.SourceBucket, "the backup stack's BucketName output (required)")
+	}
+	if m := kmsKeyARNRE.FindStringSubmatch(c.SourceKeyARN); m == nil {
+		bad(ctxDRSourceKeyARN, c.SourceKeyARN, "the backup stack's ArchiveKeyArn output (required)")
+	} else if a := c.SourceAccount(); a != "" && m[2] != a {
+		bad(ctxDRSourceKeyARN, c.SourceKeyARN, "a key of the source account "+a)
 	}
 	errs = append(errs, lifecycleErrors(ctxDRRetentionDays, c.RetentionDays, "", 0, ctxDRNoncurrentDays, c.NoncurrentDays)...)
-	errs = append(errs, objectLockErrors(ctxDRObjectLockMode, c.ObjectLockMode, ctxDRObjectLockDays, c.ObjectLockDays)...)
+	switch c.ObjectLockMode {
+	case drObjectLockModeNone:
+		if c.ObjectLockDays != 0 {
+			bad(ctxDRObjectLockDays, c.ObjectLockDays, ctxDRObjectLockMode+"=none takes no days")
+		}
+	case "":
+		bad(ctxDRObjectLockMode, `""`, "compliance (the default) or governance; a DR bucket without Object Lock only with "+ctxDRObjectLockMode+"=none")
+	default:
+		errs = append(errs, objectLockErrors(ctxDRObjectLockMode, c.ObjectLockMode, ctxDRObjectLockDays, c.ObjectLockDays)...)
+		// Expiring an archive before its lock ends only hides it behind a
+		// delete marker.
+		if c.RetentionDays > 0 && c.RetentionDays < c.ObjectLockDays {
+			bad(ctxDRRetentionDays, c.RetentionDays, fmt.Sprintf("0 (keep) or at least %s=%d", ctxDRObjectLockDays, c.ObjectLockDays))
+		}
+	}
 	if !slices.Contains(retentionDaysV, c.LogRetentionDays) {
-		errs = append(errs, fmt.Errorf("%w: %s=%d: one of %v", ErrConfig, ctxDRLogRetentionDays, c.LogRetentionDays, retentionDaysV))
+		bad(ctxDRLogRetentionDays, c.LogRetentionDays, fmt.Sprintf("one of %v", retentionDaysV))
+	}
+	if c.KeyBreakGlassARN != "" && !principalRE.MatchString(c.KeyBreakGlassARN) {
+		bad(ctxDRKeyBreakGlassARN, c.KeyBreakGlassARN, "an IAM role or user ARN")
+	}
+	if err := emailError(ctxDRAlarmEmail, c.AlarmEmail); err != nil {
+		errs = append(errs, err)
+	}
+	if err := maxAgeError(ctxDRCopyMaxAgeHours, c.CopyMaxAgeHours); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		errs = strictErrors(c.Strict, c.Warnings())
 	}
 	return errors.Join(errs...)
+}
+
+// Warnings: see Config.Warnings.
+func (c DRDestinationConfig) Warnings() []configWarning {
+	var w []configWarning
+	switch c.ObjectLockMode {
+	case drObjectLockModeNone:
+		w = append(w, configWarning{ctxDRObjectLockMode, "=none: DR copies are not locked; whoever controls the DR account can delete them"})
+	case "GOVERNANCE":
+		w = append(w, configWarning{ctxDRObjectLockMode, "=governance: principals with s3:BypassGovernanceRetention can delete DR copies; compliance mode cannot be bypassed"})
+	}
+	if c.AlarmEmail == "" {
+		w = append(w, configWarning{ctxDRAlarmEmail, " is not set: the DR alarms notify nobody until someone subscribes to the DRAlarmTopicArn topic"})
+	}
+	return w
+}
+
+func emailError(key, v string) error {
+	if v == "" {
+		return nil
+	}
+	if a, err := mail.ParseAddress(v); err != nil || a.Address != v {
+		return fmt.Errorf("%w: %s=%v: a plain e-mail address", ErrConfig, key, v)
+	}
+	return nil
+}
+
+// maxAgeError checks a freshness alarm's window: whole hours (the alarm
+// looks at hourly sums) and at most CloudWatch's 7-day evaluation range.
+func maxAgeError(key string, hours int) error {
+	if hours < 1 || hours > 7*24 {
+		return fmt.Errorf("%w: %s=%d: 1..168 hours", ErrConfig, key, hours)
+	}
+	return nil
+}
+
+// SourceRegion is the region of the backup stack (of its archive key).
+func (c DRDestinationConfig) SourceRegion() string {
+	if m := kmsKeyARNRE.FindStringSubmatch(c.SourceKeyARN); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // SourceAccount is the account of the backup stack.

@@ -63,6 +63,15 @@ func (a s3Access) actions() []string {
 	return out
 }
 
+// What the writer of DR copies (the DR stack's writer role, or drcopy's
+// own role without one) may do in the DR bucket: create copies (the bucket
+// policy admits only conditional creates), read them back to verify, and
+// find, resume or abort a multipart copy cut short. Never delete.
+var (
+	drWriteActions = []string{"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+	drListActions  = []string{"s3:ListBucket", "s3:ListBucketMultipartUploads"}
+)
+
 // fnSpec is one function's sizing and data access.
 type fnSpec struct {
 	id          string // construct id
@@ -99,9 +108,11 @@ func fnSpecs(c Config) map[string]fnSpec {
 			id: "Worker", description: "edgevault worker: runs one task (a Durable Object, D1 database, R2 page range, ...)",
 			memoryMB: c.WorkerMemoryMB, timeout: c.WorkerTimeout, loops: true, ephemeralMB: workerEphemeralMB,
 			// Delete: a failed wipe task releases its lease for the retry.
-			// The worker sends nothing; it only paces retries through the
-			// visibility of the messages it received (event source grant).
-			staging: s3Read | s3Write | s3Delete,
+			// It paces retries through the visibility of the messages it
+			// received (event source grant), and re-sends a task another
+			// delivery is running, so waiting uses up no attempts.
+			staging:    s3Read | s3Write | s3Delete,
+			sendsTasks: true,
 		},
 		lambdaenv.Assembler: {
 			id: "Assembler", description: "edgevault assembler: advances jobs and assembles finished backups into archives",

@@ -6,10 +6,14 @@ import (
 	"path/filepath"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -52,16 +56,25 @@ var kmsAccountActions = []string{
 	"kms:TagResource", "kms:UntagResource", "kms:UpdateAlias", "kms:UpdateKeyDescription",
 }
 
-// keyServices are the AWS services that use the key as themselves (not
-// on behalf of a role of this account) and so need key policy statements.
-type keyServices struct {
+// keyOptions are the AWS services that use the key as themselves (not on
+// behalf of a role of this account) and so need key policy statements,
+// and whether the key is protected from deletion.
+type keyOptions struct {
 	cloudWatchLogs   bool // encrypted log groups
 	cloudWatchAlarms bool // alarms publishing to the encrypted SNS topic
+	// denyDeletion denies kms:ScheduleKeyDeletion to every principal but
+	// breakGlass ("" = to every principal). Key administrators keep every
+	// other right, kms:PutKeyPolicy included (the stack must be able to
+	// update the policy), so this stops a mistake or a stolen admin
+	// session that does not also rewrite the policy; an SCP on the
+	// account closes that too (docs/DEPLOY.md).
+	denyDeletion bool
+	breakGlass   string
 }
 
-// newStackKey is the customer managed key of a stack: rotation on,
-// retained on stack deletion, and a key policy that delegates to IAM.
-func newStackKey(stack awscdk.Stack, id, description string, svc keyServices) awskms.Key {
+// newStackKey is a customer managed key of a stack: rotation on, retained
+// on stack deletion, and a key policy that delegates to IAM.
+func newStackKey(stack awscdk.Stack, id, description string, svc keyOptions) awskms.Key {
 	doc := awsiam.NewPolicyDocument(nil)
 	doc.AddStatements(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("AccountAdministrationAndIAMDelegation"),
@@ -90,13 +103,28 @@ func newStackKey(stack awscdk.Stack, id, description string, svc keyServices) aw
 	}
 	if svc.cloudWatchAlarms {
 		// CloudWatch publishes alarm notifications to the KMS-encrypted
-		// topic as itself; it cannot use an AWS managed key.
+		// topic as itself; it cannot use an AWS managed key. Only alarms
+		// of this account (no confused deputy).
 		doc.AddStatements(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 			Sid:        jsii.String("CloudWatchAlarmsToEncryptedTopic"),
 			Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
 			Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey"),
 			Resources:  jsii.Strings("*"),
+			Conditions: alarmsOfThisAccount(stack),
 		}))
+	}
+	if svc.denyDeletion {
+		st := &awsiam.PolicyStatementProps{
+			Sid:        jsii.String("NoDeletionButBreakGlass"),
+			Effect:     awsiam.Effect_DENY,
+			Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+			Actions:    jsii.Strings("kms:ScheduleKeyDeletion"),
+			Resources:  jsii.Strings("*"),
+		}
+		if svc.breakGlass != "" {
+			st.Conditions = &map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": svc.breakGlass}}
+		}
+		doc.AddStatements(awsiam.NewPolicyStatement(st))
 	}
 	return awskms.NewKey(stack, jsii.String(id), &awskms.KeyProps{
 		Description:       jsii.String(description),
@@ -143,9 +171,118 @@ func statement(sid string, actions []string, resources []*string, conditions map
 
 // viaService limits KMS use to requests a service makes on the caller's
 // behalf (the key is then unusable directly, e.g. to decrypt a copied
-// ciphertext).
-func viaService(stack awscdk.Stack, service string) map[string]any {
-	return map[string]any{"StringEquals": map[string]any{"kms:ViaService": service + "." + *stack.Region() + ".amazonaws.com"}}
+// ciphertext) in one of regions (none: the stack's region).
+func viaService(stack awscdk.Stack, service string, regions ...string) map[string]any {
+	if len(regions) == 0 {
+		regions = []string{*stack.Region()}
+	}
+	var v any
+	if len(regions) == 1 {
+		v = service + "." + regions[0] + ".amazonaws.com"
+	} else {
+		vs := make([]any, len(regions))
+		for i, r := range regions {
+			vs[i] = service + "." + r + ".amazonaws.com"
+		}
+		v = vs
+	}
+	return map[string]any{"StringEquals": map[string]any{"kms:ViaService": v}}
+}
+
+// alarmsOfThisAccount are the conditions that limit a service principal
+// to CloudWatch alarms of the stack's account and region.
+func alarmsOfThisAccount(stack awscdk.Stack) *map[string]any {
+	return &map[string]any{
+		"StringEquals": map[string]any{"aws:SourceAccount": stack.Account()},
+		"ArnLike": map[string]any{"aws:SourceArn": stack.FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("cloudwatch"), Resource: jsii.String("alarm"), ResourceName: jsii.String("*"),
+			ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
+		})},
+	}
+}
+
+// newAlarmTopic is the SNS topic a stack's alarms notify: encrypted with
+// key, TLS only, open to this account's CloudWatch alarms, with an e-mail
+// subscription when email is set.
+func newAlarmTopic(stack awscdk.Stack, id string, key awskms.IKey, email string) awssns.Topic {
+	t := awssns.NewTopic(stack, jsii.String(id), &awssns.TopicProps{
+		DisplayName: jsii.String("edgevault alarms"),
+		MasterKey:   key,
+		EnforceSSL:  jsii.Bool(true),
+	})
+	// The topic policy (created for enforceSSL) replaces the default one,
+	// so CloudWatch alarms of this account are allowed explicitly.
+	t.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("CloudWatchAlarmsOfThisAccount"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  &[]*string{t.TopicArn()},
+		Conditions: alarmsOfThisAccount(stack),
+	}))
+	if email != "" {
+		t.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(email), nil))
+	}
+	return t
+}
+
+// alarmSpec is one alarm: it fires when metric compares to threshold by
+// cmp in every one of periods consecutive periods (1 when 0); missing data
+// counts as missing says. Every alarm notifies the topic both when it
+// fires and when it recovers.
+type alarmSpec struct {
+	id, description string
+	metric          awscloudwatch.IMetric
+	threshold       float64
+	cmp             awscloudwatch.ComparisonOperator
+	periods         int
+	missing         awscloudwatch.TreatMissingData
+}
+
+// anyAbove is the common alarm: the metric above zero in one period, no
+// data meaning nothing happened.
+func anyAbove(id, description string, m awscloudwatch.IMetric) alarmSpec {
+	return alarmSpec{id: id, description: description, metric: m, threshold: 0,
+		cmp: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD, missing: awscloudwatch.TreatMissingData_NOT_BREACHING}
+}
+
+// freshness fires when the hourly sum of m was below one for hours
+// hours in a row. Missing data is breaching: a metric that stops (a
+// disabled rule, a function that no longer runs, a lost subscription to
+// the logs) fires it as surely as a failing one.
+func freshness(id, description string, m awscloudwatch.IMetric, hours int) alarmSpec {
+	return alarmSpec{id: id, description: description, metric: m, threshold: 1,
+		cmp: awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD, periods: hours, missing: awscloudwatch.TreatMissingData_BREACHING}
+}
+
+func newAlarm(stack awscdk.Stack, topic awssns.ITopic, a alarmSpec) awscloudwatch.Alarm {
+	periods := float64(max(a.periods, 1))
+	al := awscloudwatch.NewAlarm(stack, jsii.String(a.id), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(a.description),
+		Metric:             a.metric,
+		Threshold:          jsii.Number(a.threshold),
+		ComparisonOperator: a.cmp,
+		EvaluationPeriods:  jsii.Number(periods),
+		DatapointsToAlarm:  jsii.Number(periods),
+		TreatMissingData:   a.missing,
+	})
+	action := awscloudwatchactions.NewSnsAction(topic)
+	al.AddAlarmAction(action)
+	al.AddOkAction(action)
+	return al
+}
+
+var (
+	fiveMinutes = awscdk.Duration_Minutes(jsii.Number(5))
+	oneHour     = awscdk.Duration_Hours(jsii.Number(1))
+)
+
+// sum and maximum are metric options of the alarms.
+func sum(period awscdk.Duration) *awscloudwatch.MetricOptions {
+	return &awscloudwatch.MetricOptions{Period: period, Statistic: jsii.String("Sum")}
+}
+
+func maximum(period awscdk.Duration) *awscloudwatch.MetricOptions {
+	return &awscloudwatch.MetricOptions{Period: period, Statistic: jsii.String("Maximum")}
 }
 
 // nagRule is a cdk-nag suppression: rule id, the reason a reviewer reads,

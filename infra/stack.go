@@ -1,14 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -20,7 +21,6 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3notifications"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -29,12 +29,25 @@ import (
 	"github.com/edgevault/edgevault/internal/lambdaenv"
 )
 
-// jobsFailedMetric is the EMF metric the functions emit (value 1, no
-// dimensions) when a job ends in state failed.
-const jobsFailedMetric = "JobsFailed"
+// Metrics the alarms watch, in the stack's namespace (Config.Namespace).
+// The functions emit JobsFailed and DRCopies (EMF, rolled up without
+// dimensions; internal/metrics); BackupsDone is counted by a metric filter
+// on the assembler's log group, from its JobsDone documents of backups
+// (JobsDone alone also counts restores).
+const (
+	jobsFailedMetric  = "JobsFailed"
+	drCopiesMetric    = "DRCopies"
+	backupsDoneMetric = "BackupsDone"
+	// backupsDonePattern matches the assembler's metric document of a
+	// finished backup job (pkg/serverless Assembler.jobFinished).
+	backupsDonePattern = `{ ($.JobsDone = 1) && ($.kind = "backup") }`
+)
 
-// apiStage is the API Gateway stage (part of the URL, not a resource name).
-const apiStage = "v1"
+// Schedules of the stack's maintenance rules.
+const (
+	watchdogRate  = 5 * time.Minute
+	reconcileRate = 24 * time.Hour
+)
 
 // BackupStackProps configures NewBackupStack.
 type BackupStackProps struct {
@@ -45,26 +58,47 @@ type BackupStackProps struct {
 // BackupStack is the serverless edgevault deployment in one account.
 type BackupStack struct {
 	awscdk.Stack
-	Config     Config
-	Key        awskms.Key
-	Bucket     awss3.Bucket
-	AccessLogs awss3.Bucket
+	Config Config
+	// ArchiveKey encrypts the backup bucket (job records, staging parts,
+	// archives); OpsKey the secrets, the log groups and the alarm topic.
+	// A grant for one (the logs service, a secret reader) never reaches
+	// the data of the other.
+	ArchiveKey, OpsKey awskms.Key
+	Bucket             awss3.Bucket
+	AccessLogs         awss3.Bucket
 	// TaskQueue feeds the worker, ControlQueue the assembler; InvokeDLQ
-	// receives the events of asynchronous invocations (schedule, S3
-	// notifications, api -> scheduler) that failed for good.
+	// receives the events of asynchronous invocations (schedule, watchdog,
+	// api -> scheduler, S3 notifications and reconcile -> drcopy) that
+	// failed for good.
 	TaskQueue, TaskDLQ, ControlQueue, ControlDLQ, InvokeDLQ awssqs.Queue
-	// Secrets are keyed by the environment variable carrying their ARN.
-	Secrets    map[string]awssecretsmanager.CfnSecret
-	Functions  map[string]awslambda.Function
-	Roles      map[string]awsiam.Role
-	API        awsapigateway.RestApi
-	AlarmTopic awssns.Topic
-	Schedule   awsevents.Rule // nil when schedule=off
+	// Secrets are keyed by the environment variable carrying their ARN;
+	// SecretPolicies (same keys) let only the functions that use a
+	// secret read it.
+	Secrets        map[string]awssecretsmanager.CfnSecret
+	SecretPolicies map[string]awssecretsmanager.CfnResourcePolicy
+	Functions      map[string]awslambda.Function
+	Roles          map[string]awsiam.Role
+	API            awsapigateway.RestApi
+	// APIOperatorRole may read jobs and start backups through the API,
+	// APIRestoreRole may also start restores; the API's resource policy
+	// refuses every other caller but those named by context.
+	APIOperatorRole, APIRestoreRole awsiam.Role
+	AlarmTopic                      awssns.Topic
+	// Alarms by construct id.
+	Alarms map[string]awscloudwatch.Alarm
+	// BackupsDone counts finished backups for the freshness alarm.
+	BackupsDone awslogs.MetricFilter
+	Schedule    awsevents.Rule // nil when schedule=off
+	// Watchdog has the scheduler look after unfinished jobs; Reconcile
+	// (nil without a DR destination) has drcopy copy what the DR bucket
+	// lacks.
+	Watchdog, Reconcile awsevents.Rule
 }
 
 // NewBackupStack defines the bucket, queues, secrets, functions, triggers
-// and alarms of one deployment. Invalid configuration or missing function
-// assets are reported as errors before anything is defined.
+// and alarms of one deployment, with termination protection. Invalid
+// configuration or missing function assets are reported as errors before
+// anything is defined.
 func NewBackupStack(scope constructs.Construct, id string, props *BackupStackProps) (*BackupStack, error) {
 	if props == nil {
 		props = &BackupStackProps{Config: DefaultConfig()}
@@ -80,20 +114,26 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 	if sp.Description == nil {
 		sp.Description = jsii.String("edgevault: scheduled and on-demand backups of an EdgeBase deployment")
 	}
+	if sp.TerminationProtection == nil {
+		sp.TerminationProtection = jsii.Bool(true)
+	}
 	s := &BackupStack{
-		Stack:     awscdk.NewStack(scope, jsii.String(id), &sp),
-		Config:    c,
-		Secrets:   map[string]awssecretsmanager.CfnSecret{},
-		Functions: map[string]awslambda.Function{},
-		Roles:     map[string]awsiam.Role{},
+		Stack:          awscdk.NewStack(scope, jsii.String(id), &sp),
+		Config:         c,
+		Secrets:        map[string]awssecretsmanager.CfnSecret{},
+		SecretPolicies: map[string]awssecretsmanager.CfnResourcePolicy{},
+		Functions:      map[string]awslambda.Function{},
+		Roles:          map[string]awsiam.Role{},
+		Alarms:         map[string]awscloudwatch.Alarm{},
 	}
 	pinFeatureFlags(s.Stack)
-	if c.EdgeBaseURL == "" {
-		awscdk.Annotations_Of(s.Stack).AddWarningV2(jsii.String("edgevault:edgebaseUrl"),
-			jsii.String("context edgebaseUrl is not set: the functions will refuse to run until it is (cdk deploy -c edgebaseUrl=https://...)"), nil)
-	}
-	s.Key = newStackKey(s.Stack, "Key", "edgevault: backups, secrets, logs and alarm notifications",
-		keyServices{cloudWatchLogs: true, cloudWatchAlarms: true})
+	warn(s.Stack, c.Warnings())
+	// "Key" is the construct id the stack's only key had before the keys
+	// were split: it stays the archive key, so archives written before
+	// remain readable.
+	s.ArchiveKey = newStackKey(s.Stack, "Key", "edgevault: backup bucket (job records, staging parts, archives)", keyOptions{})
+	s.OpsKey = newStackKey(s.Stack, "OpsKey", "edgevault: secrets, logs and alarm notifications",
+		keyOptions{cloudWatchLogs: true, cloudWatchAlarms: true})
 	s.AccessLogs = newAccessLogsBucket(s.Stack, "AccessLogs", c.LogRetentionDays)
 	s.newBucket()
 	s.newQueues()
@@ -101,7 +141,11 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 	if err := s.newFunctions(); err != nil {
 		return nil, err
 	}
-	s.newTriggers()
+	s.newSecretPolicies()
+	s.grantDRRoleRead()
+	if err := s.newTriggers(); err != nil {
+		return nil, err
+	}
 	s.newAlarms()
 	s.newOutputs()
 	return s, nil
@@ -141,19 +185,24 @@ func (s *BackupStack) newBucket() {
 		rules = append(rules, r)
 	}
 	s.Bucket = awss3.NewBucket(s.Stack, jsii.String("Backups"),
-		archiveBucketProps(s.Key, s.AccessLogs, "backup-bucket/", rules, c.ObjectLockMode, c.ObjectLockDays))
+		archiveBucketProps(s.ArchiveKey, s.AccessLogs, "backup-bucket/", rules, c.ObjectLockMode, c.ObjectLockDays))
 }
 
 // archiveBucketProps are the settings every bucket holding archives shares
 // (the backup bucket and the DR bucket): versioned, KMS with a bucket key,
-// no public access, TLS 1.2+ only, owner-enforced, access-logged under
-// logPrefix, retained on stack deletion, Object Lock when lockMode is set.
+// SSE-C refused, no public access, TLS 1.2+ only, owner-enforced,
+// access-logged under logPrefix, retained on stack deletion, Object Lock
+// when lockMode is GOVERNANCE or COMPLIANCE.
 func archiveBucketProps(key awskms.IKey, logs awss3.IBucket, logPrefix string, rules []*awss3.LifecycleRule, lockMode string, lockDays int) *awss3.BucketProps {
 	p := &awss3.BucketProps{
-		Versioned:              jsii.Bool(true),
-		Encryption:             awss3.BucketEncryption_KMS,
-		EncryptionKey:          key,
-		BucketKeyEnabled:       jsii.Bool(true),
+		Versioned:        jsii.Bool(true),
+		Encryption:       awss3.BucketEncryption_KMS,
+		EncryptionKey:    key,
+		BucketKeyEnabled: jsii.Bool(true),
+		// An object written with a customer-provided key (SSE-C) could be
+		// read by nobody else, and a write with an attacker's key would
+		// replace an archive with one only the attacker can read.
+		BlockedEncryptionTypes: &[]awss3.BlockedEncryptionType{awss3.BlockedEncryptionType_SSE_C()},
 		BlockPublicAccess:      awss3.BlockPublicAccess_BLOCK_ALL(),
 		EnforceSSL:             jsii.Bool(true),
 		MinimumTLSVersion:      jsii.Number(1.2),
@@ -163,7 +212,7 @@ func archiveBucketProps(key awskms.IKey, logs awss3.IBucket, logPrefix string, r
 		ServerAccessLogsPrefix: jsii.String(logPrefix),
 		RemovalPolicy:          awscdk.RemovalPolicy_RETAIN,
 	}
-	if lockMode != "" {
+	if lockMode == "GOVERNANCE" || lockMode == "COMPLIANCE" {
 		p.ObjectLockEnabled = jsii.Bool(true)
 		p.ObjectLockDefaultRetention = objectLockRetention(lockMode, lockDays)
 	}
@@ -220,12 +269,46 @@ func (s *BackupStack) newSecrets() {
 	} {
 		sec := awssecretsmanager.NewCfnSecret(s.Stack, jsii.String(d.id), &awssecretsmanager.CfnSecretProps{
 			Description: jsii.String(d.desc),
-			KmsKeyId:    s.Key.KeyArn(),
+			KmsKeyId:    s.OpsKey.KeyArn(),
 		})
 		sec.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN, nil)
 		suppress(sec, false, nag("AwsSolutions-SMG4",
 			"The secret holds a credential issued by another system (EdgeBase or Cloudflare) or that system's own secrets; it is rotated there and the new value is put here. A Secrets Manager rotation function cannot rotate it."))
 		s.Secrets[d.env] = sec
+	}
+}
+
+// secretEnvs are the variables naming the secrets, in a fixed order.
+var secretEnvs = []string{lambdaenv.ServiceKeySecret, lambdaenv.CloudflareSecret, lambdaenv.EdgeBaseSecrets}
+
+// newSecretPolicies gives each secret a resource policy that refuses its
+// value to every principal but the roles of the functions that read it,
+// whatever their IAM policies allow (an administrator puts values, and
+// may change the policy to read one). Writing values stays with IAM: the
+// operators put them, and the worker writes a restored value back.
+func (s *BackupStack) newSecretPolicies() {
+	for _, env := range secretEnvs {
+		var readers []any
+		for _, fn := range lambdaenv.Functions {
+			if reads(fn, env) {
+				readers = append(readers, s.Roles[fn].RoleArn())
+			}
+		}
+		doc := awsiam.NewPolicyDocument(nil)
+		doc.AddStatements(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Sid:        jsii.String("OnlyTheFunctionsThatUseItReadIt"),
+			Effect:     awsiam.Effect_DENY,
+			Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+			Actions:    jsii.Strings("secretsmanager:GetSecretValue"),
+			Resources:  jsii.Strings("*"),
+			Conditions: &map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": readers}},
+		}))
+		sec := s.Secrets[env]
+		s.SecretPolicies[env] = awssecretsmanager.NewCfnResourcePolicy(s.Stack, jsii.String(*sec.Node().Id()+"Policy"), &awssecretsmanager.CfnResourcePolicyProps{
+			SecretId:          sec.Ref(),
+			ResourcePolicy:    doc,
+			BlockPublicPolicy: jsii.Bool(true),
+		})
 	}
 }
 
@@ -236,7 +319,7 @@ func (s *BackupStack) envValues() map[string]*string {
 		lambdaenv.Bucket:            s.Bucket.BucketName(),
 		lambdaenv.StagingPrefix:     jsii.String(stagingPrefix),
 		lambdaenv.ArchivePrefix:     jsii.String(archivePrefix),
-		lambdaenv.KMSKeyARN:         s.Key.KeyArn(),
+		lambdaenv.KMSKeyARN:         s.ArchiveKey.KeyArn(),
 		lambdaenv.TaskQueueURL:      s.TaskQueue.QueueUrl(),
 		lambdaenv.ControlQueueURL:   s.ControlQueue.QueueUrl(),
 		lambdaenv.SchedulerFunction: s.Functions[lambdaenv.Scheduler].FunctionArn(),
@@ -253,7 +336,10 @@ func (s *BackupStack) envValues() map[string]*string {
 		lambdaenv.DRBucket:          jsii.String(c.DR.Bucket),
 		lambdaenv.DRRoleARN:         jsii.String(c.DR.RoleARN),
 		lambdaenv.DRKMSKeyARN:       jsii.String(c.DR.KMSKeyARN),
-		lambdaenv.MetricsNamespace:  jsii.String(c.MetricsNamespace),
+		lambdaenv.DRRegion:          jsii.String(c.DR.Region),
+		lambdaenv.APIAllowSecrets:   jsii.String(strconv.FormatBool(c.APIAllowSecrets)),
+		lambdaenv.MetricsNamespace:  jsii.String(c.Namespace()),
+		lambdaenv.Deployed:          jsii.String("true"),
 	}
 }
 
@@ -267,7 +353,7 @@ func (s *BackupStack) newFunctions() error {
 		}
 		logs := awslogs.NewLogGroup(s.Stack, jsii.String(spec.id+"Logs"), &awslogs.LogGroupProps{
 			Retention:     retentionEnum[c.LogRetentionDays],
-			EncryptionKey: s.Key,
+			EncryptionKey: s.OpsKey,
 			RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 		})
 		role := awsiam.NewRole(s.Stack, jsii.String(spec.id+"Role"), &awsiam.RoleProps{
@@ -348,7 +434,13 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 	if writes {
 		kmsS3 = append(kmsS3, "kms:GenerateDataKey")
 	}
-	add(statement("BucketKeyViaS3", kmsS3, []*string{s.Key.KeyArn()}, viaService(s.Stack, "s3")))
+	var regions []string
+	if fn == lambdaenv.DRCopy && s.Config.DR.Enabled() {
+		// A copy made server-side through the DR region's endpoint may
+		// have S3 decrypt the source from there.
+		regions = []string{*s.Stack.Region(), s.Config.DR.Region}
+	}
+	add(statement("BucketKeyViaS3", kmsS3, []*string{s.ArchiveKey.KeyArn()}, viaService(s.Stack, "s3", regions...)))
 
 	var queues []*string
 	if spec.sendsTasks {
@@ -362,7 +454,7 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 	}
 
 	var secretsRead []*string
-	for _, env := range []string{lambdaenv.ServiceKeySecret, lambdaenv.CloudflareSecret, lambdaenv.EdgeBaseSecrets} {
+	for _, env := range secretEnvs {
 		if reads(fn, env) {
 			secretsRead = append(secretsRead, s.Secrets[env].Ref())
 		}
@@ -382,7 +474,7 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 				[]*string{s.Secrets[lambdaenv.EdgeBaseSecrets].Ref()}, nil))
 			kmsSM = append(kmsSM, "kms:GenerateDataKey")
 		}
-		add(statement("SecretsKeyViaSecretsManager", kmsSM, []*string{s.Key.KeyArn()}, viaService(s.Stack, "secretsmanager")))
+		add(statement("SecretsKeyViaSecretsManager", kmsSM, []*string{s.OpsKey.KeyArn()}, viaService(s.Stack, "secretsmanager")))
 	}
 
 	if reads(fn, lambdaenv.SchedulerFunction) {
@@ -398,7 +490,8 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 
 // grantDR lets drcopy reach the destination: by assuming the destination
 // role, or (without drRoleArn) by writing to the destination bucket
-// directly, which its bucket policy (and key policy) must then allow.
+// directly, which its bucket policy (and key policy) must then allow. The
+// destination's key is used through S3 of the destination's region.
 func (s *BackupStack) grantDR(add func(awsiam.PolicyStatement)) {
 	dr := s.Config.DR
 	if !dr.Enabled() {
@@ -412,13 +505,45 @@ func (s *BackupStack) grantDR(add func(awsiam.PolicyStatement)) {
 	// s3:ResourceAccount pins the bucket to the destination account, so a
 	// same-named bucket elsewhere is never written.
 	owner := map[string]any{"StringEquals": map[string]any{"s3:ResourceAccount": dr.Account}}
-	add(statement("WriteDRArchives", []string{"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"},
-		[]*string{jsii.String(bucketARN + "/" + archivePrefix + "*")}, owner))
-	add(statement("ListDRBucket", []string{"s3:ListBucket"}, []*string{jsii.String(bucketARN)}, owner))
+	add(statement("WriteDRArchives", drWriteActions, []*string{jsii.String(bucketARN + "/" + archivePrefix + "*")}, owner))
+	add(statement("ListDRBucket", drListActions, []*string{jsii.String(bucketARN)}, owner))
 	if dr.KMSKeyARN != "" {
 		add(statement("DRKeyViaS3", []string{"kms:GenerateDataKey", "kms:Decrypt"},
-			[]*string{jsii.String(dr.KMSKeyARN)}, viaService(s.Stack, "s3")))
+			[]*string{jsii.String(dr.KMSKeyARN)}, viaService(s.Stack, "s3", dr.Region)))
 	}
+}
+
+// grantDRRoleRead lets the destination's writer role (drRoleArn) read the
+// archives it copies: the copy is made server-side (UploadPartCopy from
+// this bucket into the DR bucket), and such a request is signed by one
+// principal, which must be able to read the source and write the
+// destination. Read only, archives only; the role's own policy in the DR
+// account must allow the same (the DR stack's does). The principal is the
+// DR account narrowed to the role by aws:PrincipalArn, so the grant does
+// not break (or name a stranger) when the role is recreated.
+func (s *BackupStack) grantDRRoleRead() {
+	dr := s.Config.DR
+	if !dr.Enabled() || dr.RoleARN == "" {
+		return
+	}
+	principals := &[]awsiam.IPrincipal{awsiam.NewAccountPrincipal(jsii.String(dr.Account))}
+	role := map[string]any{"aws:PrincipalArn": dr.RoleARN}
+	s.Bucket.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("DRWriterRoleReadsArchives"),
+		Principals: principals,
+		Actions:    jsii.Strings("s3:GetObject", "s3:GetObjectVersion"),
+		Resources:  &[]*string{s.Bucket.ArnForObjects(jsii.String(archivePrefix + "*"))},
+		Conditions: &map[string]any{"ArnEquals": role},
+	}))
+	via := viaService(s.Stack, "s3", *s.Stack.Region(), dr.Region)
+	via["ArnEquals"] = role
+	s.ArchiveKey.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("DRWriterRoleDecryptsArchivesViaS3"),
+		Principals: principals,
+		Actions:    jsii.Strings("kms:Decrypt"),
+		Resources:  jsii.Strings("*"),
+		Conditions: &via,
+	}), nil)
 }
 
 func (s *BackupStack) suppressRoleFindings(fn string, role awsiam.Role) {
@@ -445,7 +570,7 @@ func (s *BackupStack) suppressRoleFindings(fn string, role awsiam.Role) {
 	}
 }
 
-func (s *BackupStack) newTriggers() {
+func (s *BackupStack) newTriggers() error {
 	c := s.Config
 	worker, assembler := s.Functions[lambdaenv.Worker], s.Functions[lambdaenv.Assembler]
 	tasks := &awslambdaeventsources.SqsEventSourceProps{
@@ -459,9 +584,13 @@ func (s *BackupStack) newTriggers() {
 		tasks.MaxConcurrency = jsii.Number(float64(c.WorkerMaxConcurrency))
 	}
 	worker.AddEventSource(awslambdaeventsources.NewSqsEventSource(s.TaskQueue, tasks))
+	// Checks are short and a job's assembly is fenced in the job record;
+	// two concurrent assemblers (the least an SQS event source allows)
+	// keep checks moving while one assembles.
 	assembler.AddEventSource(awslambdaeventsources.NewSqsEventSource(s.ControlQueue, &awslambdaeventsources.SqsEventSourceProps{
 		BatchSize:               jsii.Number(1),
 		ReportBatchItemFailures: jsii.Bool(true),
+		MaxConcurrency:          jsii.Number(2),
 	}))
 
 	scheduler := s.Functions[lambdaenv.Scheduler]
@@ -477,18 +606,61 @@ func (s *BackupStack) newTriggers() {
 			})},
 		})
 	}
+	// The next run replaces a lost one, so events expire within a run.
+	watchdog, err := constantInput(lambdaenv.WatchdogInput)
+	if err != nil {
+		return err
+	}
+	s.Watchdog = awsevents.NewRule(s.Stack, jsii.String("Watchdog"), &awsevents.RuleProps{
+		Description: jsii.String("edgevault: the scheduler re-queues stalled checks and fails jobs past their timeout"),
+		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(watchdogRate.Minutes()))),
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(scheduler, &awseventstargets.LambdaFunctionProps{
+			Event:           watchdog,
+			DeadLetterQueue: s.InvokeDLQ,
+			RetryAttempts:   jsii.Number(2),
+			MaxEventAge:     awscdk.Duration_Minutes(jsii.Number(watchdogRate.Minutes())),
+		})},
+	})
 
 	s.newAPI()
 
 	if c.DR.Enabled() {
+		drcopy := s.Functions[lambdaenv.DRCopy]
 		s.Bucket.AddEventNotification(awss3.EventType_OBJECT_CREATED,
-			awss3notifications.NewLambdaDestination(s.Functions[lambdaenv.DRCopy]),
+			awss3notifications.NewLambdaDestination(drcopy),
 			&awss3.NotificationKeyFilter{Prefix: jsii.String(archivePrefix), Suffix: jsii.String(manifestSuffix)})
 		// CDK applies bucket notifications with its own singleton handler.
 		suppress(s.Stack.Node().FindChild(jsii.String("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")), true,
 			nag("AwsSolutions-IAM4",
 				"CDK's bucket-notification handler (a deploy-time custom resource, not part of the data path) always gets AWSLambdaBasicExecutionRole for its own logs; its inline policy is limited to s3:PutBucketNotification/GetBucketNotification on the backup bucket.", "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"))
+		// S3 delivers events at least once, not always: the daily
+		// reconcile copies whatever an event never triggered.
+		reconcile, err := constantInput(lambdaenv.ReconcileInput)
+		if err != nil {
+			return err
+		}
+		s.Reconcile = awsevents.NewRule(s.Stack, jsii.String("DRReconcile"), &awsevents.RuleProps{
+			Description: jsii.String("edgevault: drcopy copies every archive the DR bucket lacks"),
+			Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Hours(jsii.Number(reconcileRate.Hours()))),
+			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(drcopy, &awseventstargets.LambdaFunctionProps{
+				Event:           reconcile,
+				DeadLetterQueue: s.InvokeDLQ,
+				RetryAttempts:   jsii.Number(4),
+				MaxEventAge:     awscdk.Duration_Hours(jsii.Number(2)),
+			})},
+		})
 	}
+	return nil
+}
+
+// constantInput is the rule target input of a lambdaenv constant, which
+// must be a JSON object.
+func constantInput(v string) (awsevents.RuleTargetInput, error) {
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(v), &obj); err != nil {
+		return nil, fmt.Errorf("infra: rule input %s: %w", v, err)
+	}
+	return awsevents.RuleTargetInput_FromObject(obj), nil
 }
 
 // scheduledStart is the scheduler's constant input for a scheduled run,
@@ -506,122 +678,21 @@ func scheduledStart(c Config) map[string]any {
 	}
 }
 
-func (s *BackupStack) newAPI() {
-	c := s.Config
-	accessLogs := awslogs.NewLogGroup(s.Stack, jsii.String("ApiAccessLogs"), &awslogs.LogGroupProps{
-		Retention:     retentionEnum[c.LogRetentionDays],
-		EncryptionKey: s.Key,
-		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
-	})
-	p := &awsapigateway.LambdaRestApiProps{
-		Handler:     s.Functions[lambdaenv.API],
-		Proxy:       jsii.Bool(true),
-		Description: jsii.String("edgevault API: start backups and restores, read job state (SigV4 / IAM auth)"),
-		EndpointConfiguration: &awsapigateway.EndpointConfiguration{
-			Types: &[]awsapigateway.EndpointType{awsapigateway.EndpointType_REGIONAL},
-		},
-		DefaultMethodOptions: &awsapigateway.MethodOptions{AuthorizationType: awsapigateway.AuthorizationType_IAM},
-		CloudWatchRole:       jsii.Bool(c.APICloudWatchRole),
-		DeployOptions: &awsapigateway.StageOptions{
-			StageName:            jsii.String(apiStage),
-			ThrottlingRateLimit:  jsii.Number(c.APIRateLimit),
-			ThrottlingBurstLimit: jsii.Number(float64(c.APIBurstLimit)),
-			AccessLogDestination: awsapigateway.NewLogGroupLogDestination(accessLogs),
-			AccessLogFormat: awsapigateway.AccessLogFormat_JsonWithStandardFields(&awsapigateway.JsonWithStandardFieldProps{
-				Caller: jsii.Bool(true), HttpMethod: jsii.Bool(true), Ip: jsii.Bool(true), Protocol: jsii.Bool(true),
-				RequestTime: jsii.Bool(true), ResourcePath: jsii.Bool(true), ResponseLength: jsii.Bool(true),
-				Status: jsii.Bool(true), User: jsii.Bool(true),
-			}),
-			LoggingLevel:     awsapigateway.MethodLoggingLevel_ERROR,
-			DataTraceEnabled: jsii.Bool(false), // bodies may hold restore options; never log them
-			MetricsEnabled:   jsii.Bool(true),
-			TracingEnabled:   jsii.Bool(c.Tracing),
-		},
-	}
-	if c.APICloudWatchRole {
-		// The API Gateway account setting outlives the stack: other APIs
-		// of the account may rely on it.
-		p.CloudWatchRoleRemovalPolicy = awscdk.RemovalPolicy_RETAIN
-	}
-	s.API = awsapigateway.NewLambdaRestApi(s.Stack, jsii.String("RestApi"), p)
-	suppress(s.API, true,
-		nag("AwsSolutions-APIG2",
-			"Proxy integration: the api function decodes and validates every request body itself (strict JSON into typed requests); an API Gateway validator without models would check nothing."),
-		nag("AwsSolutions-APIG3",
-			"Every method requires SigV4 (IAM) authorization and the stage is throttled; the API is for a handful of operators and automation, so WAF adds cost without reducing the exposure left."),
-		nag("AwsSolutions-COG4",
-			"Methods use IAM (SigV4) authorization instead of a Cognito user pool: callers are IAM principals of this account (operators, CI), granted execute-api:Invoke by IAM policy."),
-	)
-	if c.APICloudWatchRole {
-		suppress(s.API, true, nag("AwsSolutions-IAM4",
-			"The API Gateway account-level CloudWatch role is shared by every REST API of the account and region, so it cannot be limited to this stack's log groups; AmazonAPIGatewayPushToCloudWatchLogs is the AWS-documented policy for it. Disable with apiGatewayCloudWatchRole=false if the account already has one.", "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"))
-	}
-}
-
-func (s *BackupStack) newAlarms() {
-	c := s.Config
-	s.AlarmTopic = awssns.NewTopic(s.Stack, jsii.String("Alarms"), &awssns.TopicProps{
-		DisplayName: jsii.String("edgevault alarms"),
-		MasterKey:   s.Key,
-		EnforceSSL:  jsii.Bool(true),
-	})
-	// The topic policy (created for enforceSSL) replaces the default one,
-	// so CloudWatch alarms of this account are allowed explicitly.
-	s.AlarmTopic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:        jsii.String("CloudWatchAlarmsOfThisAccount"),
-		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
-		Actions:    jsii.Strings("sns:Publish"),
-		Resources:  &[]*string{s.AlarmTopic.TopicArn()},
-		Conditions: &map[string]any{
-			"StringEquals": map[string]any{"aws:SourceAccount": s.Stack.Account()},
-			"ArnLike": map[string]any{"aws:SourceArn": s.Stack.FormatArn(&awscdk.ArnComponents{
-				Service: jsii.String("cloudwatch"), Resource: jsii.String("alarm"), ResourceName: jsii.String("*"),
-				ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
-			})},
-		},
-	}))
-	if c.AlarmEmail != "" {
-		s.AlarmTopic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(c.AlarmEmail), nil))
-	}
-	action := awscloudwatchactions.NewSnsAction(s.AlarmTopic)
-	five := awscdk.Duration_Minutes(jsii.Number(5))
-	alarm := func(id, desc string, m awscloudwatch.IMetric) {
-		a := awscloudwatch.NewAlarm(s.Stack, jsii.String(id), &awscloudwatch.AlarmProps{
-			AlarmDescription:   jsii.String(desc),
-			Metric:             m,
-			Threshold:          jsii.Number(0),
-			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-			EvaluationPeriods:  jsii.Number(1),
-			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-		})
-		a.AddAlarmAction(action)
-	}
-	dlqDepth := func(q awssqs.Queue) awscloudwatch.IMetric {
-		return q.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: five, Statistic: jsii.String("Maximum")})
-	}
-	alarm("TaskDLQAlarm", "edgevault: tasks failed for good (task dead-letter queue not empty)", dlqDepth(s.TaskDLQ))
-	alarm("ControlDLQAlarm", "edgevault: job checks failed for good (control dead-letter queue not empty)", dlqDepth(s.ControlDLQ))
-	alarm("InvokeDLQAlarm", "edgevault: a scheduled start, API start or DR copy failed for good (invoke dead-letter queue not empty)", dlqDepth(s.InvokeDLQ))
-	alarm("WorkerErrorsAlarm", "edgevault: worker invocations failed (crash or timeout)",
-		s.Functions[lambdaenv.Worker].MetricErrors(&awscloudwatch.MetricOptions{Period: five, Statistic: jsii.String("Sum")}))
-	alarm("JobsFailedAlarm", "edgevault: a backup or restore job failed",
-		awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
-			Namespace: jsii.String(c.MetricsNamespace), MetricName: jsii.String(jobsFailedMetric),
-			Period: five, Statistic: jsii.String("Sum"),
-		}))
-}
-
 func (s *BackupStack) newOutputs() {
 	out := func(id, desc string, v *string) {
 		awscdk.NewCfnOutput(s.Stack, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
 	}
-	out("BucketName", "Backup bucket (archives under "+archivePrefix+", job state under "+stagingPrefix+")", s.Bucket.BucketName())
+	out("BucketName", "Backup bucket (archives under "+archivePrefix+", job state under "+stagingPrefix+"); context drSourceBucket of the DR stack", s.Bucket.BucketName())
 	out("ApiUrl", "API base URL (SigV4, service execute-api)", s.API.Url())
+	out("ApiOperatorRoleArn", "Role that may read jobs and start backups through the API", s.APIOperatorRole.RoleArn())
+	out("ApiRestoreRoleArn", "Role that may also start restores through the API", s.APIRestoreRole.RoleArn())
 	out("SchedulerFunctionName", "Scheduler function (direct invocation: aws lambda invoke)", s.Functions[lambdaenv.Scheduler].FunctionName())
-	out("DRCopyRoleArn", "Execution role of drcopy: the DR account's role trusts this ARN", s.Roles[lambdaenv.DRCopy].RoleArn())
-	out("KeyArn", "KMS key of the bucket, secrets and logs", s.Key.KeyArn())
+	out("DRCopyRoleArn", "Execution role of drcopy: context drSourceRoleArn of the DR stack", s.Roles[lambdaenv.DRCopy].RoleArn())
+	out("ArchiveKeyArn", "KMS key of the backup bucket: context drSourceKeyArn of the DR stack", s.ArchiveKey.KeyArn())
+	out("OpsKeyArn", "KMS key of the secrets, logs and alarm topic (putting a secret value needs it)", s.OpsKey.KeyArn())
 	out("ServiceKeySecretArn", "Put the EdgeBase service key here", s.Secrets[lambdaenv.ServiceKeySecret].Ref())
 	out("CloudflareTokenSecretArn", "Put the Cloudflare API token here (Edge mode)", s.Secrets[lambdaenv.CloudflareSecret].Ref())
 	out("EdgeBaseSecretsArn", "JSON object of the EdgeBase deployment's secrets", s.Secrets[lambdaenv.EdgeBaseSecrets].Ref())
 	out("AlarmTopicArn", "SNS topic of the alarms", s.AlarmTopic.TopicArn())
+	out("MetricsNamespace", "CloudWatch namespace of the stack's metrics", jsii.String(s.Config.Namespace()))
 }

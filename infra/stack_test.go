@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -23,15 +25,19 @@ import (
 	"github.com/edgevault/edgevault/pkg/serverless"
 )
 
-// The stack tests synthesize three variants of the app once each (jsii
+// The stack tests synthesize four variants of the app once each (jsii
 // runs node, so every synth costs seconds) and share the templates:
-//   - base:   no context beyond the asset directory (every default);
+//   - base:   only what is required (the asset directory, edgebaseUrl);
+//     every other setting at its default;
 //   - full:   Object Lock, DR through an assumed role plus the DR
-//     destination stack, tracing, alarm e-mail, reserved worker
-//     concurrency and other non-default values;
+//     destination stack, tracing, alarm e-mails, API callers by context,
+//     reserved worker concurrency and other non-default values;
 //   - direct: DR through the destination bucket policy (no role), no
-//     schedule, no API Gateway account role, archives kept forever, no
-//     Edge mode: dynamic instances from the instances context.
+//     schedule, no API Gateway account role, archives kept forever, an
+//     http:// EdgeBase URL allowed explicitly, no Edge mode: dynamic
+//     instances from the instances context;
+//   - dronly: the DR destination stack alone (drOnly), without function
+//     assets, its bucket explicitly without Object Lock.
 
 var (
 	// assetDir holds dummy bootstrap files: functions/ is built elsewhere.
@@ -46,29 +52,51 @@ const (
 	drBucket    = "edgevault-dr-copies"
 	drRole      = "arn:aws:iam::111122223333:role/edgevault-dr-writer"
 	drKey       = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	drRegion    = "eu-west-1"
 	drSource    = "arn:aws:iam::444455556666:role/EdgeVault-DrCopyRole-ABC"
+	srcBucket   = "edgevault-backups-abc123"
+	srcKey      = "arn:aws:kms:us-east-1:444455556666:key/abcd1234-12ab-34cd-56ef-1234567890ab"
+	breakGlass  = "arn:aws:iam::111122223333:role/break-glass"
+	apiBackuper = "arn:aws:iam::444455556666:role/ci-backups"
+	apiRestorer = "arn:aws:iam::444455556666:role/oncall-restores"
 	edgebaseURL = "https://edgebase.example.com"
 	cfAccount   = "0123456789abcdef0123456789abcdef"
 )
 
+// drDestinationContext is what every variant with the DR stack passes.
+var drDestinationContext = map[string]any{
+	ctxDRSourceRoleARN: drSource, ctxDRSourceBucket: srcBucket, ctxDRSourceKeyARN: srcKey, ctxDRRegion: drRegion,
+}
+
 var variantContext = map[string]map[string]any{
-	"base": {},
-	"full": {
+	"base": {ctxEdgeBaseURL: edgebaseURL},
+	"full": withDR(map[string]any{
 		ctxEdgeBaseURL: edgebaseURL, ctxCloudflareAccount: cfAccount,
 		ctxObjectLockMode: "governance", ctxObjectLockDays: "30",
 		ctxDRAccount: drAccount, ctxDRBucket: drBucket, ctxDRRoleARN: drRole, ctxDRKMSKeyARN: drKey,
 		ctxTracing: "true", ctxAlarmEmail: "ops@example.com",
-		ctxWorkerReservedConcurrency: "20", ctxWorkerTimeout: "12", ctxMaxReceiveCount: "5",
+		ctxWorkerReservedConcurrency: "20", ctxWorkerTimeout: "12", ctxMaxReceiveCount: "6",
 		ctxTaskBatchingWindow: "10", ctxIncludeSecrets: "true", ctxSchedule: "rate(12 hours)",
 		ctxMetricsNamespace: "EdgeVaultTest", ctxConcurrency: "16",
-		ctxDRSourceRoleARN: drSource, ctxDRObjectLockMode: "compliance", ctxDRObjectLockDays: "35", ctxDRRetentionDays: "400",
-	},
+		ctxBackupMaxAgeHours: "13", ctxDRCopyMaxAgeHours: "14", ctxTaskAgeAlarmMinutes: "30",
+		ctxAPIBackupRoleARNs: apiBackuper, ctxAPIRestoreRoleARNs: apiRestorer, ctxAPIAllowSecrets: "true",
+		ctxDRObjectLockDays: "40", ctxDRRetentionDays: "400",
+		ctxDRKeyBreakGlassARN: breakGlass, ctxDRAlarmEmail: "dr-ops@example.com",
+	}),
 	"direct": {
-		ctxEdgeBaseURL: edgebaseURL, ctxInstances: "workspace:ws-1, workspace:ws-2", ctxSkipInstances: "true",
-		ctxDRAccount: drAccount, ctxDRBucket: drBucket, ctxDRKMSKeyARN: drKey,
+		ctxEdgeBaseURL: "http://edgebase.internal:8787", ctxAllowInsecureEdgeBaseURL: "true",
+		ctxInstances: "workspace:ws-1, workspace:ws-2", ctxSkipInstances: "true",
+		ctxDRAccount: drAccount, ctxDRRegion: drRegion, ctxDRBucket: drBucket, ctxDRKMSKeyARN: drKey,
 		ctxSchedule: "off", ctxAPICloudWatchRole: "false",
 		ctxRetentionDays: "0", ctxArchiveTransitionDays: "0",
 	},
+	"dronly": withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockMode: "none"}),
+}
+
+func withDR(ctx map[string]any) map[string]any {
+	out := maps.Clone(drDestinationContext)
+	maps.Copy(out, ctx)
+	return out
 }
 
 type variant struct {
@@ -145,6 +173,9 @@ func get(t *testing.T, name string) *variant {
 	ctx := maps.Clone(cdkContext)
 	maps.Copy(ctx, variantContext[name])
 	ctx[ctxAssetDir] = assetDir
+	if name == "dronly" {
+		ctx[ctxAssetDir] = filepath.Join(outDir, "no-assets") // never created
+	}
 	dir := filepath.Join(outDir, name)
 	app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx, Outdir: jsii.String(dir)})
 	backup, dr, err := buildApp(app)
@@ -156,9 +187,11 @@ func get(t *testing.T, name string) *variant {
 	// With the flags of cdk.json an error annotation (an unsuppressed
 	// cdk-nag finding) fails the synth itself; its findings are printed.
 	if err := synth(func() {
-		v.tmpl = assertions.Template_FromStack(backup.Stack, nil)
-		v.json = *v.tmpl.ToJSON()
-		v.nagError = errorsOf(backup.Stack)
+		if backup != nil {
+			v.tmpl = assertions.Template_FromStack(backup.Stack, nil)
+			v.json = *v.tmpl.ToJSON()
+			v.nagError = errorsOf(backup.Stack)
+		}
 		if dr != nil {
 			v.drTmpl = assertions.Template_FromStack(dr.Stack, nil)
 			v.drJSON = *v.drTmpl.ToJSON()
@@ -187,6 +220,14 @@ func errorsOf(stack awscdk.Stack) []string {
 	var out []string
 	for _, m := range *assertions.Annotations_FromStack(stack).FindError(jsii.String("*"), assertions.Match_AnyValue()) {
 		out = append(out, fmt.Sprintf("%s: %v", *m.Id, m.Entry.Data))
+	}
+	return out
+}
+
+func warningsOf(stack awscdk.Stack) []string {
+	var out []string
+	for _, m := range *assertions.Annotations_FromStack(stack).FindWarning(jsii.String("*"), assertions.Match_AnyValue()) {
+		out = append(out, fmt.Sprint(m.Entry.Data))
 	}
 	return out
 }
@@ -259,7 +300,7 @@ func getAtt(id, attr string) map[string]any { return map[string]any{"Fn::GetAtt"
 // ---------------------------------------------------------------------------
 
 func TestCdkNagHasNoUnsuppressedErrors(t *testing.T) {
-	for _, name := range []string{"base", "full", "direct"} {
+	for _, name := range []string{"base", "full", "direct", "dronly"} {
 		v := get(t, name)
 		for _, e := range v.nagError {
 			t.Errorf("%s: %s", name, e)
@@ -270,37 +311,63 @@ func TestCdkNagHasNoUnsuppressedErrors(t *testing.T) {
 func TestResourceCounts(t *testing.T) {
 	base, full, direct := get(t, "base"), get(t, "full"), get(t, "direct")
 	for typ, n := range map[string][3]int{
-		"AWS::KMS::Key":                   {1, 1, 1},
-		"AWS::S3::Bucket":                 {2, 2, 2}, // backups + access logs
-		"AWS::S3::BucketPolicy":           {2, 2, 2},
-		"AWS::SQS::Queue":                 {5, 5, 5}, // task, control, their DLQs, invoke DLQ
-		"AWS::SQS::QueuePolicy":           {5, 5, 5},
-		"AWS::SecretsManager::Secret":     {3, 3, 3},
-		"AWS::Lambda::Function":           {5, 6, 6}, // + CDK's bucket-notification handler with DR
-		"AWS::Lambda::EventSourceMapping": {2, 2, 2},
-		"AWS::Lambda::EventInvokeConfig":  {2, 2, 2}, // scheduler, drcopy
-		"AWS::Logs::LogGroup":             {6, 6, 6}, // five functions + API access logs
-		"AWS::IAM::Role":                  {6, 7, 6}, // five functions + API GW logging (+ notification handler)
-		"AWS::Events::Rule":               {1, 1, 0},
-		"AWS::ApiGateway::RestApi":        {1, 1, 1},
-		"AWS::ApiGateway::Method":         {2, 2, 2}, // ANY / and ANY /{proxy+}
-		"AWS::ApiGateway::Stage":          {1, 1, 1},
-		"AWS::ApiGateway::Account":        {1, 1, 0},
-		"AWS::SNS::Topic":                 {1, 1, 1},
-		"AWS::SNS::TopicPolicy":           {1, 1, 1},
-		"AWS::SNS::Subscription":          {0, 1, 0},
-		"AWS::CloudWatch::Alarm":          {5, 5, 5},
-		"Custom::S3BucketNotifications":   {0, 1, 1},
+		"AWS::KMS::Key":                       {2, 2, 2}, // archives; secrets, logs, alarms
+		"AWS::S3::Bucket":                     {2, 2, 2}, // backups + access logs
+		"AWS::S3::BucketPolicy":               {2, 2, 2},
+		"AWS::SQS::Queue":                     {5, 5, 5}, // task, control, their DLQs, invoke DLQ
+		"AWS::SQS::QueuePolicy":               {5, 5, 5},
+		"AWS::SecretsManager::Secret":         {3, 3, 3},
+		"AWS::SecretsManager::ResourcePolicy": {3, 3, 3},
+		"AWS::Lambda::Function":               {5, 6, 6}, // + CDK's bucket-notification handler with DR
+		"AWS::Lambda::EventSourceMapping":     {2, 2, 2},
+		"AWS::Lambda::EventInvokeConfig":      {2, 2, 2}, // scheduler, drcopy
+		"AWS::Logs::LogGroup":                 {6, 6, 6}, // five functions + API access logs
+		"AWS::Logs::MetricFilter":             {1, 1, 1}, // finished backups
+		"AWS::IAM::Role":                      {8, 9, 8}, // five functions, two API roles + API GW logging (+ notification handler)
+		"AWS::Events::Rule":                   {2, 3, 2}, // schedule, watchdog, DR reconcile
+		"AWS::ApiGateway::RestApi":            {1, 1, 1},
+		"AWS::ApiGateway::Method":             {2, 2, 2}, // ANY / and ANY /{proxy+}
+		"AWS::ApiGateway::Stage":              {1, 1, 1},
+		"AWS::ApiGateway::Account":            {1, 1, 0},
+		"AWS::SNS::Topic":                     {1, 1, 1},
+		"AWS::SNS::TopicPolicy":               {1, 1, 1},
+		"AWS::SNS::Subscription":              {0, 1, 0},
+		// Freshness, three DLQs, worker errors, failed jobs, five
+		// throttles, API 5XX, task age (+ DR copy freshness).
+		"AWS::CloudWatch::Alarm":        {13, 14, 14},
+		"Custom::S3BucketNotifications": {0, 1, 1},
 	} {
 		count(t, base.tmpl, typ, n[0])
 		count(t, full.tmpl, typ, n[1])
 		count(t, direct.tmpl, typ, n[2])
 	}
 	for typ, n := range map[string]int{
-		"AWS::KMS::Key": 1, "AWS::S3::Bucket": 2, "AWS::S3::BucketPolicy": 2, "AWS::IAM::Role": 1,
-		"AWS::IAM::Policy": 1, "AWS::Lambda::Function": 0,
+		"AWS::KMS::Key": 2, "AWS::S3::Bucket": 2, "AWS::S3::BucketPolicy": 2, "AWS::IAM::Role": 1,
+		"AWS::IAM::Policy": 1, "AWS::Lambda::Function": 0, "AWS::SNS::Topic": 1, "AWS::SNS::Subscription": 1,
+		"AWS::CloudWatch::Alarm": 2,
 	} {
 		count(t, full.drTmpl, typ, n)
+	}
+	// The DR stack alone needs no function assets and defines no backup
+	// stack.
+	if dronly := get(t, "dronly"); dronly.backup != nil || dronly.dr == nil {
+		t.Errorf("dronly: backup stack %v, DR stack %v", dronly.backup != nil, dronly.dr != nil)
+	}
+}
+
+// Both stacks refuse to be deleted by accident.
+func TestTerminationProtection(t *testing.T) {
+	for _, name := range []string{"base", "full"} {
+		v := get(t, name)
+		stacks := []awscdk.Stack{v.backup.Stack}
+		if v.dr != nil {
+			stacks = append(stacks, v.dr.Stack)
+		}
+		for _, st := range stacks {
+			if p := st.TerminationProtection(); p == nil || !*p {
+				t.Errorf("%s: %s has no termination protection", name, *st.StackName())
+			}
+		}
 	}
 }
 
@@ -308,20 +375,56 @@ func TestKeyRotationAndPolicy(t *testing.T) {
 	for _, tmpl := range []assertions.Template{get(t, "base").tmpl, get(t, "full").drTmpl} {
 		has(t, tmpl, "AWS::KMS::Key", map[string]any{"EnableKeyRotation": true, "PendingWindowInDays": 30})
 	}
-	// CloudWatch Logs may use the key for this account's log groups only.
-	has(t, get(t, "base").tmpl, "AWS::KMS::Key", map[string]any{"KeyPolicy": like(map[string]any{
+	for _, v := range []*variant{get(t, "base"), get(t, "full")} {
+		for id, r := range ofType(v.json, "AWS::KMS::Key") {
+			if r["Properties"].(map[string]any)["EnableKeyRotation"] != true || r["DeletionPolicy"] != "Retain" {
+				t.Errorf("%s: key %s: %v", v.name, id, r)
+			}
+		}
+	}
+	base := get(t, "base")
+	keyPolicy := func(k constructs.IConstruct) string {
+		return mustJSON(props(base.json, logicalID(k))["KeyPolicy"])
+	}
+	// CloudWatch Logs may use the ops key for this account's log groups
+	// only; CloudWatch alarms of this account may publish with it.
+	has(t, base.tmpl, "AWS::KMS::Key", map[string]any{"KeyPolicy": like(map[string]any{
 		"Statement": arrayWith(like(map[string]any{
 			"Sid": "CloudWatchLogsOfThisAccount",
 			"Condition": map[string]any{"ArnLike": map[string]any{"kms:EncryptionContext:aws:logs:arn": map[string]any{"Fn::Join": []any{"", []any{
 				"arn:", ref("AWS::Partition"), ":logs:", ref("AWS::Region"), ":", ref("AWS::AccountId"), ":log-group:*",
 			}}}}},
+		}), like(map[string]any{
+			"Sid":       "CloudWatchAlarmsToEncryptedTopic",
+			"Principal": map[string]any{"Service": "cloudwatch.amazonaws.com"},
+			"Condition": like(map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": ref("AWS::AccountId")}}),
 		})),
 	})})
+	// The archive key serves the bucket only: no service uses it as
+	// itself.
+	if p := keyPolicy(base.backup.ArchiveKey); strings.Contains(p, "logs.") || strings.Contains(p, "cloudwatch") {
+		t.Errorf("archive key serves logs or alarms: %s", p)
+	}
+	if p := keyPolicy(base.backup.OpsKey); !strings.Contains(p, "CloudWatchLogsOfThisAccount") {
+		t.Errorf("ops key policy lacks the logs statement: %s", p)
+	}
+	if logicalID(base.backup.ArchiveKey) == logicalID(base.backup.OpsKey) {
+		t.Error("one key for archives and operations")
+	}
+	// "Key" stays the archive key, so existing archives stay readable.
+	if id := logicalID(base.backup.ArchiveKey); !strings.HasPrefix(id, "Key") {
+		t.Errorf("archive key logical id %s changed", id)
+	}
+	for _, k := range []constructs.IConstruct{base.backup.ArchiveKey, base.backup.OpsKey} {
+		if strings.Contains(keyPolicy(k), "NoDeletionButBreakGlass") {
+			t.Errorf("backup stack key %s denies deletion", logicalID(k))
+		}
+	}
 }
 
 func TestBackupBucket(t *testing.T) {
 	base := get(t, "base")
-	key := logicalID(base.backup.Key)
+	key := logicalID(base.backup.ArchiveKey)
 	logs := logicalID(base.backup.AccessLogs)
 	bucket := logicalID(base.backup.Bucket)
 	has(t, base.tmpl, "AWS::S3::Bucket", map[string]any{
@@ -329,6 +432,7 @@ func TestBackupBucket(t *testing.T) {
 		"BucketEncryption": map[string]any{"ServerSideEncryptionConfiguration": []any{map[string]any{
 			"BucketKeyEnabled":              true,
 			"ServerSideEncryptionByDefault": map[string]any{"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": getAtt(key, "Arn")},
+			"BlockedEncryptionTypes":        map[string]any{"EncryptionType": []any{"SSE-C"}},
 		}}},
 		"PublicAccessBlockConfiguration": map[string]any{
 			"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
@@ -385,6 +489,37 @@ func TestBackupBucket(t *testing.T) {
 			"Rule": map[string]any{"DefaultRetention": map[string]any{"Mode": "GOVERNANCE", "Days": 30}}},
 		"VersioningConfiguration": map[string]any{"Status": "Enabled"},
 	})
+	// The DR writer role (drRoleArn) reads archives, and only archives,
+	// for the server-side copy: through the DR account, narrowed to the
+	// role by ARN.
+	readGrant := map[string]any{
+		"Sid": "DRWriterRoleReadsArchives", "Effect": "Allow",
+		"Principal": map[string]any{"AWS": map[string]any{"Fn::Join": []any{"", []any{"arn:", ref("AWS::Partition"), ":iam::" + drAccount + ":root"}}}},
+		"Action":    []any{"s3:GetObject", "s3:GetObjectVersion"},
+		"Resource":  map[string]any{"Fn::Join": []any{"", []any{getAtt(logicalID(full.backup.Bucket), "Arn"), "/backups/*"}}},
+		"Condition": map[string]any{"ArnEquals": map[string]any{"aws:PrincipalArn": drRole}},
+	}
+	has(t, full.tmpl, "AWS::S3::BucketPolicy", map[string]any{
+		"Bucket": ref(logicalID(full.backup.Bucket)), "PolicyDocument": like(map[string]any{"Statement": arrayWith(readGrant)}),
+	})
+	has(t, full.tmpl, "AWS::KMS::Key", map[string]any{"KeyPolicy": like(map[string]any{"Statement": arrayWith(map[string]any{
+		"Sid": "DRWriterRoleDecryptsArchivesViaS3", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*",
+		"Principal": readGrant["Principal"],
+		"Condition": map[string]any{
+			"ArnEquals":    map[string]any{"aws:PrincipalArn": drRole},
+			"StringEquals": map[string]any{"kms:ViaService": []any{map[string]any{"Fn::Join": []any{"", []any{"s3.", ref("AWS::Region"), ".amazonaws.com"}}}, "s3." + drRegion + ".amazonaws.com"}},
+		},
+	})})})
+	if p := mustJSON(props(full.json, logicalID(full.backup.OpsKey))); strings.Contains(p, drRole) {
+		t.Errorf("the DR writer role may use the ops key: %s", p)
+	}
+	// Without a DR role, or without DR, nobody outside the account reads.
+	for _, name := range []string{"base", "direct"} {
+		if p := mustJSON(get(t, name).json); strings.Contains(p, "DRWriterRole") {
+			t.Errorf("%s: read grant without drRoleArn", name)
+		}
+	}
+
 	// Archives kept forever: no archive rule at all.
 	direct := get(t, "direct")
 	rules := props(direct.json, logicalID(direct.backup.Bucket))["LifecycleConfiguration"].(map[string]any)["Rules"].([]any)
@@ -399,7 +534,7 @@ func TestQueues(t *testing.T) {
 	for _, tc := range []struct {
 		name                    string
 		workerTimeout, receives float64
-	}{{"base", 600, 3}, {"full", 720, 5}} {
+	}{{"base", 600, 5}, {"full", 720, 6}} {
 		v := get(t, tc.name)
 		b := v.backup
 		for _, q := range []struct {
@@ -461,7 +596,13 @@ func TestEventSourceMappings(t *testing.T) {
 		"EventSourceArn":        getAtt(logicalID(base.backup.ControlQueue), "Arn"),
 		"BatchSize":             1,
 		"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig":         map[string]any{"MaximumConcurrency": 2},
 	})
+	// The worker learns its attempts from the task queue's redrive policy
+	// at cold start.
+	if st := roleStatements(base.json, logicalID(base.backup.Roles[lambdaenv.Worker])); !grants(st, "sqs:GetQueueAttributes", "<"+logicalID(base.backup.TaskQueue)+".Arn>") {
+		t.Errorf("worker cannot read the task queue's redrive policy: %+v", st)
+	}
 	has(t, full.tmpl, "AWS::Lambda::EventSourceMapping", map[string]any{
 		"FunctionName":                   ref(fn(full, lambdaenv.Worker)),
 		"MaximumBatchingWindowInSeconds": 10,
@@ -536,7 +677,7 @@ func TestFunctions(t *testing.T) {
 		// Log groups: retained, KMS-encrypted, with retention.
 		for id, r := range ofType(v.json, "AWS::Logs::LogGroup") {
 			p := r["Properties"].(map[string]any)
-			if mustJSON(p["KmsKeyId"]) != mustJSON(getAtt(logicalID(v.backup.Key), "Arn")) || p["RetentionInDays"] != 90.0 || r["DeletionPolicy"] != "Retain" {
+			if mustJSON(p["KmsKeyId"]) != mustJSON(getAtt(logicalID(v.backup.OpsKey), "Arn")) || p["RetentionInDays"] != 90.0 || r["DeletionPolicy"] != "Retain" {
 				t.Errorf("%s: log group %s: %v", name, id, r)
 			}
 		}
@@ -563,7 +704,7 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: %s environment\n got %v\nwant %v (lambdaenv.Reads)", name, fn, got, want)
 			}
-			for _, k := range []string{lambdaenv.AWSEndpoint, lambdaenv.S3PathStyle} {
+			for _, k := range lambdaenv.TestOverrides {
 				if _, ok := vars[k]; ok {
 					t.Errorf("%s: %s sets test-only %s", name, fn, k)
 				}
@@ -573,7 +714,7 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.Bucket:            ref(logicalID(b.Bucket)),
 				lambdaenv.StagingPrefix:     "jobs/",
 				lambdaenv.ArchivePrefix:     "backups/",
-				lambdaenv.KMSKeyARN:         getAtt(logicalID(b.Key), "Arn"),
+				lambdaenv.KMSKeyARN:         getAtt(logicalID(b.ArchiveKey), "Arn"),
 				lambdaenv.TaskQueueURL:      ref(logicalID(b.TaskQueue)),
 				lambdaenv.ControlQueueURL:   ref(logicalID(b.ControlQueue)),
 				lambdaenv.SchedulerFunction: getAtt(logicalID(b.Functions[lambdaenv.Scheduler]), "Arn"),
@@ -590,7 +731,10 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.DRBucket:          c.DR.Bucket,
 				lambdaenv.DRRoleARN:         c.DR.RoleARN,
 				lambdaenv.DRKMSKeyARN:       c.DR.KMSKeyARN,
-				lambdaenv.MetricsNamespace:  c.MetricsNamespace,
+				lambdaenv.DRRegion:          c.DR.Region,
+				lambdaenv.APIAllowSecrets:   strconv.FormatBool(c.APIAllowSecrets),
+				lambdaenv.MetricsNamespace:  c.MetricsNamespace + "/" + c.StackName,
+				lambdaenv.Deployed:          "true",
 			}
 			for k, val := range vars {
 				if w, ok := expect[k]; !ok || mustJSON(val) != mustJSON(w) {
@@ -601,14 +745,21 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 	}
 	full := get(t, "full")
 	vars := props(full.json, logicalID(full.backup.Functions[lambdaenv.DRCopy]))["Environment"].(map[string]any)["Variables"].(map[string]any)
-	if vars[lambdaenv.DRBucket] != drBucket || vars[lambdaenv.DRRoleARN] != drRole || vars[lambdaenv.DRKMSKeyARN] != drKey {
+	if vars[lambdaenv.DRBucket] != drBucket || vars[lambdaenv.DRRoleARN] != drRole || vars[lambdaenv.DRKMSKeyARN] != drKey || vars[lambdaenv.DRRegion] != drRegion {
 		t.Errorf("full: drcopy DR settings %v", vars)
+	}
+	if v := props(full.json, logicalID(full.backup.Functions[lambdaenv.API]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.APIAllowSecrets] != "true" {
+		t.Errorf("full: api %s = %v", lambdaenv.APIAllowSecrets, v[lambdaenv.APIAllowSecrets])
+	}
+	base := get(t, "base")
+	if v := props(base.json, logicalID(base.backup.Functions[lambdaenv.API]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.APIAllowSecrets] != "false" {
+		t.Errorf("base: api %s = %v", lambdaenv.APIAllowSecrets, v[lambdaenv.APIAllowSecrets])
 	}
 	direct := get(t, "direct")
 	if v := props(direct.json, logicalID(direct.backup.Functions[lambdaenv.Scheduler]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.Instances] != "workspace:ws-1, workspace:ws-2" || v[lambdaenv.SkipInstances] != "true" || v[lambdaenv.CloudflareAccount] != "" {
 		t.Errorf("direct: scheduler instance settings %v", v)
 	}
-	if v := props(full.json, logicalID(full.backup.Functions[lambdaenv.Worker]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.MetricsNamespace] != "EdgeVaultTest" || v[lambdaenv.Concurrency] != "16" || v[lambdaenv.EdgeBaseURL] != edgebaseURL {
+	if v := props(full.json, logicalID(full.backup.Functions[lambdaenv.Worker]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.MetricsNamespace] != "EdgeVaultTest/EdgeVault" || v[lambdaenv.Concurrency] != "16" || v[lambdaenv.EdgeBaseURL] != edgebaseURL {
 		t.Errorf("full: worker context values %v", v)
 	}
 }
@@ -616,10 +767,10 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 // TestFunctionsStartWithTheStackEnvironment feeds each function's
 // environment, as every variant of the stack sets it (CloudFormation
 // references resolved to placeholders), to the functions' own
-// configuration reader: a deployed function must pass its cold start. Both
-// variants set edgebaseUrl and a DR destination ("base" has neither: the
-// stack warns about the URL, and drcopy has no trigger without DR), one in
-// Edge mode and one without.
+// configuration reader: a deployed function must pass its cold start, and
+// must refuse it when a test-only override is added to that environment.
+// "full" and "direct" have a DR destination, one in Edge mode and one
+// without ("base" has no DR: drcopy has no trigger).
 func TestFunctionsStartWithTheStackEnvironment(t *testing.T) {
 	for _, name := range []string{"full", "direct"} {
 		v := get(t, name)
@@ -637,6 +788,21 @@ func TestFunctionsStartWithTheStackEnvironment(t *testing.T) {
 			}
 			if _, err := serverless.ConfigFromEnv(fn, env); err != nil {
 				t.Errorf("%s: %s would fail its cold start: %v", name, fn, err)
+			}
+			for _, o := range lambdaenv.TestOverrides {
+				val := "http://127.0.0.1:9"
+				if o == lambdaenv.S3PathStyle {
+					val = "true"
+				}
+				with := func(k string) string {
+					if k == o {
+						return val
+					}
+					return env(k)
+				}
+				if _, err := serverless.ConfigFromEnv(fn, with); err == nil || !strings.Contains(err.Error(), lambdaenv.Deployed) {
+					t.Errorf("%s: %s starts with test-only %s set: %v", name, fn, o, err)
+				}
 			}
 		}
 	}
@@ -705,6 +871,66 @@ func TestSchedule(t *testing.T) {
 	}
 }
 
+// ruleTarget is the one target of a rule: its function and constant input.
+func ruleTarget(t *testing.T, v *variant, rule constructs.IConstruct) (arn, input string, target map[string]any) {
+	t.Helper()
+	p := props(v.json, logicalID(rule))
+	if p["State"] != "ENABLED" {
+		t.Errorf("%s: rule %s: state %v", v.name, logicalID(rule), p["State"])
+	}
+	targets := p["Targets"].([]any)
+	if len(targets) != 1 {
+		t.Fatalf("%s: rule %s: targets %v", v.name, logicalID(rule), targets)
+	}
+	target = targets[0].(map[string]any)
+	in, _ := target["Input"].(string)
+	return mustJSON(target["Arn"]), in, target
+}
+
+// The watchdog runs the scheduler every five minutes with the watchdog
+// input; with a DR destination, drcopy reconciles daily.
+func TestWatchdogAndReconcile(t *testing.T) {
+	jsonEq := func(a, b string) bool {
+		var x, y any
+		return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil && mustJSON(x) == mustJSON(y)
+	}
+	for _, name := range []string{"base", "full", "direct"} {
+		v := get(t, name)
+		b := v.backup
+		if b.Watchdog == nil {
+			t.Fatalf("%s: no watchdog", name)
+		}
+		if p := props(v.json, logicalID(b.Watchdog)); p["ScheduleExpression"] != "rate(5 minutes)" {
+			t.Errorf("%s: watchdog schedule %v", name, p["ScheduleExpression"])
+		}
+		arn, in, target := ruleTarget(t, v, b.Watchdog)
+		if arn != mustJSON(getAtt(logicalID(b.Functions[lambdaenv.Scheduler]), "Arn")) || !jsonEq(in, lambdaenv.WatchdogInput) {
+			t.Errorf("%s: watchdog target %v", name, target)
+		}
+		if rp := target["RetryPolicy"].(map[string]any); rp["MaximumEventAgeInSeconds"] != 300.0 {
+			t.Errorf("%s: watchdog events outlive a run: %v", name, rp)
+		}
+		has(t, v.tmpl, "AWS::Lambda::Permission", map[string]any{
+			"Action": "lambda:InvokeFunction", "Principal": "events.amazonaws.com",
+			"FunctionName": getAtt(logicalID(b.Functions[lambdaenv.Scheduler]), "Arn"), "SourceArn": getAtt(logicalID(b.Watchdog), "Arn"),
+		})
+		if !b.Config.DR.Enabled() {
+			if b.Reconcile != nil {
+				t.Errorf("%s: DR reconcile without a DR destination", name)
+			}
+			continue
+		}
+		if p := props(v.json, logicalID(b.Reconcile)); p["ScheduleExpression"] != "rate(1 day)" {
+			t.Errorf("%s: reconcile schedule %v", name, p["ScheduleExpression"])
+		}
+		arn, in, target = ruleTarget(t, v, b.Reconcile)
+		if arn != mustJSON(getAtt(logicalID(b.Functions[lambdaenv.DRCopy]), "Arn")) || !jsonEq(in, lambdaenv.ReconcileInput) ||
+			mustJSON(target["DeadLetterConfig"]) != mustJSON(map[string]any{"Arn": getAtt(logicalID(b.InvokeDLQ), "Arn")}) {
+			t.Errorf("%s: reconcile target %v", name, target)
+		}
+	}
+}
+
 func TestAPI(t *testing.T) {
 	for _, name := range []string{"base", "full", "direct"} {
 		v := get(t, name)
@@ -755,15 +981,116 @@ func TestAPI(t *testing.T) {
 	}
 }
 
+// sids maps the Sid of each statement of a policy document to it.
+func sids(doc any) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, st := range doc.(map[string]any)["Statement"].([]any) {
+		m := st.(map[string]any)
+		sid, _ := m["Sid"].(string)
+		out[sid] = m
+	}
+	return out
+}
+
+// TestAPIResourcePolicy: only the stack's two roles and the context's
+// ARNs may call the API, and of them only the restore callers may start a
+// restore, whatever IAM policies say elsewhere (explicit denies).
+func TestAPIResourcePolicy(t *testing.T) {
+	for _, name := range []string{"base", "full"} {
+		v := get(t, name)
+		b := v.backup
+		api := props(v.json, logicalID(b.API))
+		if api["Name"] != "EdgeVault-api" {
+			t.Errorf("%s: API name %v (the ApiName dimension must be the stack's own)", name, api["Name"])
+		}
+		operator, restore := getAtt(logicalID(b.APIOperatorRole), "Arn"), getAtt(logicalID(b.APIRestoreRole), "Arn")
+		restorers := []any{restore}
+		callers := []any{operator, restore}
+		if name == "full" {
+			restorers = append(restorers, apiRestorer)
+			callers = append(callers, apiRestorer, apiBackuper)
+		}
+		aws := func(arns []any) map[string]any {
+			if len(arns) == 1 {
+				return map[string]any{"AWS": arns[0]}
+			}
+			return map[string]any{"AWS": slices.Clone(arns)}
+		}
+		st := sids(api["Policy"])
+		want := map[string]map[string]any{
+			"NamedCallersReadAndBackUp": {"Effect": "Allow", "Action": "execute-api:Invoke", "Principal": aws(callers),
+				"Resource": []any{"execute-api:/v1/GET/*", "execute-api:/v1/POST/backups"}},
+			"RestoreCallersRestore": {"Effect": "Allow", "Action": "execute-api:Invoke", "Principal": aws(restorers),
+				"Resource": "execute-api:/v1/POST/restores"},
+			"NobodyElse": {"Effect": "Deny", "Action": "execute-api:Invoke", "Principal": map[string]any{"AWS": "*"},
+				"Resource": "execute-api:/*", "Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": callers}}},
+			"NoRestoresButRestoreCallers": {"Effect": "Deny", "Action": "execute-api:Invoke", "Principal": map[string]any{"AWS": "*"},
+				"Resource": "execute-api:/*/POST/*restores*", "Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": restorers}}},
+		}
+		for sid, w := range want {
+			w["Sid"] = sid
+			got := st[sid]
+			// Principal lists are sorted in the template.
+			if p, ok := got["Principal"].(map[string]any); ok {
+				if l, ok := p["AWS"].([]any); ok {
+					want := w["Principal"].(map[string]any)["AWS"].([]any)
+					sort.Slice(l, func(i, j int) bool { return mustJSON(l[i]) < mustJSON(l[j]) })
+					sort.Slice(want, func(i, j int) bool { return mustJSON(want[i]) < mustJSON(want[j]) })
+				}
+			}
+			if mustJSON(got) != mustJSON(w) {
+				t.Errorf("%s: API policy %s\n got %s\nwant %s", name, sid, mustJSON(got), mustJSON(w))
+			}
+		}
+		if len(st) != len(want) {
+			t.Errorf("%s: API policy has %d statements: %v", name, len(st), mustJSON(api["Policy"]))
+		}
+		// The roles are assumed from this account (by IAM policy there).
+		for _, r := range []constructs.IConstruct{b.APIOperatorRole, b.APIRestoreRole} {
+			trust := mustJSON(props(v.json, logicalID(r))["AssumeRolePolicyDocument"])
+			if !strings.Contains(trust, `":iam::",{"Ref":"AWS::AccountId"},":root"`) || !strings.Contains(trust, `"sts:AssumeRole"`) {
+				t.Errorf("%s: role %s trust %s", name, logicalID(r), trust)
+			}
+		}
+		outputs := v.json["Outputs"].(map[string]any)
+		for _, o := range []string{"ApiOperatorRoleArn", "ApiRestoreRoleArn", "ArchiveKeyArn", "OpsKeyArn", "MetricsNamespace"} {
+			if outputs[o] == nil {
+				t.Errorf("%s: no output %s", name, o)
+			}
+		}
+	}
+}
+
 func TestSecrets(t *testing.T) {
 	v := get(t, "base")
 	for env, s := range v.backup.Secrets {
 		id := logicalID(s)
 		r := resources(v.json)[id]
 		p := r["Properties"].(map[string]any)
-		if mustJSON(p["KmsKeyId"]) != mustJSON(getAtt(logicalID(v.backup.Key), "Arn")) {
+		if mustJSON(p["KmsKeyId"]) != mustJSON(getAtt(logicalID(v.backup.OpsKey), "Arn")) {
 			t.Errorf("%s: KmsKeyId %v", env, p["KmsKeyId"])
 		}
+		// Only the roles of the functions that read the secret may get
+		// its value.
+		var readers []any
+		for _, fn := range lambdaenv.Functions {
+			if reads(fn, env) {
+				readers = append(readers, getAtt(logicalID(v.backup.Roles[fn]), "Arn"))
+			}
+		}
+		if len(readers) == 0 {
+			t.Fatalf("%s: no function reads it", env)
+		}
+		cond := readers
+		has(t, v.tmpl, "AWS::SecretsManager::ResourcePolicy", map[string]any{
+			"SecretId":          ref(id),
+			"BlockPublicPolicy": true,
+			"ResourcePolicy": map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
+				"Sid": "OnlyTheFunctionsThatUseItReadIt", "Effect": "Deny", "Principal": map[string]any{"AWS": "*"},
+				"Action": "secretsmanager:GetSecretValue", "Resource": "*",
+				"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": cond}},
+			}}},
+		})
 		// Created empty: operators put the real values.
 		if p["SecretString"] != nil || p["GenerateSecretString"] != nil {
 			t.Errorf("%s: the stack sets a value: %v", env, p)
@@ -777,34 +1104,115 @@ func TestSecrets(t *testing.T) {
 	}
 }
 
+// alarmProps are the properties of the alarm with construct id.
+func alarmProps(t *testing.T, v *variant, alarms map[string]awscloudwatch.Alarm, tmpl map[string]any, id string) map[string]any {
+	t.Helper()
+	a, ok := alarms[id]
+	if !ok {
+		t.Fatalf("%s: no alarm %s", v.name, id)
+	}
+	return props(tmpl, logicalID(a))
+}
+
+// checkAlarm compares the listed properties of an alarm.
+func checkAlarm(t *testing.T, name, id string, p map[string]any, want map[string]any) {
+	t.Helper()
+	for k, w := range want {
+		if mustJSON(p[k]) != mustJSON(w) {
+			t.Errorf("%s: alarm %s: %s = %s, want %s", name, id, k, mustJSON(p[k]), mustJSON(w))
+		}
+	}
+}
+
 func TestAlarms(t *testing.T) {
-	for _, name := range []string{"base", "full"} {
+	for _, name := range []string{"base", "full", "direct"} {
 		v := get(t, name)
 		b := v.backup
+		c := b.Config
 		topic := logicalID(b.AlarmTopic)
-		for id, a := range ofType(v.json, "AWS::CloudWatch::Alarm") {
-			p := a["Properties"].(map[string]any)
-			if mustJSON(p["AlarmActions"]) != mustJSON([]any{ref(topic)}) {
-				t.Errorf("%s: alarm %s actions %v", name, id, p["AlarmActions"])
+		ns := c.MetricsNamespace + "/" + c.StackName
+		if len(b.Alarms) != len(ofType(v.json, "AWS::CloudWatch::Alarm")) {
+			t.Errorf("%s: %d alarms in the template, %d in the stack", name, len(ofType(v.json, "AWS::CloudWatch::Alarm")), len(b.Alarms))
+		}
+		for id, a := range b.Alarms {
+			p := props(v.json, logicalID(a))
+			// Every alarm notifies when it fires and when it recovers.
+			if mustJSON(p["AlarmActions"]) != mustJSON([]any{ref(topic)}) || mustJSON(p["OKActions"]) != mustJSON([]any{ref(topic)}) {
+				t.Errorf("%s: alarm %s actions %v, OK actions %v", name, id, p["AlarmActions"], p["OKActions"])
 			}
-			if p["Threshold"] != 0.0 || p["ComparisonOperator"] != "GreaterThanThreshold" || p["TreatMissingData"] != "notBreaching" {
-				t.Errorf("%s: alarm %s: %v", name, id, p)
+			// Every metric is the stack's own: its namespace, or an AWS
+			// metric of one of its resources.
+			if dims, _ := p["Dimensions"].([]any); p["Namespace"] != ns && len(dims) == 0 {
+				t.Errorf("%s: alarm %s watches an account-wide metric %v/%v", name, id, p["Namespace"], p["MetricName"])
+			}
+			if strings.HasPrefix(p["Namespace"].(string), "EdgeVault") && p["Namespace"] != ns {
+				t.Errorf("%s: alarm %s in namespace %v, not the stack's %s", name, id, p["Namespace"], ns)
+			}
+			// Only the freshness alarms count silence as a failure.
+			if fresh := strings.HasSuffix(id, "FreshnessAlarm"); fresh != (p["TreatMissingData"] == "breaching") {
+				t.Errorf("%s: alarm %s treats missing data as %v", name, id, p["TreatMissingData"])
 			}
 		}
-		for _, q := range []string{logicalID(b.TaskDLQ), logicalID(b.ControlDLQ), logicalID(b.InvokeDLQ)} {
-			has(t, v.tmpl, "AWS::CloudWatch::Alarm", map[string]any{
+		get := func(id string) map[string]any { return alarmProps(t, v, b.Alarms, v.json, id) }
+		failure := map[string]any{"Threshold": 0, "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching", "EvaluationPeriods": 1}
+		for id, q := range map[string]string{"TaskDLQAlarm": logicalID(b.TaskDLQ), "ControlDLQAlarm": logicalID(b.ControlDLQ), "InvokeDLQAlarm": logicalID(b.InvokeDLQ)} {
+			p := get(id)
+			checkAlarm(t, name, id, p, failure)
+			checkAlarm(t, name, id, p, map[string]any{
 				"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible", "Statistic": "Maximum",
 				"Dimensions": []any{map[string]any{"Name": "QueueName", "Value": getAtt(q, "QueueName")}},
 			})
 		}
-		has(t, v.tmpl, "AWS::CloudWatch::Alarm", map[string]any{
-			"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
-			"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": ref(logicalID(b.Functions[lambdaenv.Worker]))}},
+		p := get("WorkerErrorsAlarm")
+		checkAlarm(t, name, "WorkerErrorsAlarm", p, failure)
+		checkAlarm(t, name, "WorkerErrorsAlarm", p, map[string]any{"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
+			"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": ref(logicalID(b.Functions[lambdaenv.Worker]))}}})
+		p = get("JobsFailedAlarm")
+		checkAlarm(t, name, "JobsFailedAlarm", p, failure)
+		checkAlarm(t, name, "JobsFailedAlarm", p, map[string]any{"Namespace": ns, "MetricName": jobsFailedMetric, "Statistic": "Sum", "Dimensions": nil})
+		for fn, spec := range fnSpecs(c) {
+			id := spec.id + "ThrottlesAlarm"
+			p := get(id)
+			checkAlarm(t, name, id, p, failure)
+			checkAlarm(t, name, id, p, map[string]any{"Namespace": "AWS/Lambda", "MetricName": "Throttles", "Statistic": "Sum",
+				"Dimensions": []any{map[string]any{"Name": "FunctionName", "Value": ref(logicalID(b.Functions[fn]))}}})
+		}
+		p = get("Api5xxAlarm")
+		checkAlarm(t, name, "Api5xxAlarm", p, failure)
+		checkAlarm(t, name, "Api5xxAlarm", p, map[string]any{"Namespace": "AWS/ApiGateway", "MetricName": "5XXError", "Statistic": "Sum",
+			"Dimensions": []any{map[string]any{"Name": "ApiName", "Value": "EdgeVault-api"}}})
+		p = get("TaskQueueAgeAlarm")
+		checkAlarm(t, name, "TaskQueueAgeAlarm", p, map[string]any{
+			"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage", "Statistic": "Maximum",
+			"Dimensions": []any{map[string]any{"Name": "QueueName", "Value": getAtt(logicalID(b.TaskQueue), "QueueName")}},
+			"Threshold":  c.TaskAgeAlarmMinutes * 60, "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
 		})
-		has(t, v.tmpl, "AWS::CloudWatch::Alarm", map[string]any{
-			"Namespace": b.Config.MetricsNamespace, "MetricName": jobsFailedMetric, "Statistic": "Sum", "Dimensions": absent(),
+
+		// Freshness: the hourly count below one for every hour of the
+		// window, silence included.
+		fresh := func(hours int) map[string]any {
+			return map[string]any{"Threshold": 1, "ComparisonOperator": "LessThanThreshold", "TreatMissingData": "breaching",
+				"Period": 3600, "Statistic": "Sum", "EvaluationPeriods": hours, "DatapointsToAlarm": hours}
+		}
+		p = get("BackupFreshnessAlarm")
+		checkAlarm(t, name, "BackupFreshnessAlarm", p, fresh(c.BackupMaxAgeHours))
+		checkAlarm(t, name, "BackupFreshnessAlarm", p, map[string]any{"Namespace": ns, "MetricName": backupsDoneMetric, "Dimensions": nil})
+		has(t, v.tmpl, "AWS::Logs::MetricFilter", map[string]any{
+			"LogGroupName":  ref(logicalID(b.Functions[lambdaenv.Assembler].LogGroup())),
+			"FilterPattern": backupsDonePattern,
+			"MetricTransformations": []any{map[string]any{
+				"MetricNamespace": ns, "MetricName": backupsDoneMetric, "MetricValue": "1",
+			}},
 		})
-		has(t, v.tmpl, "AWS::SNS::Topic", map[string]any{"KmsMasterKeyId": getAtt(logicalID(b.Key), "Arn")})
+		if c.DR.Enabled() {
+			p = get("DRCopyFreshnessAlarm")
+			checkAlarm(t, name, "DRCopyFreshnessAlarm", p, fresh(c.DRCopyMaxAgeHours))
+			checkAlarm(t, name, "DRCopyFreshnessAlarm", p, map[string]any{"Namespace": ns, "MetricName": drCopiesMetric, "Dimensions": nil})
+		} else if _, ok := b.Alarms["DRCopyFreshnessAlarm"]; ok {
+			t.Errorf("%s: DR freshness alarm without DR", name)
+		}
+
+		has(t, v.tmpl, "AWS::SNS::Topic", map[string]any{"KmsMasterKeyId": getAtt(logicalID(b.OpsKey), "Arn")})
 		has(t, v.tmpl, "AWS::SNS::TopicPolicy", map[string]any{
 			"Topics": []any{ref(topic)},
 			"PolicyDocument": like(map[string]any{"Statement": arrayWith(
@@ -813,12 +1221,19 @@ func TestAlarms(t *testing.T) {
 					"Condition": like(map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": ref("AWS::AccountId")}})}),
 			)}),
 		})
-		// CloudWatch may use the key to publish to the encrypted topic.
-		has(t, v.tmpl, "AWS::KMS::Key", map[string]any{"KeyPolicy": like(map[string]any{"Statement": arrayWith(like(map[string]any{
-			"Principal": map[string]any{"Service": "cloudwatch.amazonaws.com"}, "Action": []any{"kms:Decrypt", "kms:GenerateDataKey"},
-		}))})})
 	}
-	has(t, get(t, "full").tmpl, "AWS::SNS::Subscription", map[string]any{"Protocol": "email", "Endpoint": "ops@example.com"})
+	full := get(t, "full")
+	if c := full.backup.Config; c.BackupMaxAgeHours != 13 || c.DRCopyMaxAgeHours != 14 || c.TaskAgeAlarmMinutes != 30 {
+		t.Errorf("full: alarm context not applied: %+v", c)
+	}
+	has(t, full.tmpl, "AWS::SNS::Subscription", map[string]any{"Protocol": "email", "Endpoint": "ops@example.com"})
+	// Without alarmEmail the synth warns; strict refuses (TestStrict).
+	if w := strings.Join(warningsOf(get(t, "base").backup.Stack), "\n"); !strings.Contains(w, ctxAlarmEmail) {
+		t.Errorf("base: no warning about %s: %q", ctxAlarmEmail, w)
+	}
+	if w := strings.Join(warningsOf(full.backup.Stack), "\n"); strings.Contains(w, ctxAlarmEmail+" is not set") {
+		t.Errorf("full: warns about %s although it is set: %q", ctxAlarmEmail, w)
+	}
 }
 
 func TestDRCopyTrigger(t *testing.T) {
@@ -849,31 +1264,63 @@ func TestDRDestinationStack(t *testing.T) {
 	if v.dr == nil {
 		t.Fatal("no DR destination stack with drSourceRoleArn")
 	}
+	if r := v.dr.Stack.Region(); r == nil || *r != drRegion {
+		t.Errorf("DR stack region %v, want %s (drRegion)", r, drRegion)
+	}
+	key := logicalID(v.dr.Key)
+	bucket := logicalID(v.dr.Bucket)
 	has(t, v.drTmpl, "AWS::S3::Bucket", map[string]any{
 		"VersioningConfiguration": map[string]any{"Status": "Enabled"},
 		"ObjectLockEnabled":       true,
 		"ObjectLockConfiguration": map[string]any{"ObjectLockEnabled": "Enabled",
-			"Rule": map[string]any{"DefaultRetention": map[string]any{"Mode": "COMPLIANCE", "Days": 35}}},
+			"Rule": map[string]any{"DefaultRetention": map[string]any{"Mode": "COMPLIANCE", "Days": 40}}},
 		"BucketEncryption": map[string]any{"ServerSideEncryptionConfiguration": []any{map[string]any{
 			"BucketKeyEnabled":              true,
-			"ServerSideEncryptionByDefault": map[string]any{"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": getAtt(logicalID(v.dr.Key), "Arn")},
+			"ServerSideEncryptionByDefault": map[string]any{"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": getAtt(key, "Arn")},
+			"BlockedEncryptionTypes":        map[string]any{"EncryptionType": []any{"SSE-C"}},
 		}}},
 		"PublicAccessBlockConfiguration": map[string]any{
 			"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
 		},
 		"LifecycleConfiguration": like(map[string]any{"Rules": arrayWith(like(map[string]any{"Prefix": "backups/", "ExpirationInDays": 400}))}),
+		"MetricsConfigurations":  []any{map[string]any{"Id": "archives", "Prefix": "backups/"}},
+		"LoggingConfiguration":   map[string]any{"DestinationBucketName": ref(logicalID(v.dr.AccessLogs)), "LogFilePrefix": "dr-bucket/"},
+		"OwnershipControls":      map[string]any{"Rules": []any{map[string]any{"ObjectOwnership": "BucketOwnerEnforced"}}},
 	})
+	// Nothing written is ever replaced, and only under the DR key.
+	objects := map[string]any{"Fn::Join": []any{"", []any{getAtt(bucket, "Arn"), "/*"}}}
+	deny := func(sid string, cond map[string]any) map[string]any {
+		return map[string]any{"Sid": sid, "Effect": "Deny", "Principal": map[string]any{"AWS": "*"}, "Action": "s3:PutObject",
+			"Resource": objects, "Condition": cond}
+	}
 	has(t, v.drTmpl, "AWS::S3::BucketPolicy", map[string]any{
-		"Bucket": ref(logicalID(v.dr.Bucket)),
-		"PolicyDocument": like(map[string]any{"Statement": arrayWith(like(map[string]any{
-			"Effect": "Deny", "Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
-		}))}),
+		"Bucket": ref(bucket),
+		"PolicyDocument": like(map[string]any{"Statement": arrayWith(
+			like(map[string]any{"Effect": "Deny", "Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}}}),
+			deny("NoOverwrites", map[string]any{
+				"Null": map[string]any{"s3:if-none-match": "true"},
+				"Bool": map[string]any{"s3:ObjectCreationOperation": "true"},
+			}),
+			deny("OnlySSEKMS", map[string]any{"StringNotEqualsIfExists": map[string]any{"s3:x-amz-server-side-encryption": "aws:kms"}}),
+			deny("OnlyTheDRKey", map[string]any{"StringNotEqualsIfExists": map[string]any{"s3:x-amz-server-side-encryption-aws-kms-key-id": getAtt(key, "Arn")}}),
+			deny("NoSSEC", map[string]any{"Null": map[string]any{"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}),
+		)}),
 	})
+	// Key administrators cannot schedule the DR key's deletion; only the
+	// break-glass principal can.
+	has(t, v.drTmpl, "AWS::KMS::Key", map[string]any{"KeyPolicy": like(map[string]any{"Statement": arrayWith(map[string]any{
+		"Sid": "NoDeletionButBreakGlass", "Effect": "Deny", "Principal": map[string]any{"AWS": "*"},
+		"Action": "kms:ScheduleKeyDeletion", "Resource": "*",
+		"Condition": map[string]any{"ArnNotEquals": map[string]any{"aws:PrincipalArn": breakGlass}},
+	})})})
+	if p := mustJSON(props(v.drJSON, logicalID(v.dr.OpsKey))); strings.Contains(p, "NoDeletionButBreakGlass") {
+		t.Errorf("the alarm key of the DR stack is deletion-protected: %s", p)
+	}
 	// Only the source drcopy role may assume the writer role.
 	has(t, v.drTmpl, "AWS::IAM::Role", map[string]any{
 		"AssumeRolePolicyDocument": like(map[string]any{"Statement": []any{map[string]any{
 			"Action": "sts:AssumeRole", "Effect": "Allow",
-			"Principal": map[string]any{"AWS": map[string]any{"Fn::Join": []any{"", []any{"arn:", ref("AWS::Partition"), ":iam::444455556666:root"}}}},
+			"Principal": map[string]any{"AWS": "arn:aws:iam::444455556666:root"}, // the stack's region is known: so is its partition
 			"Condition": map[string]any{"ArnEquals": map[string]any{"aws:PrincipalArn": drSource}},
 		}}}),
 	})
@@ -884,15 +1331,95 @@ func TestDRDestinationStack(t *testing.T) {
 				t.Errorf("DR writer role may %s", a)
 			}
 		}
+		if strings.HasPrefix(s.actions[0], "kms:") && !strings.Contains(mustJSON(s.condition), "s3."+drRegion+".amazonaws.com") {
+			t.Errorf("DR writer role uses a key outside S3 of %s: %v", drRegion, s.raw)
+		}
 	}
-	if !grants(st, "s3:PutObject", "<"+logicalID(v.dr.Bucket)+".Arn>/backups/*") || !grants(st, "kms:GenerateDataKey", "<"+logicalID(v.dr.Key)+".Arn>") {
+	if !grants(st, "s3:PutObject", "<"+bucket+".Arn>/backups/*") || !grants(st, "kms:GenerateDataKey", "<"+key+".Arn>") {
 		t.Errorf("DR writer role cannot write archives: %+v", st)
 	}
+	// It can resume a multipart copy cut short.
+	if !grants(st, "s3:ListMultipartUploadParts", "<"+bucket+".Arn>/backups/*") || !grants(st, "s3:ListBucketMultipartUploads", "<"+bucket+".Arn>") {
+		t.Errorf("DR writer role cannot find the parts of a copy cut short: %+v", st)
+	}
+	// It reads the source archives itself, for the server-side copy.
+	source := "arn:<AWS::Partition>:s3:::" + srcBucket + "/backups/*"
+	if !grants(st, "s3:GetObject", source) || !grants(st, "s3:GetObjectVersion", source) || !grants(st, "kms:Decrypt", srcKey) {
+		t.Errorf("DR writer role cannot read the source archives: %+v", st)
+	}
+	for _, s := range st {
+		if slices.Contains(s.resources, source) && !strings.Contains(mustJSON(s.condition), `"s3:ResourceAccount":"444455556666"`) {
+			t.Errorf("DR writer role reads %s outside the source account: %v", source, s.raw)
+		}
+		if slices.Contains(s.resources, srcKey) && mustJSON(s.condition) != mustJSON(map[string]any{"StringEquals": map[string]any{
+			"kms:ViaService": []any{"s3." + drRegion + ".amazonaws.com", "s3.us-east-1.amazonaws.com"}}}) {
+			t.Errorf("DR writer role uses the source key: %v", s.raw)
+		}
+	}
+
+	// Alarms of its own: copies that stop arriving, server errors.
+	topic := ref(logicalID(v.dr.AlarmTopic))
+	dims := []any{map[string]any{"Name": "BucketName", "Value": ref(bucket)}, map[string]any{"Name": "FilterId", "Value": "archives"}}
+	for id, want := range map[string]map[string]any{
+		"ArchivesFreshnessAlarm": {"Namespace": "AWS/S3", "MetricName": "PutRequests", "Statistic": "Sum", "Period": 3600,
+			"Threshold": 1, "ComparisonOperator": "LessThanThreshold", "EvaluationPeriods": 14, "DatapointsToAlarm": 14, "TreatMissingData": "breaching"},
+		"ServerErrorsAlarm": {"Namespace": "AWS/S3", "MetricName": "5xxErrors", "Statistic": "Sum",
+			"Threshold": 0, "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching"},
+	} {
+		p := alarmProps(t, v, v.dr.Alarms, v.drJSON, id)
+		want["AlarmActions"] = []any{topic}
+		want["OKActions"] = []any{topic}
+		checkAlarm(t, "full DR", id, p, want)
+		if d, _ := p["Dimensions"].([]any); len(d) != 2 || !strings.Contains(mustJSON(d), `"FilterId"`) {
+			t.Errorf("DR alarm %s dimensions %v, want %v", id, d, dims)
+		}
+	}
+	has(t, v.drTmpl, "AWS::SNS::Topic", map[string]any{"KmsMasterKeyId": getAtt(logicalID(v.dr.OpsKey), "Arn")})
+	has(t, v.drTmpl, "AWS::SNS::Subscription", map[string]any{"Protocol": "email", "Endpoint": "dr-ops@example.com"})
+
 	outputs := v.drJSON["Outputs"].(map[string]any)
-	for _, o := range []string{"DRBucketName", "DRRoleArn", "DRKmsKeyArn", "DRAccount"} {
+	for _, o := range []string{"DRBucketName", "DRRoleArn", "DRKmsKeyArn", "DRAccount", "DRRegion", "DRAlarmTopicArn"} {
 		if outputs[o] == nil {
 			t.Errorf("DR stack lacks output %s", o)
 		}
+	}
+	// Compliance mode, e-mail set: nothing to warn about.
+	if w := warningsOf(v.dr.Stack); len(w) > 0 {
+		t.Errorf("DR stack warnings: %v", w)
+	}
+}
+
+// A DR bucket without Object Lock is a choice made explicitly
+// (drObjectLockMode=none), and warned about; without the choice, the DR
+// stack does not synthesize.
+func TestDRStackWithoutLock(t *testing.T) {
+	v := get(t, "dronly")
+	if p := props(v.drJSON, logicalID(v.dr.Bucket)); p["ObjectLockEnabled"] != nil || p["ObjectLockConfiguration"] != nil {
+		t.Errorf("drObjectLockMode=none: bucket %v", p)
+	}
+	if w := strings.Join(warningsOf(v.dr.Stack), "\n"); !strings.Contains(w, ctxDRObjectLockMode+"=none") {
+		t.Errorf("no warning about the unlocked DR bucket: %q", w)
+	}
+	for name, ctx := range map[string]map[string]any{
+		"lock mode empty":      withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockMode: ""}),
+		"lock mode off":        withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockMode: "off"}),
+		"none with days":       withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockMode: "none", ctxDRObjectLockDays: "30"}),
+		"none in strict mode":  withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockMode: "none", ctxDRAlarmEmail: "dr@example.com", ctxStrict: "true"}),
+		"no days":              withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockDays: "0"}),
+		"expires before lock":  withDR(map[string]any{ctxDROnly: "true", ctxDRRetentionDays: "30"}),
+		"with the backup app":  withDR(map[string]any{ctxEdgeBaseURL: edgebaseURL, ctxAssetDir: assetDir, ctxDRObjectLockMode: ""}),
+		"no region":            withDR(map[string]any{ctxDROnly: "true", ctxDRRegion: ""}),
+		"no source bucket":     withDR(map[string]any{ctxDROnly: "true", ctxDRSourceBucket: ""}),
+		"source key elsewhere": withDR(map[string]any{ctxDROnly: "true", ctxDRSourceKeyARN: drKey}),
+	} {
+		app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx, Outdir: jsii.String(t.TempDir())})
+		if _, _, err := buildApp(app); !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: want ErrConfig, got %v", name, err)
+		}
+	}
+	// By default the DR bucket is locked in compliance mode.
+	if d := DefaultDRDestinationConfig(); d.ObjectLockMode != "COMPLIANCE" || d.ObjectLockDays < 1 {
+		t.Errorf("default DR lock %s %d", d.ObjectLockMode, d.ObjectLockDays)
 	}
 }
 
@@ -997,15 +1524,21 @@ var wildcardResources = []struct {
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/backups/\*$`), "", "archives: names derived from each backup's start time"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Archives[0-9A-F]{8}\.Arn>/backups/\*$`), "", "DR copies of archives (destination stack)"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^arn:<AWS::Partition>:s3:::` + regexp.QuoteMeta(drBucket) + `/backups/\*$`), "", "DR copies in the destination bucket (bucket-policy mode), pinned to the DR account by s3:ResourceAccount"},
+	{"AWS::IAM::Policy", regexp.MustCompile(`^arn:<AWS::Partition>:s3:::` + regexp.QuoteMeta(srcBucket) + `/backups/\*$`), `^s3:GetObject(Version)?$`, "the DR writer role reads source archives for the server-side copy, pinned to the source account by s3:ResourceAccount"},
 	{"AWS::S3::BucketPolicy", regexp.MustCompile(`^<AccessLogs[0-9A-F]{8}\.Arn>/(backup|dr)-bucket/\*$`), "", "S3 log delivery names the log objects under the source bucket's prefix"},
+	{"AWS::S3::BucketPolicy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/backups/\*$`), `^s3:GetObject(Version)?$`, "the DR writer role reads archives for the server-side copy"},
+	{"AWS::ApiGateway::RestApi", regexp.MustCompile(`^execute-api:/v1/GET/\*$`), `^execute-api:Invoke$`, "the named API callers read jobs; paths hold generated job ids"},
 }
 
 func TestNoWildcardPermissions(t *testing.T) {
 	seen := map[string]bool{}
 	var report []string
-	for _, name := range []string{"base", "full", "direct"} {
+	for _, name := range []string{"base", "full", "direct", "dronly"} {
 		v := get(t, name)
-		tmpls := []map[string]any{v.json}
+		var tmpls []map[string]any
+		if v.json != nil {
+			tmpls = append(tmpls, v.json)
+		}
 		if v.drJSON != nil {
 			tmpls = append(tmpls, v.drJSON)
 		}
@@ -1132,8 +1665,19 @@ func TestFunctionGrants(t *testing.T) {
 					t.Errorf("%s: %s on %s* may %v, want %v", name, fn, prefix, got, want)
 				}
 			}
-			if !grants(st, "s3:ListBucket", bucket) || !grants(st, "kms:Decrypt", "<"+logicalID(b.Key)+".Arn>") {
+			if !grants(st, "s3:ListBucket", bucket) || !grants(st, "kms:Decrypt", "<"+logicalID(b.ArchiveKey)+".Arn>") {
 				t.Errorf("%s: %s cannot list the bucket or decrypt its objects", name, fn)
+			}
+			// The ops key only through Secrets Manager, the archive key
+			// only through S3.
+			for _, s := range st {
+				cond := mustJSON(s.condition)
+				switch {
+				case slices.Contains(s.resources, "<"+logicalID(b.OpsKey)+".Arn>") && !strings.Contains(cond, "secretsmanager."):
+					t.Errorf("%s: %s uses the ops key outside Secrets Manager: %v", name, fn, s.raw)
+				case slices.Contains(s.resources, "<"+logicalID(b.ArchiveKey)+".Arn>") && (!strings.Contains(cond, `"s3.`) || strings.Contains(cond, "secretsmanager")):
+					t.Errorf("%s: %s uses the archive key outside S3: %v", name, fn, s.raw)
+				}
 			}
 			for _, s := range st {
 				if strings.HasPrefix(s.actions[0], "kms:") && (s.condition == nil || !strings.Contains(mustJSON(s.condition), "kms:ViaService")) {
@@ -1156,6 +1700,10 @@ func TestFunctionGrants(t *testing.T) {
 				}
 			}
 		}
+		// The worker re-sends a task another delivery is running.
+		if st := roleStatements(v.json, logicalID(b.Roles[lambdaenv.Worker])); !grants(st, "sqs:SendMessage", "<"+logicalID(b.TaskQueue)+".Arn>") {
+			t.Errorf("%s: the worker cannot send to the task queue", name)
+		}
 		drcopy := roleStatements(v.json, logicalID(b.Roles[lambdaenv.DRCopy]))
 		switch name {
 		case "full":
@@ -1163,8 +1711,15 @@ func TestFunctionGrants(t *testing.T) {
 				t.Errorf("full: drcopy cannot assume %s", drRole)
 			}
 		case "direct":
-			if !grants(drcopy, "s3:PutObject", "arn:<AWS::Partition>:s3:::"+drBucket+"/backups/*") || !grants(drcopy, "kms:GenerateDataKey", drKey) {
+			if !grants(drcopy, "s3:PutObject", "arn:<AWS::Partition>:s3:::"+drBucket+"/backups/*") || !grants(drcopy, "kms:GenerateDataKey", drKey) ||
+				!grants(drcopy, "s3:ListMultipartUploadParts", "arn:<AWS::Partition>:s3:::"+drBucket+"/backups/*") || !grants(drcopy, "s3:ListBucketMultipartUploads", "arn:<AWS::Partition>:s3:::"+drBucket) {
 				t.Errorf("direct: drcopy cannot write the DR bucket: %+v", drcopy)
+			}
+			// The DR key is used through S3 of the DR region.
+			for _, s := range drcopy {
+				if slices.Contains(s.resources, drKey) && mustJSON(s.condition) != mustJSON(map[string]any{"StringEquals": map[string]any{"kms:ViaService": "s3." + drRegion + ".amazonaws.com"}}) {
+					t.Errorf("direct: drcopy uses the DR key %v", s.raw)
+				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package lambdaenv
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +41,9 @@ const (
 	DRBucket          = "EDGEVAULT_DR_BUCKET"          // cross-account destination bucket
 	DRRoleARN         = "EDGEVAULT_DR_ROLE_ARN"        // role in the destination account drcopy assumes ("" = bucket policy)
 	DRKMSKeyARN       = "EDGEVAULT_DR_KMS_KEY_ARN"     // SSE-KMS key in the destination account ("" = bucket default)
+	DRRegion          = "EDGEVAULT_DR_REGION"          // region of the destination bucket and key ("" = the function's own)
+	APIAllowSecrets   = "EDGEVAULT_API_ALLOW_SECRETS"  // "true": API callers may ask for secrets (backups including them, restores writing them back)
+	Deployed          = "EDGEVAULT_DEPLOYED"           // "true" in every deployed function: the test-only overrides below are refused
 	MetricsNamespace  = "EDGEVAULT_METRICS_NAMESPACE"  // CloudWatch EMF namespace (default "EdgeVault")
 	AWSEndpoint       = "EDGEVAULT_AWS_ENDPOINT"       // local/test override for S3, SQS, Secrets Manager, STS; never set by infra
 	S3PathStyle       = "EDGEVAULT_S3_PATH_STYLE"      // "true" with AWSEndpoint
@@ -47,15 +51,47 @@ const (
 	CloudflareAPIURL  = "EDGEVAULT_CLOUDFLARE_API_URL" // local/test override of the Cloudflare API base URL; never set by infra
 )
 
+// TestOverrides are the test-only variables: they point a function at
+// emulators. A deployed function refuses them (RefuseTestOverrides), so a
+// variable set by hand on a function cannot send its traffic, and the
+// credentials it signs with, to another endpoint.
+var TestOverrides = []string{AWSEndpoint, S3PathStyle, LambdaEndpoint, CloudflareAPIURL}
+
+// RefuseTestOverrides reports the test-only variables that are set while
+// Deployed is true. getenv is usually os.Getenv.
+func RefuseTestOverrides(getenv func(string) string) error {
+	// Any value but "" and false counts: a mistyped value fails closed.
+	v := strings.TrimSpace(getenv(Deployed))
+	if off, err := strconv.ParseBool(v); v == "" || (err == nil && !off) {
+		return nil
+	}
+	var set []string
+	for _, name := range TestOverrides {
+		if getenv(name) != "" {
+			set = append(set, name)
+		}
+	}
+	if len(set) > 0 {
+		return fmt.Errorf("%s is set: test-only %s must not be", Deployed, strings.Join(set, ", "))
+	}
+	return nil
+}
+
 // WatchdogInput is the constant input of the scheduler's watchdog rule:
 // instead of starting a job, the scheduler looks at every unfinished job,
 // re-queues a check for any whose checks stopped and fails any that ran
 // past the job timeout.
 const WatchdogInput = `{"watchdog":true}`
 
+// ReconcileInput is the constant input of drcopy's daily rule: instead of
+// copying the archive of one S3 event, drcopy lists the archives of the
+// backup bucket and copies every one the DR bucket lacks (an S3 event that
+// was lost, or a copy that failed for good).
+const ReconcileInput = `{"reconcile":true}`
+
 // Reads lists, per function, every variable it reads that the deployment
-// must set. AWSEndpoint, S3PathStyle, LambdaEndpoint and CloudflareAPIURL
-// are test-only and not listed. A function reads only what it uses, and
+// must set. TestOverrides are test-only and not listed. A function reads
+// only what it uses (and Deployed), and
 // the stack derives each role's permissions from this list:
 //   - the scheduler plans (EdgeBase, Cloudflare for Edge mode) and queues
 //     tasks and the first check; it never reads the EdgeBase secrets;
@@ -64,13 +100,16 @@ const WatchdogInput = `{"watchdog":true}`
 //     (to pace their retries) and re-sends a task another delivery is
 //     running (so waiting does not use up its attempts);
 //   - the assembler talks to S3 and the queues only (checks, and a
-//     restore's next phase of tasks).
+//     restore's next phase of tasks);
+//   - the api starts jobs through the scheduler and decides whether a
+//     request may include secrets;
+//   - drcopy reaches the DR bucket in its own region.
 var Reads = map[string][]string{
-	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, MetricsNamespace},
-	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, MetricsNamespace},
-	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace},
-	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, MetricsNamespace},
-	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, MetricsNamespace},
+	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, MetricsNamespace, Deployed},
+	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, MetricsNamespace, Deployed},
+	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace, Deployed},
+	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, APIAllowSecrets, MetricsNamespace, Deployed},
+	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, DRRegion, MetricsNamespace, Deployed},
 }
 
 // ParseInstances reads the value of Instances: dynamic DB instance names

@@ -93,6 +93,11 @@ type Config struct {
 	DRBucket    string
 	DRRoleARN   string
 	DRKMSKeyARN string
+	// DRRegion is the region of the DR bucket and key ("" = the
+	// function's own region).
+	DRRegion string
+	// APIAllowSecrets lets API callers ask for secrets.
+	APIAllowSecrets bool
 
 	MetricsNamespace string
 	LogLevel         slog.Level
@@ -203,6 +208,14 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 	str(lambdaenv.DRBucket, &c.DRBucket)
 	str(lambdaenv.DRRoleARN, &c.DRRoleARN)
 	str(lambdaenv.DRKMSKeyARN, &c.DRKMSKeyARN)
+	str(lambdaenv.DRRegion, &c.DRRegion)
+	if v := strings.TrimSpace(get(lambdaenv.APIAllowSecrets)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not true or false", lambdaenv.APIAllowSecrets, v))
+		}
+		c.APIAllowSecrets = b
+	}
 	str(lambdaenv.MetricsNamespace, &c.MetricsNamespace)
 	str(lambdaenv.LambdaEndpoint, &c.LambdaEndpoint)
 	str(lambdaenv.CloudflareAPIURL, &c.CloudflareAPIURL)
@@ -212,6 +225,9 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 		}
 	}
 	if err := c.AWS.ApplyEnv(get); err != nil {
+		errs = append(errs, err)
+	}
+	if err := lambdaenv.RefuseTestOverrides(get); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

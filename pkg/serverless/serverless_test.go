@@ -34,6 +34,7 @@ func fullEnv() map[string]string {
 		lambdaenv.EdgeBaseSecrets: "arn:ebs", lambdaenv.Concurrency: "7", lambdaenv.SpoolDir: "/tmp", lambdaenv.SpoolBytes: "1000", lambdaenv.DRBucket: "dr", lambdaenv.DRRoleARN: "",
 		lambdaenv.DRKMSKeyARN: "", lambdaenv.KMSKeyARN: "arn:kms", lambdaenv.MetricsNamespace: "NS",
 		lambdaenv.Instances: "workspace:a, workspace:b", lambdaenv.SkipInstances: "false",
+		lambdaenv.DRRegion: "eu-west-1", lambdaenv.APIAllowSecrets: "false", lambdaenv.Deployed: "true",
 	}
 }
 

@@ -60,11 +60,15 @@ type Options struct {
 // workers never write it: they record each task's outcome in objects of
 // their own.
 type Job struct {
-	ID      string   `json:"id"`
-	Kind    JobKind  `json:"kind"`
-	State   JobState `json:"state"`
-	Trigger Trigger  `json:"trigger"`
-	Target  string   `json:"target"` // EdgeBase base URL
+	// Revision counts the record's writes; it makes every stored version
+	// distinct, so a compare-and-swap can never mistake a later record for
+	// an earlier one with the same content.
+	Revision int      `json:"revision"`
+	ID       string   `json:"id"`
+	Kind     JobKind  `json:"kind"`
+	State    JobState `json:"state"`
+	Trigger  Trigger  `json:"trigger"`
+	Target   string   `json:"target"` // EdgeBase base URL
 	// Source is the archive's "source" field: cloudflare-edge, local or docker.
 	Source    string    `json:"source,omitempty"`
 	Options   Options   `json:"options"`

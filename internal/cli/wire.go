@@ -157,7 +157,7 @@ type embedded struct {
 	store  *fs.Store
 	engine *pipeline.Engine
 	jobs   *pipeline.Jobs
-	queue  *pipeline.CountingQueue
+	queue  *mem.Queue
 	runner *pipeline.Runner
 }
 
@@ -182,7 +182,7 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &pipeline.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})}
+	q := mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})
 	d := o.deps
 	d.Store, d.Staging, d.Archives, d.Tasks, d.Control, d.Log = store, StagingPrefix, "", q, nil, a.log
 	if d.Engine.MaxAttempts == 0 {
@@ -197,7 +197,7 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 		return nil, err
 	}
 	return &embedded{store: store, engine: engine, jobs: engine.Jobs(), queue: q,
-		runner: &pipeline.Runner{Engine: engine, Queue: q, Concurrency: max(o.concurrency, 1), Log: a.log}}, nil
+		runner: &pipeline.Runner{Engine: engine, Queue: q, Depth: q.Len, Concurrency: max(o.concurrency, 1), Log: a.log}}, nil
 }
 
 func (e *embedded) Close() error { return e.store.Close() }

@@ -37,7 +37,7 @@ func fixedNow() time.Time { return epoch }
 // in-process queue, pointed at one emulator.
 type pipeline struct {
 	jobs   *pl.Jobs
-	queue  *pl.CountingQueue
+	queue  *mem.Queue
 	engine *pl.Engine
 	client *edgebase.Client
 	dir    string
@@ -52,7 +52,7 @@ func newPipeline(t *testing.T, emu *edgebasetest.Emulator, rangeKeys int) *pipel
 	}
 	t.Cleanup(func() { store.Close() })
 	client := newClient(t, emu)
-	q := &pl.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: time.Hour})}
+	q := mem.New(mem.Options{VisibilityTimeout: time.Hour})
 	engine, err := edgevault.New(edgevault.Deps{Store: store, Staging: "staging/", Archives: "archives/", Tasks: q,
 		Client: client, Enum: &discovery.Enumerator{Client: client, StateDir: emu.StateDir()}, Source: "docker", Now: fixedNow,
 		Engine: pl.Options{MaxAttempts: 3, Backoff: pl.Backoff{Base: time.Millisecond}},
@@ -77,7 +77,7 @@ func (p *pipeline) start(ctx context.Context, t *testing.T, id string) *events.J
 func (p *pipeline) runNormally(ctx context.Context, t *testing.T, id string) *events.Job {
 	t.Helper()
 	p.start(ctx, t, id)
-	r := &pl.Runner{Engine: p.engine, Queue: p.queue, Concurrency: 4}
+	r := &pl.Runner{Engine: p.engine, Queue: p.queue, Depth: p.queue.Len, Concurrency: 4}
 	job, err := r.Run(ctx, id)
 	if err != nil {
 		t.Fatal(err)

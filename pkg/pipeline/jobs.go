@@ -150,6 +150,7 @@ func (j *Jobs) Update(ctx context.Context, id string, change func(*events.Job) e
 			return job, err
 		}
 		job.UpdatedAt = j.Now().UTC()
+		job.Revision++
 		b, err := json.Marshal(job)
 		if err != nil {
 			return nil, err

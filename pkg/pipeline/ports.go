@@ -41,6 +41,9 @@ type BlobStore interface {
 	// otherwise (replaced, or deleted, since v was read) it fails with
 	// blob.ErrConflict and changes nothing. Of concurrent Replaces of one
 	// version exactly one succeeds: the compare-and-swap of job records.
+	// A version may name content rather than a write (S3's ETag of a
+	// single upload is its MD5): callers that must tell every write apart
+	// make each write's bytes unique, as job records do (Job.Revision).
 	Replace(ctx context.Context, key string, r io.Reader, v blob.Version) error
 	// Get opens key; a missing key gives an error wrapping blob.ErrNotExist.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)

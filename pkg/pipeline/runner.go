@@ -12,33 +12,6 @@ import (
 	"github.com/edgevault/edgevault/events"
 )
 
-// CountingQueue wraps a Queue and counts messages sent but not yet
-// settled, which is how the embedded runner knows the queue has drained.
-type CountingQueue struct {
-	Queue
-	pending atomic.Int64
-}
-
-// Send implements Queue. A failed Send may have sent a prefix of msgs;
-// counting them all errs on the side of waiting (the runner's stall
-// detection still ends a job whose count never drains).
-func (q *CountingQueue) Send(ctx context.Context, msgs ...Message) error {
-	q.pending.Add(int64(len(msgs)))
-	return q.Queue.Send(ctx, msgs...)
-}
-
-// Ack implements Queue.
-func (q *CountingQueue) Ack(ctx context.Context, d Delivery) error {
-	if err := q.Queue.Ack(ctx, d); err != nil {
-		return err
-	}
-	q.pending.Add(-1)
-	return nil
-}
-
-// Pending is how many sent messages are not acked yet.
-func (q *CountingQueue) Pending() int64 { return q.pending.Load() }
-
 // Runner drives one job to its end in-process, the way the serverless
 // runtime does with Lambda: Concurrency goroutines take tasks from the
 // queue and run them through the engine's Worker, settling each delivery
@@ -46,8 +19,12 @@ func (q *CountingQueue) Pending() int64 { return q.pending.Load() }
 // for good) the runner advances the job (Engine.Advance), which opens the
 // next phase, re-sends what is missing or finishes the job.
 type Runner struct {
-	Engine      *Engine
-	Queue       *CountingQueue // the engine's task queue
+	Engine *Engine
+	// Queue is the engine's task queue, and Depth how many messages it
+	// holds that are not acked yet (visible, in flight or delayed): the
+	// in-process queue knows (mem.Queue.Len).
+	Queue       Queue
+	Depth       func() int
 	Concurrency int
 	// Tick is how often the job is looked at while tasks are pending
 	// (default 250 ms); StallTicks how many looks at a drained queue that
@@ -111,7 +88,7 @@ func (r *Runner) work(ctx context.Context, failedTask *atomic.Bool, signal func(
 				signal() // let the controller look now: fail fast
 			}
 		}
-		if len(ds) > 0 && r.Queue.Pending() == 0 {
+		if len(ds) > 0 && r.Depth() == 0 {
 			signal()
 		}
 	}
@@ -153,7 +130,7 @@ func (r *Runner) control(ctx context.Context, id string, wake <-chan struct{}, f
 		case <-tick.C:
 		}
 		failed := failedTask.Swap(false)
-		if r.Queue.Pending() > 0 && !failed {
+		if r.Depth() > 0 && !failed {
 			stall = 0
 			continue
 		}
@@ -171,7 +148,7 @@ func (r *Runner) control(ctx context.Context, id string, wake <-chan struct{}, f
 		if job.State.Terminal() {
 			return job, nil
 		}
-		if r.Queue.Pending() == 0 {
+		if r.Depth() == 0 {
 			// Drained, advanced, not finished and nothing new queued: only
 			// possible if stored state is inconsistent. Give retries a few
 			// looks, then report instead of hanging.

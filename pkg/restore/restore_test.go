@@ -46,7 +46,7 @@ func newClient(t *testing.T, emu *edgebasetest.Emulator) *edgebase.Client {
 type runtime struct {
 	dir    string
 	jobs   *pipeline.Jobs
-	queue  *pipeline.CountingQueue
+	queue  *mem.Queue
 	engine *pipeline.Engine
 }
 
@@ -58,7 +58,7 @@ func newRuntime(t *testing.T, d edgevault.Deps) *runtime {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	q := &pipeline.CountingQueue{Queue: mem.New(mem.Options{VisibilityTimeout: time.Hour})}
+	q := mem.New(mem.Options{VisibilityTimeout: time.Hour})
 	d.Store, d.Staging, d.Archives, d.Tasks, d.Source = store, "staging/", "archives/", q, "docker"
 	d.Engine = pipeline.Options{MaxAttempts: 2, Backoff: pipeline.Backoff{Base: time.Millisecond}}
 	engine, err := edgevault.New(d)
@@ -69,7 +69,7 @@ func newRuntime(t *testing.T, d edgevault.Deps) *runtime {
 }
 
 func (r *runtime) run(ctx context.Context, id string, concurrency int) (*events.Job, error) {
-	return (&pipeline.Runner{Engine: r.engine, Queue: r.queue, Concurrency: concurrency}).Run(ctx, id)
+	return (&pipeline.Runner{Engine: r.engine, Queue: r.queue, Depth: r.queue.Len, Concurrency: concurrency}).Run(ctx, id)
 }
 
 // backupOf backs up emu (with storage) and returns the archive's path.

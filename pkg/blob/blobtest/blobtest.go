@@ -51,6 +51,8 @@ func Run(t *testing.T, newStore func(t *testing.T) pipeline.BlobStore) {
 	t.Run("InFlightInvisible", func(t *testing.T) { testInFlightInvisible(t, newStore(t)) })
 	t.Run("Create", func(t *testing.T) { testCreate(t, newStore(t)) })
 	t.Run("CreateConcurrent", func(t *testing.T) { testCreateConcurrent(t, newStore(t)) })
+	t.Run("Replace", func(t *testing.T) { testReplace(t, newStore(t)) })
+	t.Run("ReplaceConcurrent", func(t *testing.T) { testReplaceConcurrent(t, newStore(t)) })
 	t.Run("NotExist", func(t *testing.T) { testNotExist(t, newStore(t)) })
 	t.Run("GetRange", func(t *testing.T) { testGetRange(t, newStore(t)) })
 	t.Run("ListOrder", func(t *testing.T) { testListOrder(t, newStore(t)) })
@@ -314,6 +316,123 @@ func testCreateConcurrent(t *testing.T, s pipeline.BlobStore) {
 	}
 }
 
+func readVersion(t *testing.T, s pipeline.BlobStore, key string) (string, blob.Version) {
+	t.Helper()
+	rc, v, err := s.ReadVersion(context.Background(), key)
+	if err != nil {
+		t.Fatalf("ReadVersion %s: %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v == "" {
+		t.Fatalf("ReadVersion %s: empty version", key)
+	}
+	return string(b), v
+}
+
+// testReplace: Replace succeeds only on the version that was read; a
+// replaced, overwritten or deleted blob refuses it with blob.ErrConflict
+// and keeps its content; a failing reader changes nothing.
+func testReplace(t *testing.T, s pipeline.BlobStore) {
+	ctx := context.Background()
+	put(t, s, "rec", []byte("v1"))
+	got, v1 := readVersion(t, s, "rec")
+	if got != "v1" {
+		t.Fatalf("ReadVersion read %q", got)
+	}
+	if err := s.Replace(ctx, "rec", bytes.NewReader([]byte("v2")), v1); err != nil {
+		t.Fatalf("Replace of the version read: %v", err)
+	}
+	got, v2 := readVersion(t, s, "rec")
+	if got != "v2" || v2 == v1 {
+		t.Fatalf("after Replace: %q, version changed %v", got, v2 != v1)
+	}
+	// The old version is gone: a second writer that read v1 loses.
+	if err := s.Replace(ctx, "rec", bytes.NewReader([]byte("stale")), v1); !errors.Is(err, blob.ErrConflict) {
+		t.Fatalf("Replace of a replaced version: got %v, want blob.ErrConflict", err)
+	}
+	// A plain Put in between makes the version stale too. (A version may
+	// name content: S3's ETag of a single upload is its MD5, so the same
+	// bytes written again can keep it; job records never repeat bytes.)
+	put(t, s, "rec", []byte("v2 again"))
+	if err := s.Replace(ctx, "rec", bytes.NewReader([]byte("x")), v2); !errors.Is(err, blob.ErrConflict) {
+		t.Fatalf("Replace after a Put: got %v, want blob.ErrConflict", err)
+	}
+	_, v3 := readVersion(t, s, "rec")
+	if err := s.Replace(ctx, "rec", failAfter{bytes.NewReader([]byte("partial"))}, v3); !errors.Is(err, errBoom) {
+		t.Fatalf("Replace with a failing reader: got %v", err)
+	}
+	if got, v := readVersion(t, s, "rec"); got != "v2 again" || v != v3 {
+		t.Fatalf("a failed Replace changed the blob: %q (same version %v)", got, v == v3)
+	}
+	// Large bodies take the multipart path on S3.
+	if err := s.Replace(ctx, "rec", Random(5, BigSize), v3); err != nil {
+		t.Fatalf("large Replace: %v", err)
+	}
+	rc, err := s.Get(ctx, "rec")
+	if sum, n := digest(t, rc, err); n != BigSize || sum != Digest(5, BigSize) {
+		t.Fatalf("large Replace stored %d bytes", n)
+	}
+	if err := s.Replace(ctx, "rec", bytes.NewReader([]byte("y")), v3); !errors.Is(err, blob.ErrConflict) {
+		t.Fatalf("Replace of the version a large Replace replaced: got %v", err)
+	}
+	_, v4 := readVersion(t, s, "rec")
+	if err := s.Delete(ctx, "rec"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(ctx, "rec", bytes.NewReader([]byte("z")), v4); !errors.Is(err, blob.ErrConflict) {
+		t.Fatalf("Replace of a deleted blob: got %v, want blob.ErrConflict", err)
+	}
+	if _, err := s.Stat(ctx, "rec"); !errors.Is(err, blob.ErrNotExist) {
+		t.Fatalf("a refused Replace created the blob: %v", err)
+	}
+	_, _, err = s.ReadVersion(ctx, "missing")
+	wantNotExist(t, "ReadVersion", err)
+}
+
+// testReplaceConcurrent: of writers replacing the same version at once,
+// exactly one wins; the others get blob.ErrConflict and the blob holds the
+// winner's bytes. It is the compare-and-swap every job record change
+// relies on.
+func testReplaceConcurrent(t *testing.T, s pipeline.BlobStore) {
+	const n = 8
+	put(t, s, "cas", []byte("start"))
+	for round := range 3 {
+		_, v := readVersion(t, s, "cas")
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				errs[i] = s.Replace(context.Background(), "cas", bytes.NewReader([]byte(fmt.Sprintf("round %d writer %d", round, i))), v)
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("round %d: writers %d and %d both replaced one version", round, winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, blob.ErrConflict):
+				t.Fatalf("round %d: writer %d: %v", round, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no writer won", round)
+		}
+		if got, want := string(get(t, s, "cas")), fmt.Sprintf("round %d writer %d", round, winner); got != want {
+			t.Fatalf("round %d: blob = %q, want the winner's %q", round, got, want)
+		}
+	}
+}
+
 func testNotExist(t *testing.T, s pipeline.BlobStore) {
 	ctx := context.Background()
 	put(t, s, "dir/child", []byte("x"))
@@ -514,6 +633,13 @@ func testinvalidKeys(t *testing.T, s pipeline.BlobStore) {
 		}
 		if err := s.Delete(ctx, k); err == nil {
 			t.Errorf("Delete(%q) accepted an invalid key", k)
+		}
+		if rc, _, err := s.ReadVersion(ctx, k); err == nil {
+			rc.Close()
+			t.Errorf("ReadVersion(%q) accepted an invalid key", k)
+		}
+		if err := s.Replace(ctx, k, bytes.NewReader([]byte("x")), "v"); err == nil {
+			t.Errorf("Replace(%q) accepted an invalid key", k)
 		}
 		if c, ok := s.(pipeline.Composer); ok {
 			if err := c.Compose(ctx, k, nil); err == nil {

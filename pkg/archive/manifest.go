@@ -154,31 +154,31 @@ func DecodeManifest(r io.Reader) (Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(io.LimitReader(r, 1<<20))
 	if err := dec.Decode(&m); err != nil {
-		return m, fmt.Errorf("archive: decode manifest: %w", err)
+		return m, fmt.Errorf("%w: %w", ErrBadManifest, err)
 	}
 	switch {
 	case m.Version != ManifestVersion:
-		return m, fmt.Errorf("archive: manifest version %d, want %d", m.Version, ManifestVersion)
+		return m, fmt.Errorf("%w: manifest version %d, want %d", ErrBadManifest, m.Version, ManifestVersion)
 	case m.Archive == "" || filepath.Base(m.Archive) != m.Archive:
-		return m, fmt.Errorf("archive: manifest archive name %q is not a file name", m.Archive)
+		return m, fmt.Errorf("%w: manifest archive name %q is not a file name", ErrBadManifest, m.Archive)
 	case m.Size < 0:
-		return m, fmt.Errorf("archive: manifest has an invalid size")
+		return m, fmt.Errorf("%w: manifest has an invalid size", ErrBadManifest)
 	case m.SHA256 == "" && len(m.Parts) == 0:
-		return m, fmt.Errorf("archive: manifest has neither a sha256 nor parts")
+		return m, fmt.Errorf("%w: manifest has neither a sha256 nor parts", ErrBadManifest)
 	case m.SHA256 != "" && !isSHA256Hex(m.SHA256):
-		return m, fmt.Errorf("archive: manifest has an invalid sha256")
+		return m, fmt.Errorf("%w: manifest has an invalid sha256", ErrBadManifest)
 	case m.Server != nil && (m.Server.ContentTypesMasked < 0 || m.Server.InternalKeysSkipped < 0):
-		return m, fmt.Errorf("archive: manifest has negative server counts")
+		return m, fmt.Errorf("%w: manifest has negative server counts", ErrBadManifest)
 	}
 	var off int64
 	for i, p := range m.Parts {
 		if p.Offset != off || p.Size < 0 || !isSHA256Hex(p.SHA256) {
-			return m, fmt.Errorf("archive: manifest part %d is not a valid continuation at offset %d", i, off)
+			return m, fmt.Errorf("%w: manifest part %d is not a valid continuation at offset %d", ErrBadManifest, i, off)
 		}
 		off += p.Size
 	}
 	if len(m.Parts) > 0 && off != m.Size {
-		return m, fmt.Errorf("archive: manifest parts cover %d bytes, the archive has %d", off, m.Size)
+		return m, fmt.Errorf("%w: manifest parts cover %d bytes, the archive has %d", ErrBadManifest, off, m.Size)
 	}
 	return m, nil
 }

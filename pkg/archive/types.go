@@ -20,6 +20,8 @@ var (
 	// ErrManifestMismatch is returned by Verify when the archive's size or
 	// SHA-256 differs from its manifest.
 	ErrManifestMismatch = errors.New("archive: archive does not match its manifest")
+	// ErrBadManifest marks a manifest that cannot be read as one.
+	ErrBadManifest = errors.New("archive: invalid manifest")
 )
 
 // Error reports a problem with a backup's content.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sync/semaphore"
 
@@ -37,6 +38,23 @@ type Spool struct {
 	inMemory int64
 	budget   int64
 	sem      *semaphore.Weighted
+
+	mu         sync.Mutex
+	used, peak int64 // bytes in spool files now, and at most
+}
+
+// Peak reports the most bytes the spool's files held at once.
+func (sp *Spool) Peak() int64 {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.peak
+}
+
+func (sp *Spool) grow(n int64) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.used += n
+	sp.peak = max(sp.peak, sp.used)
 }
 
 // NewSpool returns a spool in dir ("" = the system temp directory) with a
@@ -170,12 +188,14 @@ func (b *budgetFile) Write(p []byte) (int, error) {
 	}
 	n, err := b.f.Write(p)
 	b.n += int64(n)
+	b.sp.grow(int64(n))
 	return n, err
 }
 
 func (b *budgetFile) close() {
 	b.f.Close()
 	os.Remove(b.f.Name())
+	b.sp.grow(-b.n)
 	if b.held > 0 {
 		b.sp.sem.Release(b.held)
 		b.held = 0

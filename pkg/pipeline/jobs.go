@@ -98,10 +98,12 @@ func (j *Jobs) CreateJob(ctx context.Context, job *events.Job) error {
 	if err != nil {
 		return err
 	}
-	if err := j.Store.Create(ctx, j.JobKey(job.ID), bytes.NewReader(b)); err != nil {
+	// The index marker first: a record without one would be invisible to
+	// listings and to the watchdog; a marker without a record is skipped.
+	if err := j.writeIndex(ctx, job); err != nil {
 		return err
 	}
-	return j.writeIndex(ctx, job)
+	return j.Store.Create(ctx, j.JobKey(job.ID), bytes.NewReader(b))
 }
 
 // ReadJob loads a job record.

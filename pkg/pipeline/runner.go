@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -51,9 +52,11 @@ func (r *Runner) Run(ctx context.Context, jobID string) (*events.Job, error) {
 	for range max(r.Concurrency, 1) {
 		g.Go(func() error { return r.work(gctx, &failedTask, signal) })
 	}
-	job, runErr := r.control(ctx, jobID, wake, &failedTask)
+	// The controller stops with the workers: a worker that cannot settle
+	// a message ends the run (resume picks it up).
+	job, runErr := r.control(gctx, jobID, wake, &failedTask)
 	cancel()
-	if err := g.Wait(); err != nil && runErr == nil {
+	if err := g.Wait(); err != nil && (runErr == nil || errors.Is(runErr, context.Canceled)) {
 		runErr = err
 	}
 	if runErr != nil {
@@ -65,23 +68,39 @@ func (r *Runner) Run(ctx context.Context, jobID string) (*events.Job, error) {
 	return job, nil
 }
 
-// work is one worker goroutine.
+// maxReceiveFailures ends a worker whose queue keeps failing.
+const maxReceiveFailures = 10
+
+// work is one worker goroutine. A failed receive is tried again; a
+// delivery that cannot be settled (acked, nacked or re-sent) ends the run,
+// since its message would otherwise stay hidden and the job wait.
 func (r *Runner) work(ctx context.Context, failedTask *atomic.Bool, signal func()) error {
+	failures := 0
 	for {
 		ds, err := r.Queue.Receive(ctx, 1, 100*time.Millisecond)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			if failures++; failures > maxReceiveFailures {
+				return fmt.Errorf("pipeline: receiving tasks: %w", err)
+			}
+			logger(r.Log).Warn("receiving tasks failed; trying again", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(r.Engine.opt.Backoff.Delay(failures)):
+			}
+			continue
 		}
+		failures = 0
 		for _, d := range ds {
 			dec, err := r.deliver(ctx, d)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return err
+				return fmt.Errorf("pipeline: settling a task message: %w", err)
 			}
 			if dec.Action == DeadLetter {
 				failedTask.Store(true)
@@ -115,12 +134,17 @@ func (r *Runner) deliver(ctx context.Context, d Delivery) (Decision, error) {
 	return dec, err
 }
 
-// control advances the job whenever the queue drains or a task fails,
-// until the job ends.
+// lookEvery is how many ticks pass between looks at a job whose queue
+// has not drained: completion is decided from stored state, not from the
+// queue, so a duplicate that lingers cannot hold a finished job back.
+const lookEvery = 20
+
+// control advances the job whenever the queue drains or a task fails, and
+// every lookEvery ticks regardless, until the job ends.
 func (r *Runner) control(ctx context.Context, id string, wake <-chan struct{}, failedTask *atomic.Bool) (*events.Job, error) {
 	tick := time.NewTicker(cmp(r.Tick, 250*time.Millisecond))
 	defer tick.Stop()
-	stall, failures := 0, 0
+	stall, failures, idle := 0, 0, 0
 	var job *events.Job
 	for {
 		select {
@@ -132,8 +156,11 @@ func (r *Runner) control(ctx context.Context, id string, wake <-chan struct{}, f
 		failed := failedTask.Swap(false)
 		if r.Depth() > 0 && !failed {
 			stall = 0
-			continue
+			if idle++; idle < lookEvery {
+				continue
+			}
 		}
+		idle = 0
 		after, err := r.Engine.Advance(ctx, id)
 		if err != nil {
 			// A failed step is repeated on the next look (every step is

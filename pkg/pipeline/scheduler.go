@@ -58,14 +58,22 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 			return job, err
 		}
 		// An interrupted planning may have left a plan behind.
-		if err := e.jobs.DeletePlan(ctx, id); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
+		err = e.jobs.DeletePlan(ctx, id)
+	}
+	if err != nil {
+		// The record may exist with this invocation's lease (a create
+		// whose answer was lost): let a retry take it at once.
+		e.releasePlanning(ctx, id, owner)
 		return nil, err
 	}
 	if err := dom.Planner.Plan(ctx, job); err != nil {
-		return e.planFailed(ctx, job, owner, err)
+		if IsPermanent(err) || ctx.Err() != nil {
+			// Retrying cannot help: a bad archive, a refused request, or a
+			// planning that does not fit the time the invocation has.
+			return e.planFailed(ctx, job, owner, err)
+		}
+		e.releasePlanning(ctx, id, owner)
+		return job, fmt.Errorf("pipeline: planning job %s: %w", id, err)
 	}
 	planned := *job
 	return e.jobs.Update(ctx, id, func(j *events.Job) error {
@@ -105,6 +113,18 @@ func (e *Engine) retakePlanning(ctx context.Context, id string, lease *events.Le
 		return nil, fmt.Errorf("pipeline: job %s is being planned by another invocation (until %s)", id, job.Planning.Until.Format(time.RFC3339))
 	}
 	return job, nil
+}
+
+// releasePlanning gives up this invocation's planning lease (best effort;
+// otherwise it expires).
+func (e *Engine) releasePlanning(ctx context.Context, id, owner string) {
+	_, _ = e.jobs.Update(context.WithoutCancel(ctx), id, func(j *events.Job) error {
+		if j.Planning == nil || j.Planning.Owner != owner {
+			return ErrNoChange
+		}
+		j.Planning = nil
+		return nil
+	})
 }
 
 // planFailed records a planning failure in the job. A planning that was
@@ -164,7 +184,8 @@ func (e *Engine) Launch(ctx context.Context, id string) (*events.Job, error) {
 // Resume restarts an interrupted or failed job: tasks that failed get
 // another chance, finished ones are kept, the open phase is queued again
 // (without its finished tasks) and any lease a dead process held is
-// dropped. The caller asserts nothing else is running the job.
+// dropped; a job whose planning was interrupted is planned again. The
+// caller asserts nothing else is running the job.
 func (e *Engine) Resume(ctx context.Context, id string) (*events.Job, error) {
 	job, err := e.jobs.ReadJob(ctx, id)
 	if err != nil {
@@ -174,7 +195,12 @@ func (e *Engine) Resume(ctx context.Context, id string) (*events.Job, error) {
 	case events.StateDone:
 		return job, fmt.Errorf("pipeline: job %s is already done (%s)", id, job.Archive)
 	case events.StatePlanned:
-		return job, fmt.Errorf("pipeline: job %s was never planned completely; start a new one", id)
+		// Planning was interrupted: plan again from scratch, taking over
+		// the dead planner's lease.
+		if _, err := e.jobs.Update(ctx, id, func(j *events.Job) error { j.Planning = nil; return nil }); err != nil {
+			return job, err
+		}
+		return e.Start(ctx, events.StartRequest{JobID: id, Kind: job.Kind, Trigger: job.Trigger, Options: job.Options})
 	}
 	if err := e.jobs.ClearFailures(ctx, id); err != nil {
 		return job, err

@@ -160,7 +160,9 @@ func (w *Worker) finish(ctx context.Context, t events.Task, attempt int, output 
 			return nil
 		}
 		if err != nil {
-			w.discard(ctx, output)
+			// The outcome may have been stored although the write reported
+			// a failure, naming these outputs: keep them. The redelivery
+			// finds the outcome, or runs the task again.
 			return fmt.Errorf("pipeline: recording the outcome of %s: %w", t.ID, err)
 		}
 		w.notify(t, st)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"slices"
 	"strings"
@@ -68,7 +69,7 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	}
 	src, err := p.Open(ctx, job.Options.Archive)
 	if err != nil {
-		return pipeline.Permanent(fmt.Errorf("opening archive %s: %w", job.Options.Archive, err))
+		return classifyIngest(fmt.Errorf("opening archive %s: %w", job.Options.Archive, err))
 	}
 	in := &ingester{jobs: p.Jobs, job: job.ID, target: cfg, loadedRange: -1,
 		skipStorage: job.Options.SkipStorage || !sel.wantsStorage(),
@@ -79,7 +80,7 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	}
 	sum, err := p.ingest(ctx, src, in)
 	if err != nil {
-		return pipeline.Permanent(err)
+		return classifyIngest(err)
 	}
 	hasStorage, err := checkArchive(job, sum, in, sel)
 	if err != nil {
@@ -103,6 +104,20 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	rep.Warnings = job.Warnings
 	job.Summary = &events.Summary{DOs: rep.DOCount, Namespaces: len(rep.Namespaces), Rows: rep.Rows, Objects: rep.Objects}
 	return p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, "report.json"), rep)
+}
+
+// classifyIngest marks what reading the archive cannot get past as
+// permanent: an archive that is invalid, cut short, out of order, missing
+// or does not match its manifest. Anything else (the staging store, a
+// read that failed on the way) is transient: planning runs again.
+func classifyIngest(err error) error {
+	for _, perm := range []error{archive.ErrInvalid, archive.ErrTruncated, archive.ErrOrder, archive.ErrManifestMismatch,
+		archive.ErrBadManifest, ErrNeedsTarGz, blob.ErrNotExist, fs.ErrNotExist} {
+		if errors.Is(err, perm) {
+			return pipeline.Permanent(err)
+		}
+	}
+	return err
 }
 
 // checkArchive applies the fail-closed rules to what the ingest found and

@@ -117,6 +117,14 @@ type Config struct {
 	// VerifyReadBack makes drcopy verify a copy by reading it back even
 	// when S3 reports a checksum (tests; buckets without checksums).
 	VerifyReadBack bool
+	// Leases overrides the engine's leases and watchdog threshold (tests);
+	// zero values derive them from the function timeouts.
+	Leases Leases
+}
+
+// Leases are the engine's fences in time (see pipeline.Options).
+type Leases struct {
+	Task, Dispatch, Finish, Plan, StallAfter time.Duration
 }
 
 // DefaultConfig is the Config of fn before the environment is applied.
@@ -307,8 +315,8 @@ func (c Config) Validate() error {
 	if c.BatchConcurrency < 1 {
 		errs = append(errs, "batch concurrency must be at least 1")
 	}
-	if c.RecheckDelay < time.Second || c.RecheckDelay > 15*time.Minute {
-		errs = append(errs, fmt.Sprintf("recheck delay %s outside 1s..15m (SQS delay limit)", c.RecheckDelay))
+	if c.RecheckDelay <= 0 || c.RecheckDelay > 15*time.Minute {
+		errs = append(errs, fmt.Sprintf("recheck delay %s outside 0..15m (SQS delay limit; SQS rounds it up to whole seconds)", c.RecheckDelay))
 	}
 	if c.DeadlineMargin < 0 || c.JobTimeout <= 0 || c.RetryDelay <= 0 {
 		errs = append(errs, "deadline margin, job timeout and retry delay must be positive")

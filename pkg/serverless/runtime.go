@@ -120,14 +120,22 @@ func newBase(cfg Config, rt Runtime, d Deps) (*base, error) {
 
 // engineOptions are the engine settings of the serverless runtime.
 func (c Config) engineOptions() pipeline.Options {
-	return pipeline.Options{
+	o := pipeline.Options{
 		MaxAttempts: c.MaxAttempts, RecheckDelay: c.RecheckDelay, JobTimeout: c.JobTimeout,
 		Backoff: pipeline.Backoff{Base: c.RetryDelay, Limit: MaxRetryDelay},
 		// A sender or assembler is presumed dead once a function could
 		// no longer be running it.
 		DispatchLease: 15*time.Minute + c.DeadlineMargin,
 		FinishLease:   5 * time.Minute,
+		LeaseTimeout:  c.Leases.Task, PlanLease: c.Leases.Plan, StallAfter: c.Leases.StallAfter,
 	}
+	if c.Leases.Dispatch > 0 {
+		o.DispatchLease = c.Leases.Dispatch
+	}
+	if c.Leases.Finish > 0 {
+		o.FinishLease = c.Leases.Finish
+	}
+	return o
 }
 
 // invocation returns the logger of one invocation, carrying its request id.

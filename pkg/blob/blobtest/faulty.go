@@ -41,6 +41,9 @@ type Fault struct {
 	Op Op
 	// Match selects keys (the prefix, for List); nil matches every key.
 	Match func(key string) bool
+	// When, if set, must hold for the fault to count a call (e.g. "the
+	// process is dead": every call fails until it restarts).
+	When func() bool
 	// Nth fires on the Nth matching call (1-based) and only then; 0 fires
 	// on every matching call (up to Times).
 	Nth int
@@ -131,7 +134,7 @@ func (f *Faulty) check(op Op, key string) *armed {
 	}
 	var hit *armed
 	for _, a := range f.faults {
-		if (a.Op != "" && a.Op != op) || (a.Match != nil && !a.Match(key)) {
+		if (a.Op != "" && a.Op != op) || (a.Match != nil && !a.Match(key)) || (a.When != nil && !a.When()) {
 			continue
 		}
 		a.seen++

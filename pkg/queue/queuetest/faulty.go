@@ -27,7 +27,10 @@ var ErrInjected = errors.New("queuetest: injected fault")
 
 // Fault describes when and how a queue operation fails.
 type Fault struct {
+	// Op is the operation hit ("" = every operation).
 	Op Op
+	// When, if set, must hold for the fault to count a call.
+	When func() bool
 	// Nth fires on the Nth call of Op (1-based) and only then; 0 fires on
 	// every call (up to Times).
 	Nth   int
@@ -95,7 +98,7 @@ func (f *Faulty) check(op Op) *armed {
 	f.counts[op]++
 	var hit *armed
 	for _, a := range f.faults {
-		if a.Op != op {
+		if (a.Op != "" && a.Op != op) || (a.When != nil && !a.When()) {
 			continue
 		}
 		a.seen++

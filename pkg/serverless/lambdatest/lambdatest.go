@@ -44,11 +44,17 @@ func (s *EventSource) Stats() (invocations, deleted, failed int) {
 	return s.invocations, s.deleted, s.failed
 }
 
-// Run polls until ctx ends, invoking the handler for every batch.
+// Run polls until ctx ends, invoking the handler for every batch. Like
+// Lambda's poller it keeps going when the queue fails: a receive is
+// tried again, a record whose delete failed comes back after its
+// visibility timeout.
 func (s *EventSource) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if _, err := s.Poll(ctx, 50*time.Millisecond); err != nil && ctx.Err() == nil {
-			return err
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 	return nil
@@ -102,7 +108,8 @@ func (s *EventSource) Poll(ctx context.Context, wait time.Duration) (int, error)
 			continue
 		}
 		if err := s.Queue.Ack(context.WithoutCancel(ctx), d); err != nil {
-			return len(ds), err
+			s.count(false) // it comes back after its visibility timeout
+			continue
 		}
 		s.count(true)
 	}

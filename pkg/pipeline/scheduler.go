@@ -299,7 +299,9 @@ func (e *Engine) sendPhase(ctx context.Context, job *events.Job) (int, error) {
 	if err == nil {
 		flush()
 	}
-	if werr := g.Wait(); err == nil {
+	// A failed send cancels gctx, so the plan loop then fails with
+	// context.Canceled: the send's error is the cause.
+	if werr := g.Wait(); werr != nil {
 		err = werr
 	}
 	cancel()

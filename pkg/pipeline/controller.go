@@ -39,14 +39,19 @@ func (e *Engine) HandleCheck(ctx context.Context, c events.Check) (*events.Job, 
 	if err := e.sendCheck(ctx, c.Job, c.Seq+1, e.opt.RecheckDelay); err != nil {
 		return job, fmt.Errorf("pipeline: queuing the next check of %s: %w", c.Job, err)
 	}
+	// Whether this check claimed its number: a duplicate that lost the
+	// race reads the record its winner stored, whose Check is Seq+1 too.
+	claimed := false
 	job, err = e.jobs.Update(ctx, c.Job, func(j *events.Job) error {
+		claimed = false
 		if j.Check != c.Seq || j.State.Terminal() {
 			return ErrNoChange
 		}
 		j.Check, j.CheckedAt = c.Seq+1, e.jobs.Now().UTC()
+		claimed = true
 		return nil
 	})
-	if err != nil || job.Check != c.Seq+1 || job.State.Terminal() {
+	if err != nil || !claimed || job.State.Terminal() {
 		return job, err
 	}
 	return e.Advance(ctx, c.Job)

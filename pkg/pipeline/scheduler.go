@@ -54,7 +54,7 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 	}
 	err := e.jobs.CreateJob(ctx, job)
 	if errors.Is(err, blob.ErrExist) {
-		if job, err = e.retakePlanning(ctx, id, lease); err != nil || job.State != events.StatePlanned {
+		if job, err = e.retakePlanning(ctx, id, lease); err != nil || !holds(job.Planning, lease) {
 			return job, err
 		}
 		// An interrupted planning may have left a plan behind.
@@ -95,12 +95,13 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 	})
 }
 
-// retakePlanning handles a start request for a job that exists: planned
-// jobs whose planner is gone are planned again by this invocation, others
-// are returned as they are.
+// retakePlanning handles a start request for a job that exists: jobs
+// whose planner is gone (an expired planning lease) are planned again by
+// this invocation, which then holds the lease; others, planned completely
+// (no lease) or past planning, are returned as they are.
 func (e *Engine) retakePlanning(ctx context.Context, id string, lease *events.Lease) (*events.Job, error) {
 	job, err := e.jobs.Update(ctx, id, func(j *events.Job) error {
-		if j.State != events.StatePlanned || j.Planning.Live(e.jobs.Now()) {
+		if j.State != events.StatePlanned || j.Planning == nil || j.Planning.Live(e.jobs.Now()) {
 			return ErrNoChange
 		}
 		j.Planning = lease
@@ -109,7 +110,7 @@ func (e *Engine) retakePlanning(ctx context.Context, id string, lease *events.Le
 	if err != nil {
 		return nil, err
 	}
-	if job.State == events.StatePlanned && (job.Planning == nil || job.Planning.Owner != lease.Owner) {
+	if job.State == events.StatePlanned && job.Planning != nil && job.Planning.Owner != lease.Owner {
 		return nil, fmt.Errorf("pipeline: job %s is being planned by another invocation (until %s)", id, job.Planning.Until.Format(time.RFC3339))
 	}
 	return job, nil
@@ -325,7 +326,9 @@ func (e *Engine) sendPhase(ctx context.Context, job *events.Job) (int, error) {
 	if err == nil {
 		flush()
 	}
-	if werr := g.Wait(); err == nil {
+	// A failed send cancels gctx, so the plan loop then fails with
+	// context.Canceled: the send's error is the cause.
+	if werr := g.Wait(); werr != nil {
 		err = werr
 	}
 	cancel()

@@ -98,9 +98,10 @@ func (w *Worker) Process(ctx context.Context, t events.Task, attempt int) error 
 	if !ok {
 		return w.finish(ctx, t, attempt, "", Result{}, Permanent(fmt.Errorf("no handler for task kind %q", t.Kind)), log)
 	}
+	var owner string
 	if t.Wipes {
-		run, err := w.lease(ctx, t)
-		if err != nil || !run {
+		var run bool
+		if run, owner, err = w.lease(ctx, t); err != nil || !run {
 			return err
 		}
 	}
@@ -110,7 +111,7 @@ func (w *Worker) Process(ctx context.Context, t events.Task, attempt int) error 
 	log.Debug("task ran", "took", time.Since(start), "err", herr)
 	if t.Wipes && herr != nil {
 		// Free the lease so the retry of this failed run may take it.
-		if err := w.Jobs.Store.Delete(context.WithoutCancel(ctx), w.Jobs.leaseKey(t.Job, t.ID)); err != nil {
+		if err := w.release(context.WithoutCancel(ctx), t, owner); err != nil {
 			log.Warn("could not release lease", "err", err)
 		}
 	}
@@ -209,41 +210,69 @@ func (w *Worker) discard(ctx context.Context, output string) {
 // that slips past the outcome check cannot run the task a second time. A
 // lease whose holder outlived LeaseTimeout is taken over by
 // compare-and-swap, so of two late deliveries only one takes it.
-func (w *Worker) lease(ctx context.Context, t events.Task) (run bool, err error) {
+func (w *Worker) lease(ctx context.Context, t events.Task) (run bool, owner string, err error) {
 	key := w.Jobs.leaseKey(t.Job, t.ID)
 	mine := events.Lease{Owner: newToken(), Until: w.Jobs.Now().Add(w.leaseTimeout()).UTC()}
 	b, _ := json.Marshal(mine)
 	err = w.Jobs.Store.Create(ctx, key, strings.NewReader(string(b)))
 	if err == nil {
-		return true, nil
+		return true, mine.Owner, nil
 	}
 	if !errors.Is(err, blob.ErrExist) {
-		return false, fmt.Errorf("pipeline: lease for %s: %w", t.ID, err)
+		return false, "", fmt.Errorf("pipeline: lease for %s: %w", t.ID, err)
 	}
 	if _, ok, derr := w.Jobs.Done(ctx, t); derr == nil && ok {
-		return false, nil
+		return false, "", nil
 	}
 	rc, v, err := w.Jobs.Store.ReadVersion(ctx, key)
 	if errors.Is(err, blob.ErrNotExist) {
-		return false, fmt.Errorf("%w (%s: its lease was just released)", ErrBusy, t.Unit)
+		return false, "", fmt.Errorf("%w (%s: its lease was just released)", ErrBusy, t.Unit)
 	}
 	if err != nil {
-		return false, fmt.Errorf("pipeline: lease for %s: %w", t.ID, err)
+		return false, "", fmt.Errorf("pipeline: lease for %s: %w", t.ID, err)
 	}
 	var held events.Lease
 	derr := json.NewDecoder(rc).Decode(&held)
 	rc.Close()
 	if derr == nil && held.Live(w.Jobs.Now()) {
-		return false, fmt.Errorf("%w (%s, until %s)", ErrBusy, t.Unit, held.Until.Format(time.RFC3339))
+		return false, "", fmt.Errorf("%w (%s, until %s)", ErrBusy, t.Unit, held.Until.Format(time.RFC3339))
 	}
-	// The holder outlived any task timeout: it is gone. Take over.
+	// The holder outlived any task timeout (or released its lease after a
+	// failed run): it is gone. Take over.
 	if err := w.Jobs.Store.Replace(ctx, key, strings.NewReader(string(b)), v); err != nil {
 		if errors.Is(err, blob.ErrConflict) {
-			return false, fmt.Errorf("%w (%s: another delivery took over its lease)", ErrBusy, t.Unit)
+			return false, "", fmt.Errorf("%w (%s: another delivery took over its lease)", ErrBusy, t.Unit)
 		}
-		return false, fmt.Errorf("pipeline: taking over the lease for %s: %w", t.ID, err)
+		return false, "", fmt.Errorf("pipeline: taking over the lease for %s: %w", t.ID, err)
 	}
-	return true, nil
+	return true, mine.Owner, nil
+}
+
+// release frees the lease owner held for a failed run, unless another
+// delivery took it over meanwhile (the holder was presumed dead): that
+// delivery's run is still protected by it. The lease is expired by
+// compare-and-swap rather than deleted, so a takeover racing with the
+// release is never undone; the next delivery takes the expired lease over.
+func (w *Worker) release(ctx context.Context, t events.Task, owner string) error {
+	key := w.Jobs.leaseKey(t.Job, t.ID)
+	rc, v, err := w.Jobs.Store.ReadVersion(ctx, key)
+	if errors.Is(err, blob.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var held events.Lease
+	derr := json.NewDecoder(rc).Decode(&held)
+	rc.Close()
+	if derr != nil || held.Owner != owner {
+		return nil
+	}
+	b, _ := json.Marshal(events.Lease{Owner: owner})
+	if err := w.Jobs.Store.Replace(ctx, key, strings.NewReader(string(b)), v); err != nil && !errors.Is(err, blob.ErrConflict) {
+		return err
+	}
+	return nil
 }
 
 func (w *Worker) maxAttempts() int {

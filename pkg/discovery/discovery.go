@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgevault/edgevault/internal/miniflare"
 	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 )
 
 // EdgeLister lists the hex ids of every DatabaseDO holding data, through
@@ -137,10 +138,10 @@ func (e *Enumerator) DOs(ctx context.Context, cfg *edgebase.Config) ([]string, [
 				continue
 			}
 			if !e.SkipInstances {
-				return nil, nil, fmt.Errorf("DB block %q is dynamic (one DO per instance) and no source can list its instances here: "+
+				return nil, nil, pipeline.Permanent(fmt.Errorf("DB block %q is dynamic (one DO per instance) and no source can list its instances here: "+
 					"give Cloudflare credentials (Edge mode: --account-id/--api-token; on AWS the stack's cloudflareAccountId), "+
 					"the local dev server's state directory (--state-dir), or the instance names (--instances; on AWS the stack's instances); "+
-					"or knowingly leave them out (--skip-instances; on AWS skipInstances)", b.Name)
+					"or knowingly leave them out (--skip-instances; on AWS skipInstances)", b.Name))
 			}
 			warnings = append(warnings, fmt.Sprintf("instances of dynamic DB block %q are NOT included (--skip-instances)", b.Name))
 		}
@@ -189,7 +190,7 @@ func (e *Enumerator) resolveEdge(ctx context.Context, add func(string), warnings
 	if missing := total - resolved; missing > 0 {
 		msg := fmt.Sprintf("%d of %d DatabaseDOs with stored data could not be named by list-dos (cold instances)", missing, total)
 		if !e.AllowUnresolved {
-			return fmt.Errorf("%s; their data would be missing from the backup (pass --allow-unresolved to accept that)", msg)
+			return pipeline.Permanent(fmt.Errorf("%s; their data would be missing from the backup (pass --allow-unresolved to accept that)", msg))
 		}
 		*warnings = append(*warnings, msg)
 	}

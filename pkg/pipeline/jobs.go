@@ -91,19 +91,20 @@ func (j *Jobs) retryKey(job, task string) string  { return j.key(job, "retry", t
 func (j *Jobs) leaseKey(job, task string) string  { return j.key(job, "locks", task) }
 
 // CreateJob stores a new job record and its index marker; it fails with
-// blob.ErrExist when the id is taken (a redelivered start request).
+// blob.ErrExist when the id is taken (a redelivered start request). A
+// record whose marker could not be written gets it from the retry
+// (writeIndex of the existing record: the key derives from its creation
+// time, so it is the same marker).
 func (j *Jobs) CreateJob(ctx context.Context, job *events.Job) error {
 	job.UpdatedAt = j.Now().UTC()
 	b, err := json.Marshal(job)
 	if err != nil {
 		return err
 	}
-	// The index marker first: a record without one would be invisible to
-	// listings and to the watchdog; a marker without a record is skipped.
-	if err := j.writeIndex(ctx, job); err != nil {
+	if err := j.Store.Create(ctx, j.JobKey(job.ID), bytes.NewReader(b)); err != nil {
 		return err
 	}
-	return j.Store.Create(ctx, j.JobKey(job.ID), bytes.NewReader(b))
+	return j.writeIndex(ctx, job)
 }
 
 // ReadJob loads a job record.

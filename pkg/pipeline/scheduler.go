@@ -57,8 +57,11 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 		if job, err = e.retakePlanning(ctx, id, lease); err != nil || !holds(job.Planning, lease) {
 			return job, err
 		}
-		// An interrupted planning may have left a plan behind.
-		err = e.jobs.DeletePlan(ctx, id)
+		// An interrupted first attempt may have stopped before the
+		// record's index marker, or left half a plan behind.
+		if err = e.jobs.writeIndex(ctx, job); err == nil {
+			err = e.jobs.DeletePlan(ctx, id)
+		}
 	}
 	if err != nil {
 		// The record may exist with this invocation's lease (a create
@@ -101,7 +104,7 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 // (no lease) or past planning, are returned as they are.
 func (e *Engine) retakePlanning(ctx context.Context, id string, lease *events.Lease) (*events.Job, error) {
 	job, err := e.jobs.Update(ctx, id, func(j *events.Job) error {
-		if j.State != events.StatePlanned || j.Planning == nil || j.Planning.Live(e.jobs.Now()) {
+		if j.State != events.StatePlanned || planComplete(j) || j.Planning.Live(e.jobs.Now()) {
 			return ErrNoChange
 		}
 		j.Planning = lease
@@ -110,11 +113,15 @@ func (e *Engine) retakePlanning(ctx context.Context, id string, lease *events.Le
 	if err != nil {
 		return nil, err
 	}
-	if job.State == events.StatePlanned && job.Planning != nil && job.Planning.Owner != lease.Owner {
+	if job.State == events.StatePlanned && !planComplete(job) && !holds(job.Planning, lease) {
 		return nil, fmt.Errorf("pipeline: job %s is being planned by another invocation (until %s)", id, job.Planning.Until.Format(time.RFC3339))
 	}
 	return job, nil
 }
+
+// planComplete reports whether a job's plan was committed: a plan always
+// has at least one phase (PhaseTasks is set only by the commit).
+func planComplete(j *events.Job) bool { return j.PhaseTasks != nil }
 
 // releasePlanning gives up this invocation's planning lease (best effort;
 // otherwise it expires).
@@ -156,7 +163,7 @@ func (e *Engine) planFailed(ctx context.Context, job *events.Job, owner string, 
 // whatever may be missing; it never changes a finished job.
 func (e *Engine) Launch(ctx context.Context, id string) (*events.Job, error) {
 	job, err := e.jobs.Update(ctx, id, func(j *events.Job) error {
-		if j.State != events.StatePlanned || j.Planning != nil {
+		if j.State != events.StatePlanned || !planComplete(j) {
 			return ErrNoChange
 		}
 		j.State = events.StateRunning

@@ -106,13 +106,13 @@ func TestPrepareRetakesAnAbandonedPlan(t *testing.T) {
 	}
 }
 
-// TestPlannerErrorFailsTheJob: a planner's error fails the job, naming
-// it, and a retried start request finds the failed job.
+// TestPlannerErrorFailsTheJob: a planner's permanent error fails the
+// job, naming it, and a retried start request finds the failed job.
 func TestPlannerErrorFailsTheJob(t *testing.T) {
 	ctx := testContext(t)
 	e := newEnv(t, setup{phases: []int{1}})
 	e.fake.plan = func(context.Context, *events.Job) error {
-		return errors.New("no DO enumeration source")
+		return pipeline.Permanent(errors.New("no DO enumeration source"))
 	}
 	req := events.StartRequest{JobID: "j", Kind: events.KindBackup}
 	job, err := e.eng.Start(ctx, req)
@@ -128,6 +128,31 @@ func TestPlannerErrorFailsTheJob(t *testing.T) {
 	}
 	if e.tasks.Len() != 0 || e.control.Len() != 0 {
 		t.Fatal("a failed planning queued work")
+	}
+}
+
+// TestTransientPlannerErrorIsRetried: a planner's transient error (a
+// store or network failure) leaves the job planned with no lease, and a
+// retried start request plans it again and can launch it.
+func TestTransientPlannerErrorIsRetried(t *testing.T) {
+	ctx := testContext(t)
+	e := newEnv(t, setup{phases: []int{2}})
+	e.fake.plan = func(context.Context, *events.Job) error {
+		if e.fake.planned.Load() == 1 {
+			return errors.New("connection reset")
+		}
+		return nil
+	}
+	req := events.StartRequest{JobID: "j", Kind: events.KindBackup}
+	if _, err := e.eng.Start(ctx, req); err == nil || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("start: %v", err)
+	}
+	if job := e.job(ctx, t, "j"); job.State != events.StatePlanned || job.Planning != nil || len(job.Errors) != 0 {
+		t.Fatalf("after a transient planning error: %+v", job)
+	}
+	job, err := e.eng.Start(ctx, req)
+	if err != nil || job.State != events.StateRunning || job.Tasks != 2 || e.fake.planned.Load() != 2 {
+		t.Fatalf("retried start: %+v %v (planned %d times)", job, err, e.fake.planned.Load())
 	}
 }
 

@@ -58,11 +58,12 @@ func TestPhaseOpenedButPartlyQueuedIsSentAgain(t *testing.T) {
 		t.Run(string(wr), func(t *testing.T) {
 			r := newRig(t, w, scenario{kind: events.KindRestore, wiring: wr}, t.TempDir())
 			defer r.close()
-			// The first send is the start's; a later one opens a phase:
-			// it delivers one message and fails.
-			r.tasks.Inject(queuetest.Fault{Op: queuetest.OpSend, Nth: 3, Partial: 1})
+			// Sends, in order: the first phase's (at the start), then one
+			// per phase opened: control D1, auth D1, the DB DOs (several
+			// tasks): that one delivers one task and fails.
+			r.tasks.Inject(queuetest.Fault{Op: queuetest.OpSend, Nth: 4, Partial: 1})
 			job, err := r.run(context.Background())
-			if r.tasks.Count(queuetest.OpSend) < 3 {
+			if r.tasks.Count(queuetest.OpSend) < 4 {
 				t.Fatalf("only %d sends: the fault never fired", r.tasks.Count(queuetest.OpSend))
 			}
 			r.checkEnd(t, job, err, "a phase that was opened and partly queued")

@@ -495,7 +495,8 @@ func classify(err error) error {
 		return err
 	case errors.Is(err, edgebase.ErrUnauthorized), errors.Is(err, edgebase.ErrForbidden),
 		errors.Is(err, edgebase.ErrBadRequest), errors.Is(err, edgebase.ErrNotFound),
-		errors.Is(err, edgebase.ErrNotOK), errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, archive.ErrInvalid):
+		errors.Is(err, edgebase.ErrNotOK), errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, edgebase.ErrRedirect),
+		errors.Is(err, archive.ErrInvalid):
 		return pipeline.Permanent(err)
 	}
 	return err

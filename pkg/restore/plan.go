@@ -201,7 +201,7 @@ func (w *planWriter) add(phase int, t events.Task) error {
 func (w *planWriter) write(hasStorage bool, orphans []string, onTarget map[string]bool) error {
 	in, sel, rep := w.in, w.sel, w.rep
 	if len(in.data) > 0 && sel.all {
-		if err := w.add(PhasePrime, events.Task{Kind: events.TaskPrime, Unit: "prime D1 tables"}); err != nil {
+		if err := w.add(PhasePrime, events.Task{Kind: events.TaskPrime, Unit: "prime D1 tables", Input: in.control}); err != nil {
 			return err
 		}
 	}

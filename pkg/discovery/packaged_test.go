@@ -17,13 +17,13 @@ import (
 
 func TestProjectName(t *testing.T) {
 	for raw, want := range map[string]string{
-		`{"databases":{}}`:                     "",
-		`{"name":"shop"}`:                      "shop",
+		`{"databases":{}}`:                      "",
+		`{"name":"shop"}`:                       "shop",
 		`{"projectName":"Shop App","name":"x"}`: "Shop App",
-		`{"appName":"desk"}`:                   "desk",
-		`{"name":"[REDACTED]"}`:                "",
-		`{"name":{"first":"x"}}`:               "",
-		`[1,2]`:                                "",
+		`{"appName":"desk"}`:                    "desk",
+		`{"name":"[REDACTED]"}`:                 "",
+		`{"name":{"first":"x"}}`:                "",
+		`[1,2]`:                                 "",
 	} {
 		if got := discovery.ProjectName([]byte(raw)); got != want {
 			t.Errorf("ProjectName(%s) = %q, want %q", raw, got, want)

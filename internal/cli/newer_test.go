@@ -304,6 +304,10 @@ func repackWith(ctx context.Context, t *testing.T, file string, src *edgebasetes
 			if err := json.Unmarshal(v, &st); err != nil {
 				t.Fatal(err)
 			}
+			// Listed first, as the official CLI's sorted listing has them
+			// ('_' sorts before the lower-case bucket names).
+			var objs []archive.Object
+			var extra []member
 			for _, key := range keys {
 				data, ct, err := src.ObjectContent(ctx, key)
 				if err != nil {
@@ -312,9 +316,11 @@ func repackWith(ctx context.Context, t *testing.T, file string, src *edgebasetes
 				if ct == "" {
 					ct = edgebase.DefaultContentType
 				}
-				st.Objects = append(st.Objects, archive.Object{Key: key, Size: int64(len(data)), ETag: "grant", ContentType: ct})
-				members = append(members, member{&tar.Header{Name: "storage/" + key, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Now()}, data})
+				objs = append(objs, archive.Object{Key: key, Size: int64(len(data)), ETag: "grant", ContentType: ct})
+				extra = append(extra, member{&tar.Header{Name: "storage/" + key, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Now()}, data})
 			}
+			st.Objects = append(objs, st.Objects...)
+			members = append(extra, members...)
 			if v, err = json.Marshal(st); err != nil {
 				t.Fatal(err)
 			}

@@ -6,7 +6,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 BIN := build/bin
 FUNCTIONS := scheduler worker assembler api drcopy
 
-.PHONY: build test test-fast lint demo bench lambdas e2e conformance clean
+.PHONY: build test test-fast lint demo demo-05 bench lambdas e2e conformance clean
 
 build: ## edgevault and the emulator for this machine
 	$(GO) build -o $(BIN)/edgevault ./cmd/edgevault
@@ -23,8 +23,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-demo: build ## backup + verify + restore round trip against a local emulator
+demo: build ## backup + verify + restore round trip against a local emulator (DEMO_PROFILE=0.5 for EdgeBase 0.4-0.5)
 	./scripts/demo.sh
+
+demo-05: build ## the demo against emulators behaving like EdgeBase 0.4.x-0.5.x
+	DEMO_PROFILE=0.5 ./scripts/demo.sh
 
 bench: build ## benchmarks (see bench/README.md)
 	./scripts/bench.sh

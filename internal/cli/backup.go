@@ -125,7 +125,7 @@ func (a *app) startBackup(ctx context.Context, e *embedded, d *deployment, o cre
 			// Nothing to resume from a plan that never completed.
 			_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
 		}
-		return nil, failure("backup_create_failed", err)
+		return nil, explain(failure("backup_create_failed", err), err)
 	}
 	return job, nil
 }
@@ -146,6 +146,10 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 	if final.WarningsOmitted > 0 {
 		a.warn("%d more warnings not shown", final.WarningsOmitted)
 	}
+	server := man.Server
+	if server == nil {
+		server = &archive.ServerObservations{}
+	}
 	if a.jsonOut {
 		a.printJSON(map[string]any{
 			"status": "success", "file": path, "dos": sum.DOs, "dataNamespaces": sum.Namespaces,
@@ -153,6 +157,7 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 			"manifest": filepath.Join(out, filepath.FromSlash(final.Manifest)), "job": final.ID,
 			"timestamp": strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "edgebase-backup-"), ".json"), ".tar.gz"),
 			"warnings":  nonNil(final.Warnings), "warningsOmitted": final.WarningsOmitted,
+			"server": server,
 		})
 		return nil
 	}
@@ -161,6 +166,10 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(took))
 	if man.SHA256 != "" {
 		a.say("  sha256 %s\n", man.SHA256)
+	}
+	if server.ContentTypesMasked > 0 || server.InternalKeysSkipped > 0 || server.ConfigRedacted {
+		a.say("  server: %d content types masked, %d internal keys left out, config snapshot %s\n", server.ContentTypesMasked,
+			server.InternalKeysSkipped, map[bool]string{true: "redacted by the server", false: "complete"}[server.ConfigRedacted])
 	}
 	return nil
 }
@@ -178,7 +187,7 @@ func (a *app) createFailed(job *events.Job, err error, out string) error {
 		}
 		e.hint = fmt.Sprintf("no archive was written; fix the cause and run again with --resume (staging kept in %s)", filepath.Join(out, StagingPrefix, job.ID))
 	}
-	return e
+	return explain(e, err)
 }
 
 // latestUnfinished finds the newest backup job of target that did not

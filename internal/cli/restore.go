@@ -146,7 +146,7 @@ func (a *app) planRestore(ctx context.Context, e *embedded, d *deployment, o res
 			ce.code = "backup_schema_drift"
 			ce.extra = map[string]any{"drift": de.Lines}
 		}
-		return nil, nil, ce
+		return nil, nil, explain(ce, err)
 	}
 	rep, err := restore.ReadReport(ctx, e.jobs, job.ID)
 	if err != nil {
@@ -204,7 +204,7 @@ func (a *app) executeRestore(ctx context.Context, e *embedded, job *events.Job) 
 		ce.extra = map[string]any{"failed": units}
 	}
 	ce.msg = strings.TrimSuffix(ce.msg, ".") + ". Target state: " + restore.TargetState(final)
-	return nil, ce
+	return nil, explain(ce, err)
 }
 
 // reportRestore prints the outcome of a finished restore.
@@ -215,7 +215,8 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 	if a.jsonOut {
 		a.printJSON(map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
 			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "objects": rep.Objects,
-			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": took.Seconds()})
+			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": took.Seconds(),
+			"internalKeysSkipped": rep.InternalKeysSkipped, "uncompared": rep.UncomparedCount})
 		return nil
 	}
 	a.say("Restore complete: %d DOs, %d data namespaces, %d rows, %d objects (%s) into %s in %s\n",
@@ -263,6 +264,15 @@ func (a *app) printReport(r *restore.Report) {
 	}
 	for _, u := range r.Namespaces {
 		a.say("           namespace %s: %d rows\n", u.Name, u.Rows)
+	}
+	if r.InternalKeysSkipped > 0 {
+		a.say("  skips:   %d server-internal storage keys (upload-grant markers; not user data)\n", r.InternalKeysSkipped)
+	}
+	if len(r.Uncompared) > 0 {
+		a.say("  not compared with the target's schema (its config snapshot withholds them):\n")
+		for _, u := range r.Uncompared {
+			a.say("           %s\n", u)
+		}
 	}
 	for _, w := range r.Warnings {
 		a.say("  warning: %s\n", w)

@@ -49,7 +49,7 @@ func (c *connFlags) register(cmd *cobra.Command) {
 	f.StringVar(&c.accountID, "account-id", "", "Cloudflare account id for Edge mode (env CLOUDFLARE_ACCOUNT_ID)")
 	f.StringVar(&c.apiToken, "api-token", "", "Cloudflare API token with Workers Scripts Read (env CLOUDFLARE_API_TOKEN)")
 	f.StringVar(&c.script, "script", "", "Edge mode: only Durable Object namespaces of this Worker script")
-	f.StringVar(&c.stateDir, "state-dir", "", "local dev server state directory to find dynamic DB instances in (Miniflare v3/do)")
+	f.StringVar(&c.stateDir, "state-dir", "", "local state directory to find dynamic DB instances in: a dev server's (.wrangler/state, --persist-to) or a packaged app's (<user data dir>/<app>/state)")
 	f.StringSliceVar(&c.instances, "instances", nil, "dynamic DB instance names to include (ns:id,...), or @FILE with one per line")
 	f.BoolVar(&c.skipInstances, "skip-instances", false, "knowingly leave out dynamic DB instances no source can list")
 	f.BoolVar(&c.allowUnresolved, "allow-unresolved", false, "Edge mode: accept DO ids that list-dos cannot name (with a warning)")

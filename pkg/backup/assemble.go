@@ -46,12 +46,13 @@ func (a *Assembler) Finish(ctx context.Context, job *events.Job) (pipeline.Outco
 	if err != nil {
 		return pipeline.Outcome{}, fmt.Errorf("assembling job %s: %w", job.ID, err)
 	}
-	return pipeline.Outcome{Archive: res.archive, Manifest: res.manifest, ArchiveSize: res.size}, nil
+	return pipeline.Outcome{Archive: res.archive, Manifest: res.manifest, ArchiveSize: res.size, Warnings: res.warnings}, nil
 }
 
 type assembled struct {
 	archive, manifest string
 	size              int64
+	warnings          []string
 }
 
 // part is one storage member to append.
@@ -74,16 +75,22 @@ func (a *Assembler) output(ctx context.Context, t events.Task) (string, error) {
 }
 
 func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, error) {
-	// Pass 1 over the plan: the storage members and their objects count.
+	// Pass 1 over the plan: the storage members and their objects count,
+	// and what the tasks observed about the server.
 	var members []member
-	var objects int64
+	var objects, masked int64
+	configOut := ""
 	err := a.Jobs.EachTask(ctx, job.ID, func(t events.Task) error {
-		if t.Kind != events.TaskStorage {
+		if t.Kind != events.TaskStorage && t.Kind != events.TaskConfig {
 			return nil
 		}
 		out, err := a.output(ctx, t)
 		if err != nil {
 			return err
+		}
+		if t.Kind == events.TaskConfig {
+			configOut = out
+			return nil
 		}
 		var idx StorageIndex
 		if err := a.Jobs.GetJSON(ctx, out+IndexName, &idx); err != nil {
@@ -91,8 +98,14 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 		}
 		members = append(members, member{key: out + PartName, size: idx.Size, sha256: idx.SHA256})
 		objects += int64(len(idx.Objects))
+		masked += idx.Masked
 		return nil
 	})
+	if err != nil {
+		return assembled{}, err
+	}
+	man := &archive.Manifest{Version: archive.ManifestVersion, Job: job.ID, Source: job.Source}
+	warning, err := a.observe(ctx, job.ID, configOut, masked, man)
 	if err != nil {
 		return assembled{}, err
 	}
@@ -102,8 +115,7 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 		return assembled{}, err
 	}
 	final := a.Jobs.ArchiveKey(name)
-
-	man := &archive.Manifest{Version: archive.ManifestVersion, Archive: name, Job: job.ID, Source: job.Source}
+	man.Archive = name
 	if !tarball {
 		hw, err := a.putHashed(ctx, final, func(w io.Writer) error { return a.writeDocument(ctx, job, w, man) })
 		if err != nil {
@@ -122,7 +134,11 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 	if err := a.Jobs.Store.Put(ctx, mkey, &buf); err != nil {
 		return assembled{}, err
 	}
-	return assembled{archive: final, manifest: mkey, size: man.Size}, nil
+	res := assembled{archive: final, manifest: mkey, size: man.Size}
+	if warning != "" {
+		res.warnings = []string{warning}
+	}
+	return res, nil
 }
 
 // maxNameShift bounds how many later seconds reserve tries when the name

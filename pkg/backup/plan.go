@@ -100,6 +100,7 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	}
 	job.Tasks = n
 	job.AddWarnings(warnings...)
+	job.AddWarnings(routingWarnings(cfg)...)
 	job.Summary = &events.Summary{DOs: len(dos), Namespaces: len(namespaces)}
 	return nil
 }
@@ -110,7 +111,8 @@ func RangeKey(j *pipeline.Jobs, job string, r int) string {
 }
 
 // planStorage streams the bucket listing into page-range files, never
-// holding more than one range in memory.
+// holding more than one range in memory. Server-internal keys (upload-grant
+// markers) are never backed up: they are counted and left out.
 func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(events.Task) error) error {
 	maxKeys, maxBytes := p.RangeKeys, p.RangeBytes
 	if maxKeys <= 0 {
@@ -120,9 +122,10 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(ev
 		maxBytes = DefaultRangeBytes
 	}
 	var (
-		cur   []edgebase.Object
-		bytes int64
-		r     int
+		cur      []edgebase.Object
+		bytes    int64
+		r        int
+		internal int64
 	)
 	flush := func() error {
 		if len(cur) == 0 {
@@ -139,6 +142,10 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(ev
 		return err
 	}
 	_, err := p.Client.ListStorage(ctx, func(o edgebase.Object) error {
+		if edgebase.IsInternalKey(o.Key) {
+			internal++
+			return nil
+		}
 		cur = append(cur, o)
 		bytes += o.Size
 		if len(cur) >= maxKeys || bytes >= maxBytes {
@@ -148,6 +155,12 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(ev
 	})
 	if err != nil {
 		return fmt.Errorf("listing storage: %w", err)
+	}
+	if internal > 0 {
+		job.AddWarnings(internalKeysNotice(internal))
+	}
+	if err := p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, ObservationsName), PlanObservations{InternalKeysSkipped: internal}); err != nil {
+		return err
 	}
 	return flush()
 }

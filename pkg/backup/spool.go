@@ -72,13 +72,13 @@ func NewSpool(dir string, budget, inMemory int64) *Spool {
 
 // spooled is one downloaded object waiting for its turn.
 type spooled struct {
-	data        []byte
-	file        *budgetFile
-	size        int64
-	contentType string
-	missing     bool // deleted since the listing
-	direct      bool // too large to spool: fetch it when its turn comes
-	err         error
+	data    []byte
+	file    *budgetFile
+	size    int64
+	info    edgebase.ObjectInfo // what the reply said about the object
+	missing bool                // deleted since the listing
+	direct  bool                // too large to spool: fetch it when its turn comes
+	err     error
 }
 
 func (s spooled) reader() io.Reader {
@@ -116,7 +116,7 @@ func (sp *Spool) fetch(ctx context.Context, c *edgebase.Client, o edgebase.Objec
 	var out spooled
 	err := c.GetObject(ctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
 		out.close()
-		out = spooled{contentType: info.ContentType}
+		out = spooled{info: info}
 		r = pipeline.MeteredReader(ctx, r)
 		if held == 0 && info.Size >= 0 && info.Size <= sp.inMemory || held == 0 && info.Size < 0 {
 			// Small, or of unknown length (then the listing said small):

@@ -66,6 +66,9 @@ type StorageIndex struct {
 	Size    int64            `json:"size"`
 	SHA256  string           `json:"sha256"`
 	Missing []string         `json:"missing,omitempty"`
+	// Masked counts the objects whose type the server masked (see
+	// recordedType); the assembler adds them up for the manifest.
+	Masked int64 `json:"masked,omitempty"`
 }
 
 func (b *Tasks) controlD1(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
@@ -112,12 +115,19 @@ func (b *Tasks) dumpData(ctx context.Context, u pipeline.Unit) (pipeline.Result,
 	return res, classify(err)
 }
 
+// config stores the config snapshot verbatim (a redacted one too: the
+// archive describes the deployment, it never restores a config) and notes
+// how many values the server withheld.
 func (b *Tasks) config(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
-	_, raw, err := b.Client.Config(ctx)
+	cfg, raw, err := b.Client.Config(ctx)
 	if err != nil {
 		return pipeline.Result{}, classify(err)
 	}
-	return b.validatedPart(ctx, u, archive.SectionConfig, "", bytes.NewReader(raw))
+	res, err := b.validatedPart(ctx, u, archive.SectionConfig, "", bytes.NewReader(raw))
+	if err != nil {
+		return res, err
+	}
+	return res, b.Jobs.PutJSON(ctx, u.Output+ConfigInfoName, ConfigInfo{Redacted: len(cfg.Redacted)})
 }
 
 func (b *Tasks) secrets(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
@@ -165,7 +175,7 @@ func classify(err error) error {
 		return nil
 	case errors.Is(err, edgebase.ErrUnauthorized), errors.Is(err, edgebase.ErrForbidden),
 		errors.Is(err, edgebase.ErrBadRequest), errors.Is(err, edgebase.ErrNotFound),
-		errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, archive.ErrInvalid):
+		errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, edgebase.ErrRedirect), errors.Is(err, archive.ErrInvalid):
 		if edgebase.IsTransport(err) {
 			return err
 		}
@@ -194,7 +204,7 @@ func (b *Tasks) storageRange(ctx context.Context, u pipeline.Unit) (pipeline.Res
 	err = b.putCounted(ctx, u.Output+PartName, &idx.Size, func(w io.Writer) error {
 		m := archive.NewStorageMember(io.MultiWriter(w, h), u.Job.Started)
 		for i, o := range objs {
-			obj, ok, err := b.addObject(ctx, m, o, pf.next(i))
+			obj, ok, masked, err := b.addObject(ctx, m, o, pf.next(i))
 			if err != nil {
 				return fmt.Errorf("object %q: %w", o.Key, err)
 			}
@@ -202,6 +212,9 @@ func (b *Tasks) storageRange(ctx context.Context, u pipeline.Unit) (pipeline.Res
 				idx.Missing = append(idx.Missing, o.Key)
 				res.Warn("object %q was deleted after the listing; not in the backup", o.Key)
 				continue
+			}
+			if masked {
+				idx.Masked++
 			}
 			if obj.Path != "" {
 				if escaped++; escaped <= 3 {
@@ -226,29 +239,33 @@ func (b *Tasks) storageRange(ctx context.Context, u pipeline.Unit) (pipeline.Res
 
 // addObject appends one object to the member: a spooled one from the
 // spool, one too large to spool straight from EdgeBase. ok is false for an
-// object deleted since the listing.
-func (b *Tasks) addObject(ctx context.Context, m *archive.StorageMember, o edgebase.Object, s spooled) (archive.Object, bool, error) {
+// object deleted since the listing; masked reports a type the server hid.
+func (b *Tasks) addObject(ctx context.Context, m *archive.StorageMember, o edgebase.Object, s spooled) (obj archive.Object, ok, masked bool, err error) {
 	defer s.close()
 	switch {
 	case s.err != nil:
-		return archive.Object{}, false, s.err
+		return archive.Object{}, false, false, s.err
 	case s.missing:
-		return archive.Object{}, false, nil
+		return archive.Object{}, false, false, nil
 	case s.direct:
 		return b.streamObject(ctx, m, o)
 	}
 	e, err := m.Add(o.Key, s.size, s.reader())
 	if err != nil {
-		return archive.Object{}, false, err
+		return archive.Object{}, false, false, err
 	}
-	return archiveObject(o, s.size, s.contentType, e), true, nil
+	ct, masked := recordedType(o, s.info)
+	return archiveObject(o, s.size, ct, e), true, masked, nil
 }
 
 // streamObject fetches an object too large for the spool directly into
 // the member. Bytes already in the member cannot be taken back, so the
 // request is not retried here: a failure fails this delivery of the task.
-func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o edgebase.Object) (archive.Object, bool, error) {
-	var obj archive.Object
+func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o edgebase.Object) (archive.Object, bool, bool, error) {
+	var (
+		obj    archive.Object
+		masked bool
+	)
 	err := b.Client.WithRetry(edgebase.RetryPolicy{MaxAttempts: 1}).GetObject(ctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
 		size := info.Size
 		if size < 0 {
@@ -258,13 +275,15 @@ func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o ed
 		if err != nil {
 			return err
 		}
-		obj = archiveObject(o, size, info.ContentType, e)
+		var ct string
+		ct, masked = recordedType(o, info)
+		obj = archiveObject(o, size, ct, e)
 		return nil
 	})
 	if errors.Is(err, edgebase.ErrNotFound) {
-		return obj, false, nil
+		return obj, false, false, nil
 	}
-	return obj, err == nil, err
+	return obj, err == nil, masked, err
 }
 
 func archiveObject(o edgebase.Object, size int64, contentType string, e archive.Entry) archive.Object {

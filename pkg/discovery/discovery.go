@@ -39,6 +39,10 @@ type Enumerator struct {
 	AllowUnresolved bool
 	// ResolveChunk is how many hex ids go into one list-dos call.
 	ResolveChunk int
+	// FindPackagedState looks for a packaged app's state directory by app
+	// name when no instance source was given (default
+	// miniflare.FindPackagedState); it only improves the error message.
+	FindPackagedState func(app string) (string, error)
 }
 
 // Sources describes the enumeration sources in use, for messages.
@@ -138,10 +142,7 @@ func (e *Enumerator) DOs(ctx context.Context, cfg *edgebase.Config) ([]string, [
 				continue
 			}
 			if !e.SkipInstances {
-				return nil, nil, pipeline.Permanent(fmt.Errorf("DB block %q is dynamic (one DO per instance) and no source can list its instances here: "+
-					"give Cloudflare credentials (Edge mode: --account-id/--api-token; on AWS the stack's cloudflareAccountId), "+
-					"the local dev server's state directory (--state-dir), or the instance names (--instances; on AWS the stack's instances); "+
-					"or knowingly leave them out (--skip-instances; on AWS skipInstances)", b.Name))
+				return nil, nil, pipeline.Permanent(&NoInstanceSourceError{Block: b.Name, PackagedState: e.packagedState(ctx)})
 			}
 			warnings = append(warnings, fmt.Sprintf("instances of dynamic DB block %q are NOT included (--skip-instances)", b.Name))
 		}

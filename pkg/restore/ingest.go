@@ -64,6 +64,15 @@ type ingester struct {
 	shards  []string // auth shards holding data (not restorable)
 	drift   []string
 	driftN  int
+	// uncompared lists archived tables the target's config snapshot does
+	// not let the drift guard compare (redacted parts: unknown, never
+	// missing).
+	uncompared  []string
+	uncomparedN int
+	// internal counts server-internal storage keys in the archive, which
+	// are skipped (upload-grant markers: not user data, refused by 0.4+).
+	internal int64
+	manifest *archive.Manifest
 
 	ranges   int
 	cur      []archive.Object
@@ -182,6 +191,10 @@ func (in *ingester) EndValue(_ context.Context, ref archive.ValueRef, s archive.
 }
 
 func (in *ingester) StorageObject(ctx context.Context, o archive.Object) error {
+	if edgebase.IsInternalKey(o.Key) {
+		in.internal++
+		return nil
+	}
 	in.objects++
 	in.objBytes += o.Size
 	in.cur = append(in.cur, o)
@@ -219,7 +232,7 @@ func (in *ingester) flushRange(ctx context.Context) error {
 
 func (in *ingester) StorageMember(ctx context.Context, m archive.Member, r io.Reader) error {
 	in.members++
-	if in.skipStorage {
+	if in.skipStorage || edgebase.IsInternalKey(m.Key) {
 		return nil
 	}
 	if !in.unordered {
@@ -272,6 +285,13 @@ func (in *ingester) addDrift(format string, args ...any) {
 	}
 }
 
+func (in *ingester) addUncompared(format string, args ...any) {
+	in.uncomparedN++
+	if len(in.uncompared) < maxDrift {
+		in.uncompared = append(in.uncompared, fmt.Sprintf(format, args...))
+	}
+}
+
 func (in *ingester) checkDO(name string, s archive.ValueStats, skip []string) {
 	ns, _, _ := strings.Cut(name, ":")
 	in.checkTables(fmt.Sprintf("DO %q", name), ns, s.Tables, skip)
@@ -284,25 +304,60 @@ func (in *ingester) checkData(s archive.ValueStats) {
 // checkTables compares archived tables and the columns their rows use
 // with the target's configured schema. Only data that would be lost or
 // make the restore fail is reported: tables without rows are left alone.
+// Parts the target's config snapshot withholds (redacted by EdgeBase
+// 0.4.2+) are unknown, never missing: they are listed as not compared.
 func (in *ingester) checkTables(unit, block string, tables []archive.TableStats, skip []string) {
-	blk, ok := in.target.Block(block)
+	cfg := in.target
 	for _, t := range tables {
 		if internalTable(t.Name) || slices.Contains(skip, t.Name) || t.Rows == 0 {
 			continue
 		}
-		if !ok {
-			in.addDrift("%s: DB block %q does not exist on the target; table %q (%d rows) cannot be restored", unit, block, t.Name, t.Rows)
+		switch cfg.HasTable(block, t.Name) {
+		case edgebase.Missing:
+			if cfg.HasBlock(block) == edgebase.Missing {
+				in.addDrift("%s: DB block %q does not exist on the target; table %q (%d rows) cannot be restored", unit, block, t.Name, t.Rows)
+			} else {
+				in.addDrift("%s: table %q (%d rows) is not in the target's schema; the server would silently drop it", unit, t.Name, t.Rows)
+			}
+			continue
+		case edgebase.Unknown:
+			in.addUncompared("%s: table %q (%d rows): %s", unit, t.Name, t.Rows, withheld(cfg, block))
 			continue
 		}
-		i := slices.IndexFunc(blk.Tables, func(x edgebase.Table) bool { return x.Name == t.Name })
-		if i < 0 {
-			in.addDrift("%s: table %q (%d rows) is not in the target's schema; the server would silently drop it", unit, t.Name, t.Rows)
-			continue
-		}
+		var unknown []string
 		for _, c := range t.Columns {
-			if !slices.Contains(blk.Tables[i].Fields, c) && !slices.Contains(autoColumns, c) {
+			if slices.Contains(autoColumns, c) {
+				continue
+			}
+			switch cfg.HasField(block, t.Name, c) {
+			case edgebase.Missing:
 				in.addDrift("%s: column %q of table %q is not in the target's schema; the server would reject the rows", unit, c, t.Name)
+			case edgebase.Unknown:
+				unknown = append(unknown, c)
 			}
 		}
+		if len(unknown) > 0 {
+			in.addUncompared("%s: columns %s of table %q: the target's config snapshot withholds the table's schema (redacted)", unit, quoteList(unknown), t.Name)
+		}
 	}
+}
+
+// withheld says which part of the target's config snapshot hides a table.
+func withheld(cfg *edgebase.Config, block string) string {
+	b, ok := cfg.Block(block)
+	switch {
+	case !ok:
+		return "the target's config snapshot withholds its DB blocks (redacted)"
+	case b.Unknown:
+		return fmt.Sprintf("the target's config snapshot withholds DB block %q (redacted)", block)
+	}
+	return fmt.Sprintf("the target's config snapshot withholds the table list of DB block %q or the table itself (redacted)", block)
+}
+
+func quoteList(s []string) string {
+	q := make([]string, len(s))
+	for i, x := range s {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return strings.Join(q, ", ")
 }

@@ -91,7 +91,11 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 		return err
 	}
 	rep := &Report{Target: p.Client.BaseURL(), Archive: src.Name(), Format: sum.Format.String(),
-		Timestamp: sum.Timestamp, Source: sum.Source, Only: job.Options.Only, Users: sum.Users, Orphans: orphans}
+		Timestamp: sum.Timestamp, Source: sum.Source, Only: job.Options.Only, Users: sum.Users, Orphans: orphans,
+		InternalKeysSkipped: in.internal, Uncompared: in.uncompared, UncomparedCount: in.uncomparedN}
+	if len(in.uncompared) < in.uncomparedN {
+		rep.Uncompared = append(rep.Uncompared, fmt.Sprintf("... and %d more", in.uncomparedN-len(in.uncompared)))
+	}
 	w := &planWriter{p: p, job: job, in: in, sel: sel, rep: rep, phaseTasks: make([]int, numPhases)}
 	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
 		w.emit = emit
@@ -132,6 +136,13 @@ func checkArchive(job *events.Job, sum archive.Summary, in *ingester, sel Select
 		return false, ErrNeedsTarGz
 	case hasStorageSection:
 		job.AddWarnings("the archive lists no storage objects; R2 is left untouched")
+	}
+	if hasStorage {
+		job.AddWarnings(storageNotices(in)...)
+	}
+	if in.uncomparedN > 0 {
+		job.AddWarnings(fmt.Sprintf("%d archived tables or column sets could not be compared with the target's schema: its config snapshot withholds them (redacted); "+
+			"the plan lists them (uncompared)", in.uncomparedN))
 	}
 	for _, s := range in.shards {
 		job.AddWarnings(fmt.Sprintf("auth shard %q holds data, but current servers keep auth in D1 and cannot restore shards; skipped", s))
@@ -205,7 +216,7 @@ func (w *planWriter) add(phase int, t events.Task) error {
 func (w *planWriter) write(hasStorage bool, orphans []string, onTarget map[string]bool) error {
 	in, sel, rep := w.in, w.sel, w.rep
 	if len(in.data) > 0 && sel.all {
-		if err := w.add(PhasePrime, events.Task{Kind: events.TaskPrime, Unit: "prime D1 tables"}); err != nil {
+		if err := w.add(PhasePrime, events.Task{Kind: events.TaskPrime, Unit: "prime D1 tables", Input: in.control}); err != nil {
 			return err
 		}
 	}
@@ -333,6 +344,7 @@ func (p *Planner) ingest(ctx context.Context, src Source, in *ingester) (archive
 		}()
 		r = io.TeeReader(rc, pw)
 	}
+	in.manifest = man
 	sum, err := archive.Read(ctx, r, archive.DetectFormat(src.Name()), in)
 	if err == nil {
 		// Read stops at the end of the document; the checksum needs every
@@ -353,6 +365,21 @@ func (p *Planner) ingest(ctx context.Context, src Source, in *ingester) (archive
 		}
 	}
 	return sum, err
+}
+
+// storageNotices are the one-line notices of a restore that writes R2:
+// internal keys skipped, and what the manifest says about masked types.
+func storageNotices(in *ingester) []string {
+	var out []string
+	if in.internal > 0 {
+		out = append(out, fmt.Sprintf("skipped %d server-internal storage keys in the archive (EdgeBase upload-grant markers under %s): "+
+			"they are not user data, and EdgeBase 0.4+ refuses them", in.internal, edgebase.InternalKeyPrefix))
+	}
+	if m := in.manifest; m != nil && m.Server != nil && m.Server.ContentTypesMasked > 0 {
+		out = append(out, fmt.Sprintf("the archive's manifest says %d objects had a masked content type when they were backed up: "+
+			"the archive holds %s for them, not their real types, and they are restored with that type", m.Server.ContentTypesMasked, edgebase.DefaultContentType))
+	}
+	return out
 }
 
 // DriftError lists what the target's schema would lose or reject.
@@ -382,7 +409,15 @@ type Report struct {
 	Objects     int64        `json:"objects"`
 	ObjectBytes int64        `json:"objectBytes"`
 	Secrets     bool         `json:"secrets"`
-	Warnings    []string     `json:"warnings,omitempty"`
+	// InternalKeysSkipped counts server-internal storage keys (EdgeBase
+	// upload-grant markers) the archive holds and the restore skips.
+	InternalKeysSkipped int64 `json:"internalKeysSkipped"`
+	// Uncompared lists archived tables and columns the schema-drift guard
+	// could not compare because the target's config snapshot withholds
+	// them (redacted); UncomparedCount counts them all.
+	Uncompared      []string `json:"uncompared,omitempty"`
+	UncomparedCount int      `json:"uncomparedCount,omitempty"`
+	Warnings        []string `json:"warnings,omitempty"`
 }
 
 // UnitReport is one DO or namespace to be written.

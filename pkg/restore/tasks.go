@@ -121,13 +121,25 @@ func (t *Tasks) limited(kind events.TaskKind, h pipeline.Handler) pipeline.Handl
 // prime reads every table of the target's D1 data namespaces once: a
 // never-used local target creates them on first touch, and otherwise the
 // restored _meta rows would make it skip their creation (Appendix A.2).
-func (t *Tasks) prime(ctx context.Context, _ pipeline.Unit) (pipeline.Result, error) {
+// A DB block whose definition the target's config snapshot withholds
+// (redacted) has unknown tables: the archive's control _meta names the
+// tables the source had created (schemaHash:<table>), so those that no
+// known block has are tried in each such block, a miss answering 404.
+func (t *Tasks) prime(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 	cfg, _, err := t.Client.Config(ctx)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
 	var res pipeline.Result
+	known := map[string]bool{}
+	var withheld []string
 	for _, b := range cfg.Databases {
+		for _, tbl := range b.Tables {
+			known[tbl.Name] = true
+		}
+		if b.Unknown {
+			withheld = append(withheld, b.Name)
+		}
 		if !b.DataNamespace() || b.Postgres() {
 			continue
 		}
@@ -137,7 +149,46 @@ func (t *Tasks) prime(ctx context.Context, _ pipeline.Unit) (pipeline.Result, er
 			}
 		}
 	}
+	if len(withheld) == 0 || u.Task.Input == "" {
+		return res, nil
+	}
+	tables, err := t.metaTables(ctx, u.Task.Input)
+	if err != nil {
+		return res, err
+	}
+	for _, blk := range withheld {
+		for _, tbl := range tables {
+			if known[tbl] {
+				continue
+			}
+			err := t.Client.TouchTable(ctx, blk, "", tbl)
+			if err != nil && !errors.Is(err, edgebase.ErrNotFound) && !errors.Is(err, edgebase.ErrBadRequest) {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("touching %s/%s: %v", blk, tbl, err))
+			}
+		}
+	}
 	return res, nil
+}
+
+// metaTables lists the tables a staged control D1 part names in its _meta
+// rows (schemaHash:<table>), sorted.
+func (t *Tasks) metaTables(ctx context.Context, key string) ([]string, error) {
+	var tables struct {
+		Meta []struct {
+			Key string `json:"key"`
+		} `json:"_meta"`
+	}
+	if err := t.Jobs.GetJSON(ctx, key, &tables); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range tables.Meta {
+		if tbl, ok := strings.CutPrefix(r.Key, "schemaHash:"); ok && tbl != "" && !slices.Contains(out, tbl) {
+			out = append(out, tbl)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func (t *Tasks) restoreControl(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
@@ -495,7 +546,8 @@ func classify(err error) error {
 		return err
 	case errors.Is(err, edgebase.ErrUnauthorized), errors.Is(err, edgebase.ErrForbidden),
 		errors.Is(err, edgebase.ErrBadRequest), errors.Is(err, edgebase.ErrNotFound),
-		errors.Is(err, edgebase.ErrNotOK), errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, archive.ErrInvalid):
+		errors.Is(err, edgebase.ErrNotOK), errors.Is(err, edgebase.ErrNeedsCreate), errors.Is(err, edgebase.ErrRedirect),
+		errors.Is(err, archive.ErrInvalid):
 		return pipeline.Permanent(err)
 	}
 	return err

@@ -33,7 +33,34 @@ type FingerprintOptions struct {
 	IgnoreColumns []string
 	// Concurrency bounds parallel object downloads (default 8).
 	Concurrency int
+	// Config, when set, names the blocks, tables and buckets to read
+	// instead of GET /config: a 0.4.2+ snapshot may withhold them
+	// (redacted), e.g. a DB block whose name looks like a credential.
+	Config *Config
+	// Types selects the form of the content type in object lines:
+	// TypesServed (the default) or TypesNormalized.
+	Types TypeForm
+	// StoredType, when set, returns the type the server stores for an R2
+	// key (<bucket>/<path>); object lines then carry it instead of the
+	// type the public download serves. A 0.4+ server serves HTML, JSON,
+	// PDF, ... as octet-stream downloads, so only the stored type shows
+	// whether a restore kept them. Emulator.StoredContentType is one.
+	StoredType func(ctx context.Context, key string) (string, error)
 }
+
+// TypeForm is how a fingerprint writes content types.
+type TypeForm int
+
+const (
+	// TypesServed writes the type exactly: compare two servers of the
+	// same generation.
+	TypesServed TypeForm = iota
+	// TypesNormalized writes the form a 0.4+ server stores (lower-cased,
+	// parameters dropped, application/octet-stream for a missing or
+	// malformed type): compare a 0.2.8 server with a 0.4+ one, or a
+	// backup's source with a target that normalises.
+	TypesNormalized
+)
 
 // Fingerprint is a stable, diff-able summary of a server's data, one item
 // per line:
@@ -45,7 +72,8 @@ type FingerprintOptions struct {
 //
 // The users/table/storage lines use the algorithm of the peer's
 // fingerprint.sh (so they match its output when IgnoreColumns is empty);
-// the object lines add every object's Content-Type.
+// the object lines add every object's Content-Type (as served, or as
+// FingerprintOptions.Types and StoredType select).
 type Fingerprint struct {
 	Lines []string
 }
@@ -199,18 +227,22 @@ func TakeFingerprint(ctx context.Context, baseURL string, opts FingerprintOption
 	for _, col := range opts.IgnoreColumns {
 		ignore[col] = true
 	}
-	cfgResp, err := fc.do(ctx, "/admin/api/backup/config")
-	if err != nil {
-		return nil, fmt.Errorf("edgebasetest: fingerprint: %w", err)
-	}
-	cfgBody, err := io.ReadAll(cfgResp.Body)
-	cfgResp.Body.Close()
-	if err != nil {
-		return nil, fmt.Errorf("edgebasetest: fingerprint: config: %w", err)
-	}
-	cfg, err := ParseConfig(cfgBody)
-	if err != nil {
-		return nil, fmt.Errorf("edgebasetest: fingerprint: %w", err)
+	var cfg Config
+	if opts.Config != nil {
+		cfg = *opts.Config
+	} else {
+		cfgResp, err := fc.do(ctx, "/admin/api/backup/config")
+		if err != nil {
+			return nil, fmt.Errorf("edgebasetest: fingerprint: %w", err)
+		}
+		cfgBody, err := io.ReadAll(cfgResp.Body)
+		cfgResp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("edgebasetest: fingerprint: config: %w", err)
+		}
+		if cfg, err = ParseConfig(cfgBody); err != nil {
+			return nil, fmt.Errorf("edgebasetest: fingerprint: %w (a 0.4.2+ snapshot may be redacted: pass FingerprintOptions.Config)", err)
+		}
 	}
 	fp := &Fingerprint{}
 
@@ -373,6 +405,14 @@ func TakeFingerprint(ctx context.Context, baseURL string, opts FingerprintOption
 				}
 				f.sum = hex.EncodeToString(h.Sum(nil))
 				f.ct = resp.Header.Get("Content-Type")
+				if opts.StoredType != nil {
+					if f.ct, err = opts.StoredType(gctx, bucket+"/"+f.key); err != nil {
+						return fmt.Errorf("object %s/%s: stored type: %w", bucket, f.key, err)
+					}
+				}
+				if opts.Types == TypesNormalized {
+					f.ct = normalizeContentType(f.ct)
+				}
 				return nil
 			})
 		}

@@ -277,6 +277,21 @@ func (e *Emulator) ObjectContent(ctx context.Context, key string) ([]byte, strin
 	return b, o.ContentType, err
 }
 
+// StoredContentType returns the content type stored for an R2 key
+// (application/octet-stream for an object stored without one), which a
+// 0.4+ server does not serve for masked types; for
+// FingerprintOptions.StoredType.
+func (e *Emulator) StoredContentType(ctx context.Context, key string) (string, error) {
+	o, err := e.r2.head(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("edgebasetest: object %s: %w", key, err)
+	}
+	if o.ContentType == "" {
+		return "application/octet-stream", nil
+	}
+	return o.ContentType, nil
+}
+
 // BenchObjectSize is seed-bench.sh's size of object i: 70 % 4 KiB, 20 %
 // 64 KiB, 9 % 256 KiB, 1 % 1 MiB, each plus i % 7 bytes.
 func BenchObjectSize(i int) int64 {

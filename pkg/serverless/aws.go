@@ -108,9 +108,12 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 		}
 	}
 	if reads(lambdaenv.DRBucket) {
-		dst := clients.S3()
+		// The DR bucket's own region: the SDK does not follow S3's 301,
+		// and the assume-role's STS is regional too.
+		drClients := clients.InRegion(cfg.DRRegion)
+		dst := drClients.S3()
 		if cfg.DRRoleARN != "" {
-			dst = clients.S3AsRole(cfg.DRRoleARN, "edgevault-drcopy")
+			dst = drClients.S3AsRole(cfg.DRRoleARN, "edgevault-drcopy")
 		}
 		if d.DR, err = s3store.New(dst, cfg.DRBucket, "", s3store.Options{KMSKeyID: cfg.DRKMSKeyARN, PartSize: DRPartSize}); err != nil {
 			return cfg, d, err

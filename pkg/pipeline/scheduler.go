@@ -48,7 +48,7 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 	owner := newToken()
 	lease := &events.Lease{Owner: owner, Until: now.Add(e.opt.PlanLease)}
 	job := &events.Job{
-		ID: id, Kind: req.Kind, State: events.StatePlanned, Trigger: trigger,
+		ID: id, Kind: req.Kind, State: events.StatePlanned, Trigger: trigger, RequestedBy: req.RequestedBy,
 		Target: e.target, Source: e.source, Options: req.Options,
 		CreatedAt: now, Started: now.Truncate(time.Millisecond), QueuedPhase: -1, Planning: lease,
 	}
@@ -63,6 +63,10 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 		}
 	} else if err != nil {
 		return nil, err
+	}
+	if err := e.jobs.AcquireTarget(ctx, job); err != nil {
+		// Refused before planning reads anything of the target.
+		return e.planFailed(ctx, job, owner, err)
 	}
 	if err := dom.Planner.Plan(ctx, job); err != nil {
 		return e.planFailed(ctx, job, owner, err)
@@ -175,6 +179,9 @@ func (e *Engine) Resume(ctx context.Context, id string) (*events.Job, error) {
 		return job, fmt.Errorf("pipeline: job %s is already done (%s)", id, job.Archive)
 	case events.StatePlanned:
 		return job, fmt.Errorf("pipeline: job %s was never planned completely; start a new one", id)
+	}
+	if err := e.jobs.AcquireTarget(ctx, job); err != nil {
+		return job, err
 	}
 	if err := e.jobs.ClearFailures(ctx, id); err != nil {
 		return job, err

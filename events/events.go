@@ -68,7 +68,10 @@ type Job struct {
 	Kind     JobKind  `json:"kind"`
 	State    JobState `json:"state"`
 	Trigger  Trigger  `json:"trigger"`
-	Target   string   `json:"target"` // EdgeBase base URL
+	// RequestedBy is the caller who asked for the job, when one did: the
+	// IAM principal of an API request (its ARN).
+	RequestedBy string `json:"requestedBy,omitempty"`
+	Target      string `json:"target"` // EdgeBase base URL
 	// Source is the archive's "source" field: cloudflare-edge, local or docker.
 	Source    string    `json:"source,omitempty"`
 	Options   Options   `json:"options"`
@@ -292,5 +295,7 @@ type StartRequest struct {
 	JobID   string  `json:"jobId,omitempty"`
 	Kind    JobKind `json:"kind"`
 	Trigger Trigger `json:"trigger,omitempty"`
-	Options Options `json:"options"`
+	// RequestedBy becomes Job.RequestedBy.
+	RequestedBy string  `json:"requestedBy,omitempty"`
+	Options     Options `json:"options"`
 }

@@ -49,7 +49,7 @@ func TestFixturesRoundTrip(t *testing.T) {
 		t.Fatalf("job decoded wrongly: %+v", job)
 	}
 	r := roundTrip[events.Job](t, "job_restore.json")
-	if r.Kind != events.KindRestore || r.Phase != 7 || len(r.PhaseTasks) != 10 || len(r.Options.Only) != 2 {
+	if r.Kind != events.KindRestore || r.RequestedBy == "" || r.Phase != 7 || len(r.PhaseTasks) != 10 || len(r.Options.Only) != 2 {
 		t.Fatalf("restore job decoded wrongly: %+v", r)
 	}
 	d := roundTrip[events.Job](t, "job_done.json")
@@ -83,7 +83,7 @@ func TestFixturesRoundTrip(t *testing.T) {
 	if s := roundTrip[events.StartRequest](t, "start_request.json"); s.Kind != events.KindBackup || s.Trigger != events.TriggerSchedule || s.JobID != "" {
 		t.Fatalf("start request: %+v", s)
 	}
-	if s := roundTrip[events.StartRequest](t, "start_request_restore.json"); s.JobID == "" || s.Options.Archive == "" {
+	if s := roundTrip[events.StartRequest](t, "start_request_restore.json"); s.JobID == "" || s.Options.Archive == "" || s.RequestedBy == "" {
 		t.Fatalf("restore start request: %+v", s)
 	}
 }

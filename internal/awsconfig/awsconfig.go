@@ -171,9 +171,26 @@ func (c *Clients) STS(optFns ...func(*sts.Options)) *sts.Client {
 	}}, optFns...)...)
 }
 
+// InRegion returns Clients whose clients use region instead of the
+// shared config's ("" returns c itself). drcopy reaches the DR bucket
+// through one: the SDK does not follow S3's 301 to a bucket's own region,
+// and the STS of an assume-role is better regional too (it keeps working
+// in the DR region when the function's own region is the one that is out).
+func (c *Clients) InRegion(region string) *Clients {
+	if region == "" || region == c.aws.Region {
+		return c
+	}
+	ac := c.aws.Copy()
+	ac.Region = region
+	return &Clients{aws: ac, cfg: c.cfg}
+}
+
+// Region is the region the clients use.
+func (c *Clients) Region() string { return c.aws.Region }
+
 // S3AsRole returns an S3 client whose credentials come from assuming
-// roleARN (through STS with the endpoint override), as drcopy writes to a
-// bucket of another account.
+// roleARN (through STS with the endpoint override, in the clients'
+// region), as drcopy writes to a bucket of another account.
 func (c *Clients) S3AsRole(roleARN, session string, optFns ...func(*s3.Options)) *s3.Client {
 	provider := stscreds.NewAssumeRoleProvider(c.STS(), roleARN, func(o *stscreds.AssumeRoleOptions) {
 		o.RoleSessionName = session

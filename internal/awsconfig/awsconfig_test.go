@@ -133,3 +133,51 @@ func TestClientsUseOverride(t *testing.T) {
 		}
 	}
 }
+
+// The DR side's clients (S3 and the STS of the assume-role) are built in
+// the DR region; the rest keep the function's own.
+func TestInRegion(t *testing.T) {
+	var mu sync.Mutex
+	var auths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auths = append(auths, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	c, err := Load(context.Background(), Config{Region: "us-east-1", AccessKeyID: "AKIDTEST", SecretAccessKey: "secret", Endpoint: srv.URL, S3PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InRegion("") != c || c.InRegion("us-east-1") != c {
+		t.Fatal("InRegion of the own region made new clients")
+	}
+	dr := c.InRegion("eu-central-1")
+	if dr.Region() != "eu-central-1" || c.Region() != "us-east-1" {
+		t.Fatalf("regions %q %q", dr.Region(), c.Region())
+	}
+	if r := dr.S3().Options().Region; r != "eu-central-1" {
+		t.Errorf("DR S3 region %q", r)
+	}
+	if r := dr.STS().Options().Region; r != "eu-central-1" {
+		t.Errorf("DR STS region %q", r)
+	}
+	if o := dr.S3().Options(); o.BaseEndpoint == nil || *o.BaseEndpoint != srv.URL || !o.UsePathStyle {
+		t.Error("the endpoint override was lost")
+	}
+	// The assume-role request (STS) and the S3 request it signs for are
+	// both scoped to the DR region.
+	noRetry := func(o *s3.Options) { o.RetryMaxAttempts = 1 }
+	_, _ = dr.S3AsRole("arn:aws:iam::111111111111:role/w", "s", noRetry).GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("b"), Key: aws.String("k")})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auths) == 0 {
+		t.Fatal("no request reached the server")
+	}
+	for _, a := range auths {
+		if !strings.Contains(a, "/eu-central-1/") {
+			t.Errorf("request signed for another region: %q", a)
+		}
+	}
+}

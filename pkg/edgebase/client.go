@@ -28,6 +28,16 @@ type Options struct {
 	// prefix is kept (like the official CLI).
 	BaseURL    string
 	ServiceKey sensitive.String
+	// ServiceKeyFunc, when set, supplies the service key for every request
+	// instead of ServiceKey: a credential that is rotated elsewhere and
+	// read again now and then (pkg/secrets/secretsmanager.Credential).
+	ServiceKeyFunc func(ctx context.Context) (sensitive.String, error)
+	// RefreshServiceKey, with ServiceKeyFunc, is called once per call when
+	// the server refuses the key sent (401 or 403), with that key: it
+	// re-reads the credential and returns the current one. A different key
+	// is tried once (not counted as a retry); the same key, or a second
+	// refusal, fails the call as before.
+	RefreshServiceKey func(ctx context.Context, refused sensitive.String) (sensitive.String, error)
 	// HTTPClient is used for every request; the default keeps enough idle
 	// connections per host for high fan-out. The client uses a copy whose
 	// CheckRedirect refuses redirects to another origin (ErrRedirect) before
@@ -77,6 +87,8 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 type Client struct {
 	base          string
 	key           sensitive.String
+	keyFn         func(ctx context.Context) (sensitive.String, error)
+	refreshKey    func(ctx context.Context, refused sensitive.String) (sensitive.String, error)
 	hc            *http.Client
 	headerTimeout time.Duration
 	idleTimeout   time.Duration
@@ -115,12 +127,14 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.ServiceKey.IsZero() {
+	if o.ServiceKey.IsZero() && o.ServiceKeyFunc == nil {
 		return nil, errors.New("edgebase: no service key given (use --service-key or EDGEBASE_SERVICE_KEY)")
 	}
 	c := &Client{
 		base:          base,
 		key:           o.ServiceKey,
+		keyFn:         o.ServiceKeyFunc,
+		refreshKey:    o.RefreshServiceKey,
 		hc:            o.HTTPClient,
 		headerTimeout: o.HeaderTimeout,
 		idleTimeout:   o.IdleTimeout,
@@ -164,7 +178,7 @@ func DefaultTransport() *http.Transport {
 // retry policy (restore-do on a just-woken DO needs more patience than
 // the default, see RestoreDORetry).
 func (c *Client) WithRetry(p RetryPolicy) *Client {
-	cp := &Client{base: c.base, key: c.key, hc: c.hc, headerTimeout: c.headerTimeout, idleTimeout: c.idleTimeout,
+	cp := &Client{base: c.base, key: c.key, keyFn: c.keyFn, refreshKey: c.refreshKey, hc: c.hc, headerTimeout: c.headerTimeout, idleTimeout: c.idleTimeout,
 		retry: p.withDefaults(), sleep: c.sleep, log: c.log}
 	return cp
 }
@@ -219,14 +233,31 @@ func backupPath(route string) string { return "/admin/api/backup/" + route }
 // it with retries enabled; see the protocol's idempotency table.
 func (c *Client) do(ctx context.Context, req request) error {
 	var last error
+	refreshed := false
 	for attempt := 1; ; attempt++ {
-		err := c.once(ctx, req)
+		key, err := c.serviceKey(ctx)
+		if err != nil {
+			return fmt.Errorf("edgebase: %s: the service key: %w", req.op, err)
+		}
+		err = c.once(ctx, req, key)
 		if err == nil {
 			return nil
 		}
 		last = err
 		if ctx.Err() != nil {
 			return errors.Join(ctx.Err(), last)
+		}
+		if !refreshed && c.refreshKey != nil && refusesKey(err) && (req.committed == nil || !req.committed()) {
+			// The key may have been rotated since it was read: read it
+			// again, once, and try the new one.
+			refreshed = true
+			if nk, rerr := c.refreshKey(ctx, key); rerr == nil && !nk.IsZero() && nk.Reveal() != key.Reveal() {
+				c.log.Info("edgebase: the service key was refused; trying the one read again", "op", req.op)
+				attempt--
+				continue
+			} else if rerr != nil {
+				c.log.Warn("edgebase: could not read the service key again", "op", req.op, "err", rerr)
+			}
 		}
 		if !retryable(err) || attempt >= c.retry.MaxAttempts || (req.committed != nil && req.committed()) {
 			return last
@@ -274,7 +305,25 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-func (c *Client) once(parent context.Context, r request) error {
+// serviceKey is the key to send now.
+func (c *Client) serviceKey(ctx context.Context) (sensitive.String, error) {
+	if c.keyFn == nil {
+		return c.key, nil
+	}
+	k, err := c.keyFn(ctx)
+	if err == nil && k.IsZero() {
+		err = errors.New("empty")
+	}
+	return k, err
+}
+
+// refusesKey reports a 401 or 403: the server refused the key sent.
+func refusesKey(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden)
+}
+
+func (c *Client) once(parent context.Context, r request, key sensitive.String) error {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
@@ -302,7 +351,7 @@ func (c *Client) once(parent context.Context, r request) error {
 	if body != nil && r.size >= 0 {
 		req.ContentLength = r.size
 	}
-	req.Header.Set(HeaderServiceKey, c.key.Reveal())
+	req.Header.Set(HeaderServiceKey, key.Reveal())
 	ct := r.contentType
 	if ct == "" {
 		// The official CLI always sends JSON's content type, even without a
@@ -348,7 +397,7 @@ func (c *Client) once(parent context.Context, r request) error {
 		if scope == "" && strings.HasPrefix(r.path, backupPath("")) {
 			scope = BackupScope
 		}
-		ae.noteScope(resp.Header, scope, strings.HasPrefix(c.key.Reveal(), "jb_"))
+		ae.noteScope(resp.Header, scope, strings.HasPrefix(key.Reveal(), "jb_"))
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			if d := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 				return &retryAfterError{APIError: ae, after: d}

@@ -203,9 +203,14 @@ func TaskID(seq int, kind events.TaskKind) string { return fmt.Sprintf("%08d-%s"
 
 // ValidJobID accepts the ids the engine and the api generate and anything
 // similar: a single key segment of safe characters that is not a name the
-// staging area uses itself.
+// staging area uses itself (index, names, targets: the engine's;
+// idempotency: the api's).
 func ValidJobID(id string) bool {
-	if len(id) == 0 || len(id) > 128 || id == "index" || id == "names" || id == "." || id == ".." {
+	switch id {
+	case "index", "names", "targets", "idempotency", ".", "..":
+		return false // staging directories of their own
+	}
+	if len(id) == 0 || len(id) > 128 {
 		return false
 	}
 	for _, c := range id {

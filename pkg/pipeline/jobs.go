@@ -147,6 +147,7 @@ func (j *Jobs) Update(ctx context.Context, id string, change func(*events.Job) e
 		if err != nil {
 			return nil, err
 		}
+		ended := job.State.Terminal()
 		if err := change(job); errors.Is(err, ErrNoChange) {
 			return job, nil
 		} else if err != nil {
@@ -160,6 +161,9 @@ func (j *Jobs) Update(ctx context.Context, id string, change func(*events.Job) e
 		}
 		err = j.Store.Replace(ctx, j.JobKey(id), bytes.NewReader(b), v)
 		if err == nil {
+			if !ended && job.State.Terminal() {
+				j.jobEnded(ctx, job)
+			}
 			return job, nil
 		}
 		if !errors.Is(err, blob.ErrConflict) || try >= maxUpdateTries {

@@ -48,7 +48,7 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 	owner := newToken()
 	lease := &events.Lease{Owner: owner, Until: now.Add(e.opt.PlanLease)}
 	job := &events.Job{
-		ID: id, Kind: req.Kind, State: events.StatePlanned, Trigger: trigger,
+		ID: id, Kind: req.Kind, State: events.StatePlanned, Trigger: trigger, RequestedBy: req.RequestedBy,
 		Target: e.target, Source: e.source, Options: req.Options,
 		CreatedAt: now, Started: now.Truncate(time.Millisecond), QueuedPhase: -1, Planning: lease,
 	}
@@ -68,6 +68,10 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 		// whose answer was lost): let a retry take it at once.
 		e.releasePlanning(ctx, id, owner)
 		return nil, err
+	}
+	if err := e.jobs.AcquireTarget(ctx, job); err != nil {
+		// Refused before planning reads anything of the target.
+		return e.planFailed(ctx, job, owner, err)
 	}
 	if err := dom.Planner.Plan(ctx, job); err != nil {
 		if IsPermanent(err) || ctx.Err() != nil {
@@ -209,6 +213,9 @@ func (e *Engine) Resume(ctx context.Context, id string) (*events.Job, error) {
 			return job, err
 		}
 		return e.Start(ctx, events.StartRequest{JobID: id, Kind: job.Kind, Trigger: job.Trigger, Options: job.Options})
+	}
+	if err := e.jobs.AcquireTarget(ctx, job); err != nil {
+		return job, err
 	}
 	if err := e.jobs.ClearFailures(ctx, id); err != nil {
 		return job, err

@@ -18,6 +18,7 @@ import (
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/restore"
 )
 
@@ -33,8 +34,24 @@ import (
 //
 // Errors are {"error": {"code", "message"}} with a 4xx status for the
 // caller's mistakes. Starting a job returns 202 at once: the scheduler
-// function plans it asynchronously, and GET shows it within seconds. An
-// Idempotency-Key header makes a retried POST return the same job.
+// function plans it asynchronously, and GET shows it within seconds.
+//
+// An Idempotency-Key header makes a retried POST return the same job: the
+// api records the key (per caller and kind) with a digest of the request
+// under <staging>idempotency/, created once; the same key with another
+// request is refused (409 idempotency_key_reused) instead of answering
+// with a job that does something else. Keys are remembered as long as the
+// staging area keeps objects (the stack's lifecycle rule: a day).
+//
+// Unless the stack allows it (EDGEVAULT_API_ALLOW_SECRETS), a backup
+// including the EdgeBase secrets and a restore writing them back are
+// refused (403 secrets_not_allowed). A start that the target's lock would
+// refuse (a restore beside any running job, anything beside a running
+// restore; pipeline.Jobs.AcquireTarget) is answered 409 target_busy,
+// naming the running job; the scheduler enforces the lock itself, this
+// only answers early. The caller (the IAM principal API Gateway
+// authenticated) is recorded in the job (requestedBy) and in the access
+// log line.
 type API struct {
 	*base
 	invoker Invoker
@@ -62,6 +79,7 @@ type apiError struct {
 	code    string
 	message string
 	allow   string // for 405
+	job     string // the job concerned (409)
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -81,7 +99,8 @@ func (h *API) Handle(ctx context.Context, req awsevents.APIGatewayProxyRequest) 
 	if reqID == "" {
 		reqID = req.RequestContext.RequestID
 	}
-	log = log.With("method", req.HTTPMethod, "path", req.Path)
+	caller := callerOf(req)
+	log = log.With("method", req.HTTPMethod, "path", req.Path, "caller", caller)
 	status, body, headers, err := h.route(ctx, log, req)
 	if err != nil {
 		var ae *apiError
@@ -90,7 +109,11 @@ func (h *API) Handle(ctx context.Context, req awsevents.APIGatewayProxyRequest) 
 			ae = &apiError{status: http.StatusInternalServerError, code: "internal_error", message: "the request failed; see the function's log (request " + reqID + ")"}
 		}
 		status = ae.status
-		body = map[string]any{"error": map[string]any{"code": ae.code, "message": ae.message, "requestId": reqID}}
+		e := map[string]any{"code": ae.code, "message": ae.message, "requestId": reqID}
+		if ae.job != "" {
+			e["job"] = ae.job
+		}
+		body = map[string]any{"error": e}
 		if ae.allow != "" {
 			headers = map[string]string{"Allow": ae.allow}
 		}
@@ -200,11 +223,14 @@ func header(req awsevents.APIGatewayProxyRequest, name string) string {
 }
 
 func (h *API) start(ctx context.Context, log *slog.Logger, kind events.JobKind, req awsevents.APIGatewayProxyRequest) (int, any, map[string]string, error) {
-	sr := events.StartRequest{Kind: kind, Trigger: events.TriggerAPI}
+	sr := events.StartRequest{Kind: kind, Trigger: events.TriggerAPI, RequestedBy: callerOf(req)}
 	if kind == events.KindBackup {
 		var in backupRequest
 		if err := decodeBody(req, &in); err != nil {
 			return 0, nil, nil, err
+		}
+		if in.IncludeSecrets && !h.cfg.APIAllowSecrets {
+			return 0, nil, nil, secretsRefused("back up the EdgeBase secrets", `leave out "includeSecrets"`)
 		}
 		sr.Options = events.Options{IncludeStorage: in.IncludeStorage, IncludeSecrets: in.IncludeSecrets}
 	} else {
@@ -222,6 +248,9 @@ func (h *API) start(ctx context.Context, log *slog.Logger, kind events.JobKind, 
 		if _, err := restore.ParseOnly(in.Only); err != nil {
 			return 0, nil, nil, badRequest("invalid_only", "%v", err)
 		}
+		if !in.SkipSecrets && selectsSecrets(in.Only) && !h.cfg.APIAllowSecrets {
+			return 0, nil, nil, secretsRefused("write the EdgeBase secrets back", `send "skipSecrets": true`)
+		}
 		if _, err := h.store.Stat(ctx, key); errors.Is(err, blob.ErrNotExist) {
 			return 0, nil, nil, &apiError{status: http.StatusUnprocessableEntity, code: "archive_not_found", message: fmt.Sprintf("archive %s does not exist", key)}
 		} else if err != nil {
@@ -233,7 +262,21 @@ func (h *API) start(ctx context.Context, log *slog.Logger, kind events.JobKind, 
 	if len(idem) > 200 {
 		return 0, nil, nil, badRequest("invalid_idempotency_key", "the Idempotency-Key header is longer than 200 characters")
 	}
-	sr.JobID = newJobID(kind, h.now(), idem)
+	if idem == "" {
+		sr.JobID = newJobID(kind, h.now(), "")
+		if err := h.checkTarget(ctx, kind); err != nil {
+			return 0, nil, nil, err
+		}
+	} else {
+		scope := idem
+		if sr.RequestedBy != "" {
+			scope = sr.RequestedBy + "\x00" + idem
+		}
+		sr.JobID = newJobID(kind, h.now(), scope)
+		if err := h.claimKey(ctx, log, kind, scope, sr); err != nil {
+			return 0, nil, nil, err
+		}
+	}
 	if err := h.invoker.Start(ctx, sr); err != nil {
 		log.Error("could not invoke the scheduler", "err", err)
 		return 0, nil, nil, &apiError{status: http.StatusServiceUnavailable, code: "start_failed", message: "the job could not be handed to the scheduler; try again"}
@@ -244,17 +287,141 @@ func (h *API) start(ctx context.Context, log *slog.Logger, kind events.JobKind, 
 		"links": map[string]string{"self": self}}, map[string]string{"Location": self}, nil
 }
 
+// callerOf is the IAM principal API Gateway authenticated the request
+// with (IAM authorization fills requestContext.identity): its ARN, else
+// the caller id ("AROA...:session"); "" without IAM authorization.
+func callerOf(req awsevents.APIGatewayProxyRequest) string {
+	if id := req.RequestContext.Identity; id.UserArn != "" {
+		return id.UserArn
+	} else if id.Caller != "" {
+		return id.Caller
+	}
+	return ""
+}
+
+func secretsRefused(what, instead string) *apiError {
+	return &apiError{status: http.StatusForbidden, code: "secrets_not_allowed",
+		message: fmt.Sprintf("this deployment does not let API callers %s (stack setting apiAllowSecrets=false): %s", what, instead)}
+}
+
+// selectsSecrets reports whether a restore's "only" list (none: all)
+// includes the secrets (restore.ParseOnly's rules).
+func selectsSecrets(only []string) bool {
+	if len(only) == 0 {
+		return true
+	}
+	for _, raw := range only {
+		for _, o := range strings.Split(raw, ",") {
+			if strings.TrimSpace(o) == "secrets" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkTarget answers 409 when a job of kind could not take the target's
+// lock now.
+func (h *API) checkTarget(ctx context.Context, kind events.JobKind) error {
+	busy, err := h.jobs.TargetBusy(ctx, "", kind)
+	if err != nil || busy == nil {
+		return err
+	}
+	return &apiError{status: http.StatusConflict, code: "target_busy", job: busy.Job,
+		message: fmt.Sprintf("%s job %s is running on the target (since %s); a restore never overlaps another job on its target: wait for it to end (GET /%ss/%s)",
+			busy.Kind, busy.Job, busy.Since.UTC().Format(time.RFC3339), busy.Kind, busy.Job)}
+}
+
+// idempotencyRecord remembers what an Idempotency-Key was first used for.
+type idempotencyRecord struct {
+	Job         string         `json:"job"`
+	Kind        events.JobKind `json:"kind"`
+	Request     string         `json:"request"` // SHA-256 of the normalised request
+	RequestedBy string         `json:"requestedBy,omitempty"`
+	CreatedAt   time.Time      `json:"createdAt"`
+}
+
+// claimKey records the key for sr (Create: exactly one request claims a
+// key) or checks that the request that claimed it was the same: a
+// different one is refused, the same one is started again (the scheduler
+// finds the job it already created, or creates it if the first invoke
+// failed). Where no record is found, the job the key names is compared
+// too, so a key stays bound to its request even without a record (one
+// that expired, or a role that may not write the staging area).
+func (h *API) claimKey(ctx context.Context, log *slog.Logger, kind events.JobKind, scope string, sr events.StartRequest) error {
+	digest := requestDigest(sr)
+	rec := idempotencyRecord{Job: sr.JobID, Kind: kind, Request: digest, RequestedBy: sr.RequestedBy, CreatedAt: h.now().UTC()}
+	key := h.cfg.StagingPrefix + "idempotency/" + string(kind) + "-" + shortHash(scope, 32) + ".json"
+	reused := func(have idempotencyRecord) error {
+		if have.Request == digest && have.Job == sr.JobID {
+			return nil
+		}
+		return &apiError{status: http.StatusConflict, code: "idempotency_key_reused", job: have.Job,
+			message: fmt.Sprintf("this Idempotency-Key was used at %s for another request (job %s); use a new key for a different request",
+				have.CreatedAt.UTC().Format(time.RFC3339), have.Job)}
+	}
+	var have idempotencyRecord
+	err := h.jobs.GetJSON(ctx, key, &have)
+	if err == nil {
+		return reused(have)
+	}
+	if !errors.Is(err, blob.ErrNotExist) {
+		return err
+	}
+	if job, err := h.jobs.ReadJob(ctx, sr.JobID); err == nil {
+		return reused(idempotencyRecord{Job: job.ID, Request: requestDigest(events.StartRequest{Kind: job.Kind, Options: job.Options}), CreatedAt: job.CreatedAt})
+	} else if !errors.Is(err, blob.ErrNotExist) {
+		return err
+	}
+	if err := h.checkTarget(ctx, kind); err != nil {
+		return err
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	err = h.store.Create(ctx, key, bytes.NewReader(b))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, blob.ErrExist):
+		// A concurrent request claimed the key first.
+		if err := h.jobs.GetJSON(ctx, key, &have); err != nil {
+			return err
+		}
+		return reused(have)
+	case pipeline.IsPermanent(err):
+		// The function's role may not write the staging area (a stack
+		// from before idempotency records): the job record is the only
+		// binding, from when the scheduler has created it.
+		log.Warn("could not record the idempotency key; relying on the job record", "err", err)
+		return nil
+	}
+	return err
+}
+
+// requestDigest is the SHA-256 of a start request's kind and options,
+// normalised (field order and defaults do not matter).
+func requestDigest(sr events.StartRequest) string {
+	b, _ := json.Marshal(struct {
+		Kind    events.JobKind `json:"kind"`
+		Options events.Options `json:"options"`
+	}{sr.Kind, sr.Options})
+	return shortHash(string(b), 64)
+}
+
 // jobSummary is one item of a listing.
 type jobSummary struct {
-	ID        string          `json:"id"`
-	Kind      events.JobKind  `json:"kind"`
-	State     events.JobState `json:"state"`
-	Trigger   events.Trigger  `json:"trigger"`
-	CreatedAt time.Time       `json:"createdAt"`
-	UpdatedAt time.Time       `json:"updatedAt"`
-	Tasks     int             `json:"unitsTotal"`
-	Archive   string          `json:"archive,omitempty"`
-	Failed    int             `json:"errors,omitempty"`
+	ID          string          `json:"id"`
+	Kind        events.JobKind  `json:"kind"`
+	State       events.JobState `json:"state"`
+	Trigger     events.Trigger  `json:"trigger"`
+	RequestedBy string          `json:"requestedBy,omitempty"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	UpdatedAt   time.Time       `json:"updatedAt"`
+	Tasks       int             `json:"unitsTotal"`
+	Archive     string          `json:"archive,omitempty"`
+	Failed      int             `json:"errors,omitempty"`
 }
 
 func (h *API) list(ctx context.Context, kind events.JobKind, req awsevents.APIGatewayProxyRequest) (int, any, map[string]string, error) {
@@ -290,7 +457,7 @@ func (h *API) list(ctx context.Context, kind events.JobKind, req awsevents.APIGa
 			ferr = err
 			return false
 		}
-		items = append(items, jobSummary{ID: job.ID, Kind: job.Kind, State: job.State, Trigger: job.Trigger,
+		items = append(items, jobSummary{ID: job.ID, Kind: job.Kind, State: job.State, Trigger: job.Trigger, RequestedBy: job.RequestedBy,
 			CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt, Tasks: job.Tasks, Archive: job.Archive, Failed: len(job.Errors)})
 		lastEntry = entry
 		return true

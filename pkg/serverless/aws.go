@@ -2,10 +2,12 @@ package serverless
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -93,7 +95,11 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 		}
 	}
 	if reads(lambdaenv.EdgeBaseURL) {
-		if err := connectEdgeBase(ctx, cfg, clients, &d); err != nil {
+		sm, err := secretsmanager.New(clients.SecretsManager())
+		if err != nil {
+			return cfg, d, err
+		}
+		if err := connectEdgeBase(ctx, cfg, sm, time.Now, &d); err != nil {
 			return cfg, d, err
 		}
 	}
@@ -108,9 +114,12 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 		}
 	}
 	if reads(lambdaenv.DRBucket) {
-		dst := clients.S3()
+		// The DR bucket's own region: the SDK does not follow S3's 301,
+		// and the assume-role's STS is regional too.
+		drClients := clients.InRegion(cfg.DRRegion)
+		dst := drClients.S3()
 		if cfg.DRRoleARN != "" {
-			dst = clients.S3AsRole(cfg.DRRoleARN, "edgevault-drcopy")
+			dst = drClients.S3AsRole(cfg.DRRoleARN, "edgevault-drcopy")
 		}
 		if d.DR, err = s3store.New(dst, cfg.DRBucket, "", s3store.Options{KMSKeyID: cfg.DRKMSKeyARN, PartSize: DRPartSize}); err != nil {
 			return cfg, d, err
@@ -119,42 +128,123 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 	return cfg, d, nil
 }
 
-// connectEdgeBase reads the service key (and the Cloudflare token in Edge
-// mode) and connects the target deployment with its DO enumeration.
-func connectEdgeBase(ctx context.Context, cfg Config, clients *awsconfig.Clients, d *Deps) error {
-	sm, err := secretsmanager.New(clients.SecretsManager())
-	if err != nil {
-		return err
-	}
-	key, err := sm.GetString(ctx, cfg.ServiceKeySecret)
-	if err != nil {
+// connectEdgeBase connects the target deployment with the service key
+// (and, in Edge mode, the Cloudflare token) of Secrets Manager: read at
+// cold start (a function without its key refuses to start), then again
+// after cfg.SecretTTL and when EdgeBase or Cloudflare refuse the value in
+// use (secretsmanager.Credential), so a rotated secret reaches warm
+// functions without a redeploy.
+func connectEdgeBase(ctx context.Context, cfg Config, sm *secretsmanager.Manager, now func() time.Time, d *Deps) error {
+	key := sm.Credential(cfg.ServiceKeySecret, cfg.SecretTTL, now)
+	if _, err := key.Get(ctx); err != nil {
 		return fmt.Errorf("serverless: the EdgeBase service key: %w", err)
 	}
-	var token sensitive.String
+	var token Credential
 	if cfg.CloudflareAccount != "" && cfg.CloudflareSecret != "" {
-		if token, err = sm.GetString(ctx, cfg.CloudflareSecret); err != nil {
+		t := sm.Credential(cfg.CloudflareSecret, cfg.SecretTTL, now)
+		if _, err := t.Get(ctx); err != nil {
 			return fmt.Errorf("serverless: the Cloudflare API token: %w", err)
 		}
+		token = t
 	}
-	d.EdgeBase, d.Enum, err = ConnectEdgeBase(cfg, key, token)
+	var err error
+	d.EdgeBase, d.Enum, err = ConnectEdgeBaseWith(cfg, key, token)
 	return err
+}
+
+// Credential is a secret value that may change while a function is warm
+// (secretsmanager.Credential): Get returns the value to use, Refresh is
+// told that a server refused one and returns the current value.
+type Credential interface {
+	Get(ctx context.Context) (sensitive.String, error)
+	Refresh(ctx context.Context, refused sensitive.String) (sensitive.String, error)
+}
+
+// fixed is a Credential that never changes.
+type fixed sensitive.String
+
+func (f fixed) Get(context.Context) (sensitive.String, error) { return sensitive.String(f), nil }
+func (f fixed) Refresh(context.Context, sensitive.String) (sensitive.String, error) {
+	return sensitive.String(f), nil
 }
 
 // ConnectEdgeBase connects the target deployment and sets up DO
 // enumeration (Edge mode through the Cloudflare API when an account and a
-// token are given).
+// token are given) with fixed credentials.
 func ConnectEdgeBase(cfg Config, serviceKey, cloudflareToken sensitive.String) (*edgebase.Client, *discovery.Enumerator, error) {
-	client, err := edgebase.New(edgebase.Options{BaseURL: cfg.EdgeBaseURL, ServiceKey: serviceKey})
+	var token Credential
+	if !cloudflareToken.IsZero() {
+		token = fixed(cloudflareToken)
+	}
+	return ConnectEdgeBaseWith(cfg, fixed(serviceKey), token)
+}
+
+// ConnectEdgeBaseWith is ConnectEdgeBase with credentials that are asked
+// for on every request (EdgeBase) or listing (Cloudflare), and read again
+// once when the server refuses them. token nil: no Edge mode.
+func ConnectEdgeBaseWith(cfg Config, serviceKey, cloudflareToken Credential) (*edgebase.Client, *discovery.Enumerator, error) {
+	client, err := edgebase.New(edgebase.Options{BaseURL: cfg.EdgeBaseURL, ServiceKeyFunc: serviceKey.Get, RefreshServiceKey: serviceKey.Refresh})
 	if err != nil {
 		return nil, nil, fmt.Errorf("serverless: %w", err)
 	}
 	enum := &discovery.Enumerator{Client: client, Instances: cfg.Instances, SkipInstances: cfg.SkipInstances}
-	if cfg.CloudflareAccount != "" && !cloudflareToken.IsZero() {
-		cf, err := cloudflare.New(cloudflare.Options{BaseURL: cfg.CloudflareAPIURL, AccountID: cfg.CloudflareAccount, Token: cloudflareToken})
+	if cfg.CloudflareAccount != "" && cloudflareToken != nil {
+		limiter, err := cloudflare.NewLimiter(cloudflare.LimiterConfig{})
 		if err != nil {
 			return nil, nil, fmt.Errorf("serverless: %w", err)
 		}
-		enum.Edge = discovery.CloudflareEdge(cf, "")
+		e := &cloudflareEdge{cfg: cfg, token: cloudflareToken, limiter: limiter}
+		// The options are checked now, as a fixed token's were.
+		tok, err := cloudflareToken.Get(context.Background())
+		if err == nil {
+			_, err = e.client(tok)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("serverless: %w", err)
+		}
+		enum.Edge = e
 	}
 	return client, enum, nil
+}
+
+// cloudflareEdge lists DatabaseDOs through the Cloudflare API with the
+// current token: a client per listing (they share one rate limiter), and
+// one more try with a token read again when the API refuses the one in
+// use before it reported any object.
+type cloudflareEdge struct {
+	cfg     Config
+	token   Credential
+	limiter *cloudflare.Limiter
+}
+
+func (e *cloudflareEdge) client(token sensitive.String) (*cloudflare.Client, error) {
+	return cloudflare.New(cloudflare.Options{BaseURL: e.cfg.CloudflareAPIURL, AccountID: e.cfg.CloudflareAccount, Token: token, Limiter: e.limiter})
+}
+
+// DatabaseDOIDs implements discovery.EdgeLister.
+func (e *cloudflareEdge) DatabaseDOIDs(ctx context.Context, fn func(hexID string) error) (int, error) {
+	tok, err := e.token.Get(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("serverless: the Cloudflare API token: %w", err)
+	}
+	n, reported, err := e.list(ctx, tok, fn)
+	if err != nil && reported == 0 && (errors.Is(err, cloudflare.ErrUnauthorized) || errors.Is(err, cloudflare.ErrForbidden)) {
+		if nt, rerr := e.token.Refresh(ctx, tok); rerr == nil && !nt.IsZero() && nt.Reveal() != tok.Reveal() {
+			n, _, err = e.list(ctx, nt, fn)
+		}
+	}
+	return n, err
+}
+
+func (e *cloudflareEdge) list(ctx context.Context, token sensitive.String, fn func(string) error) (int, int, error) {
+	c, err := e.client(token)
+	if err != nil {
+		return 0, 0, err
+	}
+	reported := 0
+	n, err := discovery.CloudflareEdge(c, "").DatabaseDOIDs(ctx, func(id string) error {
+		reported++
+		return fn(id)
+	})
+	return n, reported, err
 }

@@ -47,8 +47,13 @@ const (
 	// failed message would wait out the queue's whole visibility timeout.
 	DefaultRetryDelay = 10 * time.Second
 	MaxRetryDelay     = 5 * time.Minute
-	DefaultListLimit  = 20
-	MaxListLimit      = 100
+	// DefaultSecretTTL: a rotated service key or Cloudflare token reaches
+	// warm functions within this time (at once where the old one is
+	// refused).
+	DefaultSecretTTL = 10 * time.Minute
+	MaxSecretTTL     = 15 * time.Minute
+	DefaultListLimit = 20
+	MaxListLimit     = 100
 )
 
 // Config is what a function reads from its environment (pkg/lambdaenv
@@ -68,7 +73,7 @@ type Config struct {
 	SchedulerFunction string
 
 	EdgeBaseURL       string
-	ServiceKeySecret  string // Secrets Manager id; the value is read at cold start
+	ServiceKeySecret  string // Secrets Manager id; the value is read at cold start, then again after SecretTTL
 	CloudflareAccount string
 	CloudflareSecret  string
 	// Instances are dynamic DB instances ("ns:id") the scheduler backs up
@@ -120,6 +125,10 @@ type Config struct {
 	// Leases overrides the engine's leases and watchdog threshold (tests);
 	// zero values derive them from the function timeouts.
 	Leases Leases
+	// SecretTTL is how long the service key and the Cloudflare token are
+	// used before Secrets Manager is asked again (at most 15 minutes; a
+	// refusal by the server asks at once).
+	SecretTTL time.Duration
 }
 
 // Leases are the engine's fences in time (see pipeline.Options).
@@ -143,6 +152,7 @@ func DefaultConfig(fn string) Config {
 		JobTimeout:       DefaultJobTimeout,
 		BatchConcurrency: DefaultBatchConcurrency,
 		RetryDelay:       DefaultRetryDelay,
+		SecretTTL:        DefaultSecretTTL,
 	}
 }
 
@@ -317,6 +327,9 @@ func (c Config) Validate() error {
 	}
 	if c.RecheckDelay <= 0 || c.RecheckDelay > 15*time.Minute {
 		errs = append(errs, fmt.Sprintf("recheck delay %s outside 0..15m (SQS delay limit; SQS rounds it up to whole seconds)", c.RecheckDelay))
+	}
+	if c.SecretTTL <= 0 || c.SecretTTL > MaxSecretTTL {
+		errs = append(errs, fmt.Sprintf("secret TTL %s outside (0, %s]", c.SecretTTL, MaxSecretTTL))
 	}
 	if c.DeadlineMargin < 0 || c.JobTimeout <= 0 || c.RetryDelay <= 0 {
 		errs = append(errs, "deadline margin, job timeout and retry delay must be positive")

@@ -15,18 +15,20 @@ import (
 
 // JobStatus is GET /backups/{id} and GET /restores/{id}.
 type JobStatus struct {
-	ID        string          `json:"id"`
-	Kind      events.JobKind  `json:"kind"`
-	State     events.JobState `json:"state"`
-	Trigger   events.Trigger  `json:"trigger"`
-	Target    string          `json:"target"`
-	Options   events.Options  `json:"options"`
-	CreatedAt time.Time       `json:"createdAt"`
-	UpdatedAt time.Time       `json:"updatedAt"`
-	Units     UnitCounts      `json:"units"`
-	Bytes     int64           `json:"bytes"`
-	Rows      int64           `json:"rows"`
-	Objects   int64           `json:"objects"`
+	ID      string          `json:"id"`
+	Kind    events.JobKind  `json:"kind"`
+	State   events.JobState `json:"state"`
+	Trigger events.Trigger  `json:"trigger"`
+	// RequestedBy is the caller who started the job through the api.
+	RequestedBy string         `json:"requestedBy,omitempty"`
+	Target      string         `json:"target"`
+	Options     events.Options `json:"options"`
+	CreatedAt   time.Time      `json:"createdAt"`
+	UpdatedAt   time.Time      `json:"updatedAt"`
+	Units       UnitCounts     `json:"units"`
+	Bytes       int64          `json:"bytes"`
+	Rows        int64          `json:"rows"`
+	Objects     int64          `json:"objects"`
 	// Errors name the units that failed for good (before the job is
 	// marked failed too); Retrying the units whose last attempt failed.
 	Errors   []events.JobError `json:"errors"`
@@ -96,7 +98,7 @@ func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) 
 	if err != nil {
 		return nil, err
 	}
-	st := &JobStatus{ID: job.ID, Kind: job.Kind, State: job.State, Trigger: job.Trigger, Target: job.Target,
+	st := &JobStatus{ID: job.ID, Kind: job.Kind, State: job.State, Trigger: job.Trigger, RequestedBy: job.RequestedBy, Target: job.Target,
 		Options: job.Options, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt, Errors: []events.JobError{},
 		Warnings: job.Warnings}
 	st.Units.Total = job.Tasks

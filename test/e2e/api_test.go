@@ -38,7 +38,9 @@ func TestE2EAPI(t *testing.T) {
 		{"POST", "/restores", `{"archive":"jobs/x/job.json","confirm":true}`, 400, "invalid_archive"},
 		{"POST", "/restores", `{"archive":"../secrets.json","confirm":true}`, 400, "invalid_archive"},
 		{"POST", "/restores", `{"archive":"edgebase-backup-2026-01-02T03-04-05.json","confirm":true,"only":["bogus:x"]}`, 400, "invalid_only"},
-		{"POST", "/restores", `{"archive":"edgebase-backup-2026-01-02T03-04-05.json","confirm":true}`, 422, "archive_not_found"},
+		{"POST", "/restores", `{"archive":"edgebase-backup-2026-01-02T03-04-05.json","confirm":true,"skipSecrets":true}`, 422, "archive_not_found"},
+		{"POST", "/restores", `{"archive":"edgebase-backup-2026-01-02T03-04-05.json","confirm":true}`, 403, "secrets_not_allowed"},
+		{"POST", "/backups", `{"includeSecrets":true}`, 403, "secrets_not_allowed"},
 		{"GET", "/backups", "", 200, ""},
 	} {
 		q := map[string]string(nil)
@@ -74,6 +76,12 @@ func TestE2EAPI(t *testing.T) {
 	if status != 202 || again["id"] != ids[0] {
 		t.Fatalf("idempotent POST: %d %v, want job %s", status, again, ids[0])
 	}
+	// The same key with another request: refused, not the old job with
+	// the new options echoed.
+	status, again = d.callWithHeader("POST", "/backups", `{"includeStorage":true}`, map[string]string{"Idempotency-Key": "k0"})
+	if status != 409 || errCode(again) != "idempotency_key_reused" {
+		t.Fatalf("reused Idempotency-Key: %d %v", status, again)
+	}
 	// Every job was created at the same (fixed) time; pages of two still
 	// list each job exactly once.
 	seen := map[string]int{}
@@ -105,7 +113,7 @@ func TestE2EAPI(t *testing.T) {
 		t.Fatalf("a backup id under /restores: %d %v", status, body)
 	}
 	status, st := d.call("GET", "/backups/"+ids[1], "", nil)
-	if status != 200 || st["state"] != "done" || st["archive"].(map[string]any)["key"] == "" || st["trigger"] != "api" {
+	if status != 200 || st["state"] != "done" || st["archive"].(map[string]any)["key"] == "" || st["trigger"] != "api" || st["requestedBy"] != apiCaller {
 		t.Fatalf("status: %d %v", status, st)
 	}
 	archives := map[any]bool{}

@@ -274,12 +274,17 @@ func (d *deployment) schedule(payload string, requestID string) serverless.Start
 	return res
 }
 
+// apiCaller is the IAM principal of every API request (API Gateway's IAM
+// authorization puts it in requestContext.identity).
+const apiCaller = "arn:aws:sts::123456789012:assumed-role/EdgeVault-ApiOperatorRole/e2e"
+
 // call sends one API Gateway proxy request to the api function.
 func (d *deployment) call(method, path, body string, query map[string]string) (int, map[string]any) {
 	d.t.Helper()
 	req := awsevents.APIGatewayProxyRequest{HTTPMethod: method, Path: path, Resource: "/{proxy+}", Body: body,
 		QueryStringParameters: query, Headers: map[string]string{"Content-Type": "application/json"}}
 	req.RequestContext.RequestID = NewRequestID()
+	req.RequestContext.Identity.UserArn = apiCaller
 	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: NewRequestID()})
 	resp, err := d.api.Handle(ctx, req)
 	if err != nil {
@@ -394,6 +399,7 @@ func (d *deployment) callWithHeader(method, path, body string, headers map[strin
 	for k, v := range headers {
 		req.Headers[k] = v
 	}
+	req.RequestContext.Identity.UserArn = apiCaller
 	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{AwsRequestID: NewRequestID()})
 	resp, err := d.api.Handle(ctx, req)
 	if err != nil {

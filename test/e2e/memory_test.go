@@ -131,9 +131,8 @@ func (d *deployment) assembleInChild(t *testing.T, job string, composeAbove int6
 	aws := motoserver.Config(t)
 	cmd := exec.Command("/usr/bin/time", "-v", os.Args[0], "-test.run", "^TestE2EAssemblerChild$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), "E2E_ASSEMBLER_CHILD=1", "E2E_JOB="+job, "E2E_COMPOSE_ABOVE="+strconv.FormatInt(composeAbove, 10),
-		"AWS_ACCESS_KEY_ID="+aws.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+aws.SecretAccessKey.Reveal(), "AWS_REGION="+aws.Region,
-		lambdaenv.AWSEndpoint+"="+aws.Endpoint, lambdaenv.S3PathStyle+"=true")
-	for k, v := range d.stack.Env(lambdaenv.Assembler, nil) {
+		"AWS_ACCESS_KEY_ID="+aws.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+aws.SecretAccessKey.Reveal(), "AWS_REGION="+aws.Region)
+	for k, v := range d.stack.Env(lambdaenv.Assembler, map[string]string{lambdaenv.AWSEndpoint: aws.Endpoint, lambdaenv.S3PathStyle: "true"}) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	out, err := cmd.CombinedOutput()

@@ -38,7 +38,7 @@ func TestE2ERoundTrip(t *testing.T) {
 	src := newTarget(t, true)
 	want := src.fingerprint(t)
 	secretsA := map[string]string{"JWT_USER_SECRET": "user-secret-1", "JWT_ADMIN_SECRET": "admin-secret-2", "SERVICE_KEY": src.emu.ServiceKey()}
-	d := deploy(t, src, deployOptions{stack: StackOptions{EdgeBaseSecrets: secretsA}})
+	d := deploy(t, src, deployOptions{stack: StackOptions{EdgeBaseSecrets: secretsA, APIAllowSecrets: true}})
 
 	stop := d.run()
 	input := strings.Replace(scheduledInput(t), `"includeSecrets": false`, `"includeSecrets": true`, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,8 +40,13 @@ type StackOptions struct {
 	// operator puts into the stack's three secrets after deploying.
 	ServiceKey, CloudflareToken string
 	EdgeBaseSecrets             map[string]string
-	// DR creates the cross-account destination bucket (the DR stack).
-	DR bool
+	// DR creates the cross-account destination bucket (the DR stack), in
+	// DRRegion (context drRegion; "" = moto's default region).
+	DR       bool
+	DRRegion string
+	// APIAllowSecrets lets API callers ask for the EdgeBase secrets
+	// (context apiAllowSecrets, default false).
+	APIAllowSecrets bool
 	// MetricsNamespace (context metricsNamespace, default EdgeVault).
 	MetricsNamespace string
 }
@@ -164,8 +170,9 @@ func SetupStack(ctx context.Context, c *awsconfig.Clients, o StackOptions) (*Sta
 }
 
 // Env is the environment the stack gives function fn: exactly the
-// variables lambdaenv.Reads lists for it, plus the test-only endpoint
-// overrides in extra.
+// variables lambdaenv.Reads lists for it (EDGEVAULT_DEPLOYED=true among
+// them), plus the test-only endpoint overrides in extra (which turn
+// EDGEVAULT_DEPLOYED off: a deployed function refuses them).
 func (s *Stack) Env(fn string, extra map[string]string) map[string]string {
 	all := map[string]string{
 		lambdaenv.Bucket:            s.Bucket,
@@ -186,7 +193,10 @@ func (s *Stack) Env(fn string, extra map[string]string) map[string]string {
 		lambdaenv.DRBucket:          s.DRBucket,
 		lambdaenv.DRRoleARN:         "",
 		lambdaenv.DRKMSKeyARN:       "",
+		lambdaenv.DRRegion:          s.Options.DRRegion,
+		lambdaenv.APIAllowSecrets:   strconv.FormatBool(s.Options.APIAllowSecrets),
 		lambdaenv.MetricsNamespace:  s.Options.MetricsNamespace,
+		lambdaenv.Deployed:          "true",
 	}
 	env := map[string]string{}
 	for _, name := range lambdaenv.Reads[fn] {
@@ -194,6 +204,12 @@ func (s *Stack) Env(fn string, extra map[string]string) map[string]string {
 	}
 	for k, v := range extra {
 		env[k] = v
+		if slices.Contains(lambdaenv.TestOverrides, k) && v != "" {
+			// A function pointed at emulators is not a deployed one: the
+			// stack never sets the overrides, and a deployed function
+			// refuses them.
+			env[lambdaenv.Deployed] = "false"
+		}
 	}
 	return env
 }

@@ -87,6 +87,9 @@ type fnSpec struct {
 	// would otherwise drop those messages after 16 rounds.
 	loops            bool
 	staging, archive s3Access
+	// idempotency: the function creates Idempotency-Key records (and
+	// only those) in the staging area.
+	idempotency bool
 	// ephemeralMB sizes /tmp (0 = Lambda's default 512 MB).
 	ephemeralMB int
 	// sendsTasks and sendsControl: the function queues tasks (the first
@@ -123,7 +126,7 @@ func fnSpecs(c Config) map[string]fnSpec {
 		lambdaenv.API: {
 			id: "Api", description: "edgevault api: starts jobs and reports their state (behind API Gateway, IAM auth)",
 			memoryMB: 256, timeout: 30 * time.Second,
-			staging: s3Read, archive: s3Read,
+			staging: s3Read, archive: s3Read, idempotency: true,
 		},
 		lambdaenv.DRCopy: {
 			id: "DrCopy", description: "edgevault drcopy: copies each finished archive to the disaster-recovery account",

@@ -430,6 +430,11 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 		writes = writes || a.access&s3Write != 0
 		add(statement(a.sid, a.access.actions(), []*string{s.Bucket.ArnForObjects(jsii.String(a.prefix + "*"))}, nil))
 	}
+	if spec.idempotency {
+		writes = true
+		add(statement("IdempotencyRecords", []string{"s3:PutObject"},
+			[]*string{s.Bucket.ArnForObjects(jsii.String(stagingPrefix + lambdaenv.IdempotencyDir + "*"))}, nil))
+	}
 	kmsS3 := []string{"kms:Decrypt"}
 	if writes {
 		kmsS3 = append(kmsS3, "kms:GenerateDataKey")
@@ -555,7 +560,10 @@ func (s *BackupStack) suppressRoleFindings(fn string, role awsiam.Role) {
 	if spec.archive != 0 {
 		findings = append(findings, regexFinding(`/^Resource::<Backups[0-9A-F]{8}\.Arn>\/backups\/\*$/g`))
 	}
-	reason := "Object-level S3 permissions on one key prefix of the backup bucket (staging jobs/ or archives backups/); object keys are generated per job, task and backup, so they can only be named by prefix. Actions are listed individually."
+	if spec.idempotency {
+		findings = append(findings, regexFinding(`/^Resource::<Backups[0-9A-F]{8}\.Arn>\/jobs\/idempotency\/\*$/g`))
+	}
+	reason := "Object-level S3 permissions on one key prefix of the backup bucket (staging jobs/, the api's Idempotency-Key records jobs/idempotency/, or archives backups/); object keys are generated per job, task and backup, so they can only be named by prefix. Actions are listed individually."
 	if len(findings) > 0 {
 		suppress(role, true, nag("AwsSolutions-IAM5", reason, findings...))
 	}

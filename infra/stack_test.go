@@ -1521,6 +1521,7 @@ var wildcardResources = []struct {
 	{"AWS::KMS::Key", regexp.MustCompile(`^\*$`), "", "in a key policy, * is the key itself"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^\*$`), `^xray:(PutTraceSegments|PutTelemetryRecords)$`, "X-Ray has no resource-level permissions (tracing=true only)"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/jobs/\*$`), "", "staging objects: keys generated per job and task"},
+	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/jobs/idempotency/\*$`), `^s3:PutObject$`, "the api's Idempotency-Key records: keys hashed from each key"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/backups/\*$`), "", "archives: names derived from each backup's start time"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Archives[0-9A-F]{8}\.Arn>/backups/\*$`), "", "DR copies of archives (destination stack)"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^arn:<AWS::Partition>:s3:::` + regexp.QuoteMeta(drBucket) + `/backups/\*$`), "", "DR copies in the destination bucket (bucket-policy mode), pinned to the DR account by s3:ResourceAccount"},
@@ -1664,6 +1665,11 @@ func TestFunctionGrants(t *testing.T) {
 				if want := access.actions(); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
 					t.Errorf("%s: %s on %s* may %v, want %v", name, fn, prefix, got, want)
 				}
+			}
+			// The api creates Idempotency-Key records and nothing else
+			// in the staging area.
+			if got := grants(st, "s3:PutObject", bucket+"/jobs/"+lambdaenv.IdempotencyDir+"*"); got != spec.idempotency || got != (fn == lambdaenv.API) {
+				t.Errorf("%s: %s PutObject on jobs/%s* = %v", name, fn, lambdaenv.IdempotencyDir, got)
 			}
 			if !grants(st, "s3:ListBucket", bucket) || !grants(st, "kms:Decrypt", "<"+logicalID(b.ArchiveKey)+".Arn>") {
 				t.Errorf("%s: %s cannot list the bucket or decrypt its objects", name, fn)

@@ -20,6 +20,11 @@ const (
 var Functions = []string{Scheduler, Worker, Assembler, API, DRCopy}
 
 // Environment variable names.
+// IdempotencyDir is where, under the staging prefix, the api records the
+// Idempotency-Key of each start request (the only staging objects it
+// writes).
+const IdempotencyDir = "idempotency/"
+
 const (
 	Bucket            = "EDGEVAULT_BUCKET"             // backup bucket: job records, staging parts, archives
 	StagingPrefix     = "EDGEVAULT_STAGING_PREFIX"     // default "jobs/"

@@ -70,8 +70,14 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 		return nil, err
 	}
 	if err := e.jobs.AcquireTarget(ctx, job); err != nil {
-		// Refused before planning reads anything of the target.
-		return e.planFailed(ctx, job, owner, err)
+		if errors.Is(err, ErrTargetBusy) {
+			// Refused before planning reads anything of the target.
+			return e.planFailed(ctx, job, owner, err)
+		}
+		// The store failed: the retry takes the lock (taking it again is
+		// a no-op).
+		e.releasePlanning(ctx, id, owner)
+		return job, err
 	}
 	if err := dom.Planner.Plan(ctx, job); err != nil {
 		if IsPermanent(err) || ctx.Err() != nil {

@@ -16,6 +16,7 @@ import (
 	awsevents "github.com/aws/aws-lambda-go/events"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/metrics"
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/pipeline"
@@ -351,7 +352,7 @@ type idempotencyRecord struct {
 func (h *API) claimKey(ctx context.Context, log *slog.Logger, kind events.JobKind, scope string, sr events.StartRequest) error {
 	digest := requestDigest(sr)
 	rec := idempotencyRecord{Job: sr.JobID, Kind: kind, Request: digest, RequestedBy: sr.RequestedBy, CreatedAt: h.now().UTC()}
-	key := h.cfg.StagingPrefix + "idempotency/" + string(kind) + "-" + shortHash(scope, 32) + ".json"
+	key := h.cfg.StagingPrefix + lambdaenv.IdempotencyDir + string(kind) + "-" + shortHash(scope, 32) + ".json"
 	reused := func(have idempotencyRecord) error {
 		if have.Request == digest && have.Job == sr.JobID {
 			return nil

@@ -110,13 +110,18 @@ func TestConcurrentAssembliesLeaveAConsistentArchive(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// A's manifest write waits until B is done.
-		bDone := make(chan struct{})
+		// A's manifest write waits until B is done; B starts once A
+		// is held there.
+		aHeld, bDone := make(chan struct{}), make(chan struct{})
 		store.Inject(blobtest.Fault{Op: blobtest.OpPut, Nth: 1, Match: func(k string) bool { return strings.HasSuffix(k, ".manifest.json") },
-			After: true, Err: nil, Hook: func(blobtest.Call) { <-bDone }})
+			After: true, Err: nil, Hook: func(blobtest.Call) { close(aHeld); <-bDone }})
 		var wg sync.WaitGroup
 		wg.Go(func() { _, _ = a.Advance(ctx, id) })
-		waitState(t, a, id, events.StateAssembling)
+		select {
+		case <-aHeld:
+		case <-time.After(time.Minute):
+			t.Fatalf("round %d: the first assembly never wrote its manifest", round)
+		}
 		jb, err := b.Advance(ctx, id)
 		close(bDone)
 		wg.Wait()
@@ -132,16 +137,6 @@ func TestConcurrentAssembliesLeaveAConsistentArchive(t *testing.T) {
 		}
 		base.Close()
 	}
-}
-
-func waitState(t *testing.T, e *pipeline.Engine, id string, want events.JobState) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		if j, err := e.Jobs().ReadJob(context.Background(), id); err == nil && j.State == want {
-			return
-		}
-	}
-	t.Fatalf("job %s never reached %s", id, want)
 }
 
 func newClient(e *edgebasetest.Emulator) *edgebase.Client {

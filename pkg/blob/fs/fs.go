@@ -616,28 +616,28 @@ type tempFile struct {
 // newTemp creates a temporary file in dir, creating dir as needed. It
 // retries when a concurrent Delete prunes the directory in between.
 func (s *Store) newTemp(dir string) (*tempFile, error) {
-	var last error
+	var err error
 	for range 5 {
-		d, err := s.sub(dir, true)
-		if err != nil {
-			return nil, err
+		var d *os.Root
+		// The directory may be pruned between its creation and its
+		// opening, or between its opening and the file's creation.
+		if d, err = s.sub(dir, true); err == nil {
+			var rnd [8]byte
+			if _, err := rand.Read(rnd[:]); err != nil {
+				return nil, err
+			}
+			name := TempPrefix + hex.EncodeToString(rnd[:])
+			var f *os.File
+			if f, err = d.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm); err == nil {
+				return &tempFile{d: d, f: f, name: name, dir: dir}, nil
+			}
 		}
-		var rnd [8]byte
-		if _, err := rand.Read(rnd[:]); err != nil {
-			return nil, err
-		}
-		name := TempPrefix + hex.EncodeToString(rnd[:])
-		f, err := d.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
-		if err == nil {
-			return &tempFile{d: d, f: f, name: name, dir: dir}, nil
-		}
-		last = err
 		if !errors.Is(err, iofs.ErrNotExist) {
 			break
 		}
 		s.drop(dir) // pruned (or a stale handle): walk again
 	}
-	return nil, fmt.Errorf("create temporary file in %s: %w", dir, last)
+	return nil, fmt.Errorf("create temporary file in %s: %w", dir, err)
 }
 
 // commit makes the temporary file durable (unless NoSync says otherwise)

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/edgevault/edgevault/pkg/blob"
@@ -175,4 +177,30 @@ func TestSuiteWithoutSync(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// TestWritesRaceDeletesThatPrune: writers into a directory that
+// concurrent deletes keep pruning (the last blob of a directory removed)
+// never fail: a directory removed between its creation and its use is
+// created again.
+func TestWritesRaceDeletesThatPrune(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				key := fmt.Sprintf("a/b/w%d-%d", w, i)
+				if err := s.Create(ctx, key, bytes.NewReader([]byte("x"))); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.Delete(ctx, key); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -1,5 +1,6 @@
-// Command assembler is the edgevault assembler Lambda function (SQS control queue: checks jobs, assembles finished backups). It only
-// wires: serverless.Main reads the configuration from the environment
+// Command assembler is the edgevault assembler Lambda function (SQS
+// control queue: checks jobs, assembles finished backups). It only wires:
+// serverless.Main reads the configuration from the environment
 // (internal/lambdaenv), connects its AWS dependencies once per cold start
 // and serves the handler of pkg/serverless.
 package main

@@ -1,8 +1,15 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
@@ -84,13 +92,22 @@ func TestE2EBackupFaults(t *testing.T) {
 	})
 
 	t.Run("DuplicateDelivery", func(t *testing.T) {
-		d := deploy(t, src, deployOptions{})
+		// Every message delivered twice, to three concurrent invocations
+		// of each function, with clocks that advance: the archive's name
+		// and timestamp come from the job's start, and its content must
+		// match the undisturbed run's and its own manifest.
+		d := deploy(t, src, deployOptions{now: advancingNow()})
+		d.concurrency = 3
 		d.workerPoller.Duplicate = true
 		d.controlPoller.Duplicate = true
 		rid := NewRequestID() // an asynchronous invoke retried by Lambda keeps its request id
 		_, key, got := backupOnce(t, d, rid, rid)
-		if key != wantKey || !bytes.Equal(got, want) {
-			t.Fatalf("archive %s (%d bytes) differs from the undisturbed %s (%d bytes)", key, len(got), wantKey, len(want))
+		if key == "" {
+			t.Fatal("the backup failed")
+		}
+		verifyAgainstManifest(t, key, got, d.object(archive.ManifestName(key)))
+		if diff := diffArchiveContent(t, want, got); diff != "" {
+			t.Fatalf("archive %s differs in content from the undisturbed %s: %s", key, wantKey, diff)
 		}
 		if _, deleted, _ := d.workerPoller.Stats(); deleted < 2 {
 			t.Fatalf("worker deleted %d messages", deleted)
@@ -176,5 +193,80 @@ func TestE2EWorkerLastAttemptCutShort(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("errors do not tell the deadline: %v", job["errors"])
+	}
+}
+
+// verifyAgainstManifest checks an archive against its manifest (size,
+// SHA-256, members) as `backup verify` does.
+func verifyAgainstManifest(t *testing.T, key string, data, manifest []byte) {
+	t.Helper()
+	tmp := filepath.Join(t.TempDir(), filepath.Base(key))
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(archive.ManifestName(tmp), manifest, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Verify(context.Background(), tmp); err != nil {
+		t.Fatalf("%s does not match its manifest: %v", key, err)
+	}
+}
+
+// diffArchiveContent compares two .tar.gz archives member by member,
+// ignoring backup.json's timestamp (the job's start time); it returns ""
+// when they hold the same data.
+func diffArchiveContent(t *testing.T, a, b []byte) string {
+	t.Helper()
+	ma, mb := archiveMembers(t, a), archiveMembers(t, b)
+	if len(ma) != len(mb) {
+		return fmt.Sprintf("%d members against %d", len(ma), len(mb))
+	}
+	for i := range ma {
+		if ma[i].name != mb[i].name {
+			return fmt.Sprintf("member %d is %s against %s", i, ma[i].name, mb[i].name)
+		}
+		if !bytes.Equal(ma[i].data, mb[i].data) {
+			return fmt.Sprintf("member %s differs", ma[i].name)
+		}
+	}
+	return ""
+}
+
+type member struct {
+	name string
+	data []byte
+}
+
+func archiveMembers(t *testing.T, data []byte) []member {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var out []member
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "backup.json" {
+			var doc map[string]json.RawMessage
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Fatalf("backup.json: %v", err)
+			}
+			delete(doc, "timestamp")
+			if b, err = json.Marshal(doc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, member{h.Name, b})
 	}
 }

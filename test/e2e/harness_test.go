@@ -41,9 +41,18 @@ func gate(t *testing.T) {
 	}
 }
 
-// fixedNow is the clock of every handler and emulator: archives of two
-// runs over the same data are then byte-identical.
+// fixedNow is the clock of every emulator and, unless a test gives
+// another, of every handler: archives of two runs over the same data are
+// then byte-identical.
 var fixedNow = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+// advancingNow is a clock that starts at fixedNow and advances in real
+// time: leases expire, and a job's start time differs from its
+// assembly's.
+func advancingNow() func() time.Time {
+	start := time.Now()
+	return func() time.Time { return fixedNow().Add(time.Since(start)) }
+}
 
 // syncBuffer collects log and metric lines from concurrent handlers.
 type syncBuffer struct {
@@ -131,12 +140,17 @@ type deployment struct {
 	api       *serverless.API
 
 	workerPoller, controlPoller *Poller
+	// concurrency is how many invocations of each poller run at once
+	// (Lambda's concurrent batches of one event source); default 1.
+	concurrency int
 }
 
 type deployOptions struct {
 	stack    StackOptions
 	tune     func(fn string, c *serverless.Config)
 	override map[string]string // environment overrides (another target, secret)
+	// now is every handler's clock (default fixedNow).
+	now func() time.Time
 }
 
 func deploy(t *testing.T, tg *target, o deployOptions) *deployment {
@@ -163,7 +177,11 @@ func deployOn(t *testing.T, stack *Stack, tg *target, o deployOptions) *deployme
 	t.Helper()
 	ctx := context.Background()
 	d := &deployment{t: t, clients: motoserver.Clients(t), stack: stack, target: tg, logs: &syncBuffer{}, metrics: &syncBuffer{}}
-	rt := serverless.Runtime{Now: fixedNow, Logs: d.logs, Metrics: d.metrics}
+	now := o.now
+	if now == nil {
+		now = fixedNow
+	}
+	rt := serverless.Runtime{Now: now, Logs: d.logs, Metrics: d.metrics}
 	extra := map[string]string{lambdaenv.EdgeBaseURL: tg.emu.URL(), lambdaenv.CloudflareAPIURL: tg.cf.URL(), lambdaenv.CloudflareAccount: tg.cf.AccountID()}
 	for k, v := range o.override {
 		extra[k] = v
@@ -253,11 +271,13 @@ func (d *deployment) run() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, p := range []*Poller{d.workerPoller, d.controlPoller} {
-		wg.Go(func() {
-			if err := p.Run(ctx); err != nil {
-				d.t.Errorf("poller: %v", err)
-			}
-		})
+		for range max(d.concurrency, 1) {
+			wg.Go(func() {
+				if err := p.Run(ctx); err != nil {
+					d.t.Errorf("poller: %v", err)
+				}
+			})
+		}
 	}
 	return func() { cancel(); wg.Wait() }
 }

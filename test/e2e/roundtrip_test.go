@@ -75,9 +75,17 @@ func TestE2ERoundTrip(t *testing.T) {
 	if sum.Objects != 240 || sum.Secrets == 0 {
 		t.Fatalf("archive summary: objects %d secrets %d", sum.Objects, sum.Secrets)
 	}
-	// Staging is gone, the job record stays (the api reads it).
+	// Staging goes once the job is recorded done (the invocation that
+	// recorded it deletes it, or the next check); the job record stays
+	// (the api reads it).
 	var staged []string
-	_ = d.store().List(ctx, "jobs/"+started.JobID+"/", func(i blobInfo) error { staged = append(staged, i.Key); return nil })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		staged = staged[:0]
+		_ = d.store().List(ctx, "jobs/"+started.JobID+"/", func(i blobInfo) error { staged = append(staged, i.Key); return nil })
+		if len(staged) == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(staged) != 1 {
 		t.Fatalf("staging left behind: %v", staged)
 	}

@@ -12,7 +12,8 @@
 # internal/benchtools/peerbench. Every peer and emulator it starts is
 # stopped by PID at the end, also on failure or interrupt.
 #
-# Environment: BENCH_OUT (default bench), BENCH_ARGS (extra peerbench flags,
+# Environment: BENCH_OUT (default bench), BENCH_JOB_TASKS (tasks of the
+# jobscale row, default 100000), BENCH_ARGS (extra peerbench flags,
 # e.g. "-reps 1 -scenarios 50:200 -big-rows 0"), KEEP_WORK=1, GO.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ trap_cleanup
 
 echo "== building"
 mkdir -p "$WORK/bin"
-for cmd in cmd/edgevault cmd/edgebase-emulator internal/benchtools/rawfloor internal/benchtools/archivebench internal/benchtools/peerbench; do
+for cmd in cmd/edgevault cmd/edgebase-emulator internal/benchtools/rawfloor internal/benchtools/archivebench internal/benchtools/peerbench internal/benchtools/jobscale; do
 	$GO build -o "$WORK/bin/$(basename "$cmd")" "./$cmd"
 done
 command -v /usr/bin/time >/dev/null || { echo "bench needs GNU time at /usr/bin/time (Debian package 'time')" >&2; exit 1; }
@@ -81,5 +82,17 @@ child=$!
 rc=0
 wait "$child" || rc=$?
 child=""
+if [ "$rc" -eq 0 ]; then
+	# The engine's own cost per job, apart from EdgeBase: a check must stay
+	# far below a Lambda's 15 minutes however many tasks a job has.
+	echo "== engine bookkeeping (jobscale, ${BENCH_JOB_TASKS:-100000} tasks)"
+	{
+		printf '\n## Engine bookkeeping\n\n'
+		printf 'internal/benchtools/jobscale: one job of no-op tasks on the directory store and the in-process queue, '
+		printf 'so only the engine is measured (planning, queuing, recording outcomes, checks). A check counts a '
+		printf "phase's outcomes by listing them; it never reads them one by one.\n\n"
+		"$WORK/bin/jobscale" -tasks "${BENCH_JOB_TASKS:-100000}"
+	} >>"$OUT/results.md" || rc=$?
+fi
 echo "== results: $OUT/results.md"
 exit "$rc"

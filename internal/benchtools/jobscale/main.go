@@ -7,7 +7,7 @@
 // in-process queue. make bench runs it and adds its rows to
 // bench/results.md.
 //
-//	jobscale [-tasks 100000] [-workers 8] [-checks 5] [-dir DIR] [-tsv FILE]
+//	jobscale [-tasks 100000] [-workers 8] [-checks 5] [-dir DIR]
 package main
 
 import (
@@ -56,9 +56,8 @@ func main() {
 	workers := flag.Int("workers", 8, "goroutines running tasks")
 	checks := flag.Int("checks", 5, "checks timed at each point")
 	dir := flag.String("dir", "", "store directory (default: a temporary one, removed after)")
-	tsv := flag.String("tsv", "", "append result rows to this TSV file")
 	flag.Parse()
-	if err := run(*tasks, *workers, *checks, *dir, *tsv); err != nil {
+	if err := run(*tasks, *workers, *checks, *dir); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -69,7 +68,7 @@ type result struct {
 	note  string
 }
 
-func run(n, workers, checks int, dir, tsv string) error {
+func run(n, workers, checks int, dir string) error {
 	ctx := context.Background()
 	if dir == "" {
 		d, err := os.MkdirTemp("", "edgevault-jobscale-")
@@ -164,7 +163,8 @@ func run(n, workers, checks int, dir, tsv string) error {
 		return fmt.Errorf("the job ended %s, not done: %+v", final.State, final.Errors)
 	}
 	res = append(res, result{"peak RSS", 0, peakRSS()})
-	return report(n, res, tsv)
+	report(n, res)
+	return nil
 }
 
 // drain runs exactly count tasks from the queue with workers goroutines.
@@ -199,7 +199,7 @@ func drain(ctx context.Context, eng *pipeline.Engine, q *mem.Queue, workers, cou
 	return g.Wait()
 }
 
-func report(n int, res []result, tsv string) error {
+func report(n int, res []result) {
 	fmt.Printf("### Bookkeeping of one job with %d tasks\n\n", n)
 	fmt.Println("| step | time | note |")
 	fmt.Println("|---|---|---|")
@@ -210,20 +210,6 @@ func report(n int, res []result, tsv string) error {
 		}
 		fmt.Printf("| %s | %s | %s |\n", r.name, v, r.note)
 	}
-	if tsv == "" {
-		return nil
-	}
-	f, err := os.OpenFile(tsv, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for _, r := range res {
-		if _, err := fmt.Fprintf(f, "jobscale\t%d\t%s\t%.6f\t%s\n", n, r.name, r.value.Seconds(), r.note); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // peakRSS reads the process's high-water mark of resident memory.

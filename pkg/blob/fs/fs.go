@@ -47,12 +47,21 @@ type Store struct {
 	// keys costs more than the writes themselves. A cached handle can go
 	// stale when its directory is pruned; every use that meets ENOENT
 	// drops it and walks again.
+	// Handles are counted: an evicted handle is closed once its last
+	// user releases it, so open descriptors stay bounded by the cache
+	// and the operations in flight.
 	mu   sync.Mutex
-	dirs map[string]*os.Root
+	dirs map[string]*dirHandle
 	// replaceMu serialises Replace within this process; flockDir fences
 	// other processes.
 	replaceMu sync.Mutex
-	retired   []*os.Root // evicted handles, closed by Close (others may still use them)
+}
+
+// dirHandle is a cached directory handle and its users.
+type dirHandle struct {
+	root    *os.Root
+	refs    int
+	evicted bool
 }
 
 const maxCachedDirs = 256
@@ -83,73 +92,97 @@ func NewWithOptions(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fs: open root %s: %w", dir, err)
 	}
-	return &Store{root: root, noSync: o.NoSync, dirs: map[string]*os.Root{}}, nil
+	return &Store{root: root, noSync: o.NoSync, dirs: map[string]*dirHandle{}}, nil
 }
 
 // Close releases the root directory and the cached directory handles.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, r := range s.dirs {
-		r.Close()
+	for _, h := range s.dirs {
+		h.root.Close()
 	}
-	for _, r := range s.retired {
-		r.Close()
-	}
-	s.dirs, s.retired = map[string]*os.Root{}, nil
+	s.dirs = map[string]*dirHandle{}
 	return s.root.Close()
 }
 
 // sub returns a handle on directory dir ("." is the root), creating it
-// first when create is set.
-func (s *Store) sub(dir string, create bool) (*os.Root, error) {
+// first when create is set, and the function that releases it.
+func (s *Store) sub(dir string, create bool) (*os.Root, func(), error) {
 	if dir == "." {
-		return s.root, nil
+		return s.root, func() {}, nil
 	}
 	s.mu.Lock()
-	r := s.dirs[dir]
+	h := s.dirs[dir]
+	if h != nil {
+		h.refs++
+	}
 	s.mu.Unlock()
-	if r != nil {
-		return r, nil
-	}
-	if create {
-		if err := s.root.MkdirAll(dir, dirPerm); err != nil {
-			return nil, fmt.Errorf("create directory %s: %w", dir, err)
+	if h == nil {
+		if create {
+			if err := s.root.MkdirAll(dir, dirPerm); err != nil {
+				return nil, nil, fmt.Errorf("create directory %s: %w", dir, err)
+			}
 		}
-	}
-	r, err := s.root.OpenRoot(dir)
-	if err != nil {
-		// os.Root reports a file in the way with a plain error; make it
-		// ENOTDIR so it reads as "not found" like everywhere else.
-		if fi, serr := s.root.Lstat(dir); serr == nil && !fi.IsDir() {
-			return nil, &iofs.PathError{Op: "open", Path: dir, Err: syscall.ENOTDIR}
+		r, err := s.root.OpenRoot(dir)
+		if err != nil {
+			// os.Root reports a file in the way with a plain error; make
+			// it ENOTDIR so it reads as "not found" like everywhere else.
+			if fi, serr := s.root.Lstat(dir); serr == nil && !fi.IsDir() {
+				return nil, nil, &iofs.PathError{Op: "open", Path: dir, Err: syscall.ENOTDIR}
+			}
+			return nil, nil, err
 		}
-		return nil, err
+		h = s.cache(dir, r)
 	}
+	return h.root, func() { s.release(h) }, nil
+}
+
+// cache adds a new handle on dir (or takes the one a concurrent caller
+// added first), with one user.
+func (s *Store) cache(dir string, r *os.Root) *dirHandle {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.dirs[dir]; old != nil {
-		s.retired = append(s.retired, r)
-		return old, nil
+		r.Close()
+		old.refs++
+		return old
 	}
 	if len(s.dirs) >= maxCachedDirs {
-		for k, old := range s.dirs {
-			s.retired = append(s.retired, old)
-			delete(s.dirs, k)
+		for k := range s.dirs {
+			s.evictLocked(k)
 		}
 	}
-	s.dirs[dir] = r
-	return r, nil
+	h := &dirHandle{root: r, refs: 1}
+	s.dirs[dir] = h
+	return h
+}
+
+func (s *Store) release(h *dirHandle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h.refs--; h.refs == 0 && h.evicted {
+		h.root.Close()
+	}
+}
+
+// evictLocked forgets the handle of dir; it is closed now or by its last
+// user.
+func (s *Store) evictLocked(dir string) {
+	h := s.dirs[dir]
+	delete(s.dirs, dir)
+	if h.evicted = true; h.refs == 0 {
+		h.root.Close()
+	}
 }
 
 // drop forgets the handles of dir and everything below it.
 func (s *Store) drop(dir string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, r := range s.dirs {
+	for k := range s.dirs {
 		if k == dir || strings.HasPrefix(k, dir+"/") {
-			s.retired = append(s.retired, r)
-			delete(s.dirs, k)
+			s.evictLocked(k)
 		}
 	}
 }
@@ -159,9 +192,10 @@ func (s *Store) drop(dir string) {
 func (s *Store) inDir(key string, op func(r *os.Root, base string) error) error {
 	dir, base := path.Dir(key), path.Base(key)
 	for attempt := 0; ; attempt++ {
-		r, err := s.sub(dir, false)
+		r, release, err := s.sub(dir, false)
 		if err == nil {
 			err = op(r, base)
+			release()
 		}
 		if attempt == 0 && dir != "." && (errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
 			s.drop(dir)
@@ -606,11 +640,12 @@ func mapNotExist(err error) error {
 // tempFile is a file being written in directory dir (handle d), to be
 // renamed or linked to its key's base name there.
 type tempFile struct {
-	d    *os.Root
-	f    *os.File
-	name string
-	dir  string
-	done bool
+	d       *os.Root
+	release func() // of d
+	f       *os.File
+	name    string
+	dir     string
+	done    bool
 }
 
 // newTemp creates a temporary file in dir, creating dir as needed. It
@@ -619,18 +654,21 @@ func (s *Store) newTemp(dir string) (*tempFile, error) {
 	var err error
 	for range 5 {
 		var d *os.Root
+		var release func()
 		// The directory may be pruned between its creation and its
 		// opening, or between its opening and the file's creation.
-		if d, err = s.sub(dir, true); err == nil {
+		if d, release, err = s.sub(dir, true); err == nil {
 			var rnd [8]byte
 			if _, err := rand.Read(rnd[:]); err != nil {
+				release()
 				return nil, err
 			}
 			name := TempPrefix + hex.EncodeToString(rnd[:])
 			var f *os.File
 			if f, err = d.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm); err == nil {
-				return &tempFile{d: d, f: f, name: name, dir: dir}, nil
+				return &tempFile{d: d, release: release, f: f, name: name, dir: dir}, nil
 			}
+			release()
 		}
 		if !errors.Is(err, iofs.ErrNotExist) {
 			break
@@ -685,4 +723,5 @@ func (t *tempFile) discard() {
 	if !t.done {
 		_ = t.d.Remove(t.name)
 	}
+	t.release()
 }

@@ -204,3 +204,34 @@ func TestWritesRaceDeletesThatPrune(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestDirectoryHandlesAreBounded: the cached directory handles never hold
+// more descriptors than the cache's size, however many directories a job
+// writes (one per task and delivery).
+func TestDirectoryHandlesAreBounded(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("needs /proc/self/fd to count descriptors")
+	}
+	openFDs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	s := newStore(t)
+	ctx := context.Background()
+	before := openFDs()
+	for i := range 4 * maxCachedDirs {
+		key := fmt.Sprintf("jobs/j/parts/%05d/d/part", i)
+		if err := s.Put(ctx, key, bytes.NewReader([]byte("x"))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if grew := openFDs() - before; grew > maxCachedDirs+8 {
+		t.Fatalf("%d descriptors more after writing %d directories (cache of %d)", grew, 4*maxCachedDirs, maxCachedDirs)
+	}
+}

@@ -19,9 +19,14 @@ test: ## every test, including slow suites and moto-backed adapters
 test-fast: ## quick unit run
 	$(GO) test ./...
 
-lint:
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT ?= $(shell command -v golangci-lint 2>/dev/null || echo $$($(GO) env GOPATH)/bin/golangci-lint)
+
+lint: ## gofmt, go vet and golangci-lint (.golangci.yml: adapter boundaries, funlen 100, staticcheck)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@[ -x "$(GOLANGCI_LINT)" ] || { echo "golangci-lint not found: $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)" >&2; exit 1; }
+	$(GOLANGCI_LINT) run ./...
 
 demo: build ## backup + verify + restore round trip against a local emulator (DEMO_PROFILE=0.5 for EdgeBase 0.4-0.5)
 	./scripts/demo.sh

@@ -103,7 +103,8 @@ func (a *app) runExport(ctx context.Context, table string, o exportOpts) error {
 		return failure("export_failed", err)
 	}
 	if path != "" {
-		if err := file.Close(); err == nil {
+		err := file.Close()
+		if err == nil {
 			err = os.Rename(file.Name(), path)
 		}
 		if err != nil {

@@ -159,15 +159,6 @@ func assertWiped(ctx context.Context, t *testing.T, e *edgebasetest.Emulator, na
 	}
 }
 
-func containsLine(fp *edgebasetest.Fingerprint, prefix string) bool {
-	for _, l := range fp.Lines {
-		if strings.HasPrefix(l, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
 // TestRoundTripAwkwardKeys: R2 keys that cannot be tar paths as they are
 // (a trailing '/', '//', '.', '..', a key that is also a directory of
 // another, case-only twins) survive backup and restore exactly, with

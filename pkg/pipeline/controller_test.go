@@ -140,14 +140,14 @@ func TestFinishFailureReleasesTheLease(t *testing.T) {
 	}
 	e.start(ctx, t, "j")
 	e.run(ctx, t, drain(ctx, t, e.tasks))
-	job, err := e.eng.Advance(ctx, "j")
+	_, err := e.eng.Advance(ctx, "j")
 	if !errors.Is(err, errTransient) {
 		t.Fatalf("failing finish: %v", err)
 	}
-	if job = e.job(ctx, t, "j"); job.State != events.StateAssembling || job.Finishing != nil {
+	if job := e.job(ctx, t, "j"); job.State != events.StateAssembling || job.Finishing != nil {
 		t.Fatalf("after a failed finish: %s, lease %+v; want assembling, released", job.State, job.Finishing)
 	}
-	job, err = e.eng.Advance(ctx, "j")
+	job, err := e.eng.Advance(ctx, "j")
 	if err != nil || job.State != events.StateDone || e.fin.calls.Load() != 2 {
 		t.Fatalf("retry: %+v %v", job, err)
 	}

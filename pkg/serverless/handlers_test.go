@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -295,16 +293,6 @@ func send(ctx context.Context, t *testing.T, q pipeline.Queue, bodies ...[]byte)
 	}
 }
 
-// sqsEvent is the event Lambda's event source makes of deliveries.
-func sqsEvent(ds ...pipeline.Delivery) awsevents.SQSEvent {
-	var ev awsevents.SQSEvent
-	for _, d := range ds {
-		ev.Records = append(ev.Records, awsevents.SQSMessage{MessageId: d.ID, ReceiptHandle: d.Receipt, Body: string(d.Body),
-			EventSource: "aws:sqs", Attributes: map[string]string{"ApproximateReceiveCount": strconv.Itoa(d.Attempt)}})
-	}
-	return ev
-}
-
 // failedIDs lists a response's failed message ids.
 func failedIDs(resp awsevents.SQSEventResponse) []string {
 	out := []string{}
@@ -365,14 +353,4 @@ func (tb *testbed) metricCount(t *testing.T, name string) int {
 		}
 	}
 	return n
-}
-
-// containsAll reports whether s contains every part.
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
 }

@@ -283,7 +283,7 @@ func TestRetryDelayAndIDs(t *testing.T) {
 	if a, b := newJobID(events.KindBackup, now, "k"), newJobID(events.KindBackup, now.Add(time.Hour), "k"); a != b || !pipeline.ValidJobID(a) {
 		t.Fatalf("idempotency ids %q %q", a, b)
 	}
-	if newJobID(events.KindBackup, now, "") == newJobID(events.KindBackup, now, "") {
+	if first, second := newJobID(events.KindBackup, now, ""), newJobID(events.KindBackup, now, ""); first == second {
 		t.Fatal("random ids repeat")
 	}
 }

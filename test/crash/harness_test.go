@@ -152,11 +152,7 @@ func seedSmall(ctx context.Context, e *edgebasetest.Emulator) error {
 			return err
 		}
 	}
-	var objs []edgebasetest.Object
-	for _, o := range edgebasetest.DemoObjects()[220:232] {
-		objs = append(objs, o)
-	}
-	return e.AddObjects(ctx, objs...)
+	return e.AddObjects(ctx, edgebasetest.DemoObjects()[220:232]...)
 }
 
 func printOf(ctx context.Context, e *edgebasetest.Emulator) (string, error) {

@@ -221,6 +221,24 @@ func writeMarkdown(w io.Writer, rows []row, meta []string, profile string) {
 	}
 	p("")
 
+	writePeerTables(p, st, order)
+	writeEmulatorTable(p, st, order)
+	writeArchiveTables(p, st, order)
+	if profile != "" {
+		p("## CPU profile of edgevault (in-process, pprof)")
+		p("")
+		p("```")
+		p("%s", strings.TrimRight(profile, "\n"))
+		p("```")
+	}
+}
+
+// printer writes one line of the document.
+type printer func(format string, a ...any)
+
+// writePeerTables renders the comparison against the official CLI and
+// the floor on the real peer, and where edgevault's time goes.
+func writePeerTables(p printer, st map[key]stat, order []key) {
 	var scenarios []string
 	seen := map[string]bool{}
 	for _, k := range order {
@@ -287,8 +305,12 @@ func writeMarkdown(w io.Writer, rows []row, meta []string, profile string) {
 		p("")
 	}
 
+}
+
+// writeEmulatorTable renders the emulator rows.
+func writeEmulatorTable(p printer, st map[key]stat, order []key) {
 	var emu []string
-	seen = map[string]bool{}
+	seen := map[string]bool{}
 	for _, k := range order {
 		if k.suite == "emulator" && !seen[k.scenario] {
 			seen[k.scenario] = true
@@ -308,6 +330,10 @@ func writeMarkdown(w io.Writer, rows []row, meta []string, profile string) {
 		p("")
 	}
 
+}
+
+// writeArchiveTables renders the archive format rows.
+func writeArchiveTables(p printer, st map[key]stat, order []key) {
 	for _, k := range order {
 		if k.suite != "archive" || k.op != "write" {
 			continue
@@ -329,12 +355,5 @@ func writeMarkdown(w io.Writer, rows []row, meta []string, profile string) {
 			p("| %s | %.1f s | %s MiB | %s |", x.name, x.s.wall, mib(x.s.rss), ok)
 		}
 		p("")
-	}
-	if profile != "" {
-		p("## CPU profile of edgevault (in-process, pprof)")
-		p("")
-		p("```")
-		p("%s", strings.TrimRight(profile, "\n"))
-		p("```")
 	}
 }

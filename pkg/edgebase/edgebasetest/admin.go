@@ -856,44 +856,9 @@ func (e *Emulator) cleanupPlugin(ctx context.Context, q *request) *response {
 	}
 	var tables, metaKeys []string
 	inDO := func(name string) *response {
-		res, err := e.dos.call(ctx, doCall{name: name}, func(in *doInstance, db sqlDB) (doResult, error) {
-			all, err := queryStrings(ctx, db, userTablesSQL)
-			if err != nil {
-				return doResult{status: 500, body: object{{"code", float64(500)}, {"message", err.Error()}}}, nil
-			}
-			t, drop, mk := pluginPlan(all, prefix)
-			for _, d := range drop {
-				if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+esc(d)); err != nil {
-					return doResult{status: 500, body: object{{"code", float64(500)}, {"message", err.Error()}}}, nil
-				}
-			}
-			for _, k := range mk {
-				if _, err := db.ExecContext(ctx, `DELETE FROM "_meta" WHERE "key" = ?`, k); err != nil {
-					return doResult{status: 500, body: object{{"code", float64(500)}, {"message", err.Error()}}}, nil
-				}
-			}
-			return doResult{status: 200, body: object{{"tables", t}, {"metaKeys", mk}}}, nil
-		})
-		if err != nil {
-			return unexpected()
-		}
-		if !res.ok() {
-			b, _ := res.body.(object)
-			msg, _ := b.get("message")
-			m, _ := msg.(string)
-			if m == "" {
-				m = "DO SQL execution failed."
-			}
-			return errorResponse(res.status, m)
-		}
-		if res.status == 200 {
-			b, _ := res.body.(object)
-			tv, _ := b.get("tables")
-			mv, _ := b.get("metaKeys")
-			tables, _ = tv.([]string)
-			metaKeys, _ = mv.([]string)
-		}
-		return nil
+		var r *response
+		tables, metaKeys, r = e.cleanupPluginInDO(ctx, name, prefix)
+		return r
 	}
 	var target any
 	switch {
@@ -913,29 +878,8 @@ func (e *Emulator) cleanupPlugin(ctx context.Context, q *request) *response {
 		case d != nil && (d.Provider == "postgres" || d.Provider == "neon"):
 			return errorResponse(500, fmt.Sprintf("PostgreSQL binding '%s' not found.", "DB_POSTGRES_"+strings.ReplaceAll(strings.ToUpper(ns), "-", "_")))
 		case d != nil && id == "" && d.RoutesToD1():
-			e.d1.mu.Lock()
-			db, err := e.d1.db(d1BindingName(ns))
-			if err == nil {
-				var all []string
-				all, err = queryStrings(ctx, db, userTablesSQL)
-				if err == nil {
-					var drop []string
-					tables, drop, metaKeys = pluginPlan(all, prefix)
-					for _, t := range drop {
-						if _, err = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+esc(t)); err != nil {
-							break
-						}
-					}
-					for _, k := range metaKeys {
-						if err != nil {
-							break
-						}
-						_, err = db.ExecContext(ctx, `DELETE FROM "_meta" WHERE "key" = ?`, k)
-					}
-				}
-			}
-			e.d1.mu.Unlock()
-			if err != nil {
+			var err error
+			if tables, metaKeys, err = e.cleanupPluginInD1(ctx, ns, prefix); err != nil {
 				return unexpected()
 			}
 		default:
@@ -968,4 +912,68 @@ func (e *Emulator) cleanupPlugin(ctx context.Context, q *request) *response {
 		{"ok", true}, {"prefix", prefix}, {"target", target},
 		{"removed", object{{"tables", tables}, {"metaKeys", metaKeys}}},
 	})
+}
+
+// cleanupPluginInDO drops a plugin's tables and _meta keys in one DO.
+func (e *Emulator) cleanupPluginInDO(ctx context.Context, name, prefix string) (tables, metaKeys []string, _ *response) {
+	res, err := e.dos.call(ctx, doCall{name: name}, func(in *doInstance, db sqlDB) (doResult, error) {
+		t, mk, err := dropPlugin(ctx, db, prefix)
+		if err != nil {
+			return doResult{status: 500, body: object{{"code", float64(500)}, {"message", err.Error()}}}, nil
+		}
+		return doResult{status: 200, body: object{{"tables", t}, {"metaKeys", mk}}}, nil
+	})
+	if err != nil {
+		return nil, nil, unexpected()
+	}
+	if !res.ok() {
+		b, _ := res.body.(object)
+		msg, _ := b.get("message")
+		m, _ := msg.(string)
+		if m == "" {
+			m = "DO SQL execution failed."
+		}
+		return nil, nil, errorResponse(res.status, m)
+	}
+	if res.status == 200 {
+		b, _ := res.body.(object)
+		tv, _ := b.get("tables")
+		mv, _ := b.get("metaKeys")
+		tables, _ = tv.([]string)
+		metaKeys, _ = mv.([]string)
+	}
+	return tables, metaKeys, nil
+}
+
+// cleanupPluginInD1 drops a plugin's tables and _meta keys in a
+// namespace's D1 database.
+func (e *Emulator) cleanupPluginInD1(ctx context.Context, ns, prefix string) (tables, metaKeys []string, err error) {
+	e.d1.mu.Lock()
+	defer e.d1.mu.Unlock()
+	db, err := e.d1.db(d1BindingName(ns))
+	if err != nil {
+		return nil, nil, err
+	}
+	return dropPlugin(ctx, db, prefix)
+}
+
+// dropPlugin drops the tables of a plugin's prefix and deletes its _meta
+// keys in db, returning what it removed.
+func dropPlugin(ctx context.Context, db sqlDB, prefix string) (tables, metaKeys []string, err error) {
+	all, err := queryStrings(ctx, db, userTablesSQL)
+	if err != nil {
+		return nil, nil, err
+	}
+	tables, drop, metaKeys := pluginPlan(all, prefix)
+	for _, t := range drop {
+		if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+esc(t)); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, k := range metaKeys {
+		if _, err := db.ExecContext(ctx, `DELETE FROM "_meta" WHERE "key" = ?`, k); err != nil {
+			return nil, nil, err
+		}
+	}
+	return tables, metaKeys, nil
 }

@@ -245,8 +245,23 @@ func TakeFingerprint(ctx context.Context, baseURL string, opts FingerprintOption
 		}
 	}
 	fp := &Fingerprint{}
+	if err := fingerprintUsers(ctx, fc, ignore, fp); err != nil {
+		return nil, err
+	}
+	if err := fingerprintTables(ctx, fc, cfg, opts, ignore, fp); err != nil {
+		return nil, err
+	}
+	for _, bucket := range cfg.Buckets {
+		if err := fingerprintBucket(ctx, fc, bucket, opts, fp); err != nil {
+			return nil, err
+		}
+	}
+	return fp, nil
+}
 
-	// users
+// fingerprintUsers adds the users line: every user's id (unless
+// ignored), email, display name and role, by email.
+func fingerprintUsers(ctx context.Context, fc *fpClient, ignore map[string]bool, fp *Fingerprint) error {
 	var users []any
 	cursor := ""
 	for {
@@ -256,7 +271,7 @@ func TakeFingerprint(ctx context.Context, baseURL string, opts FingerprintOption
 		}
 		page, err := fc.getJSON(ctx, p)
 		if err != nil {
-			return nil, fmt.Errorf("edgebasetest: fingerprint: users: %w", err)
+			return fmt.Errorf("edgebasetest: fingerprint: users: %w", err)
 		}
 		us, _ := page.get("users")
 		arr, _ := us.([]any)
@@ -285,7 +300,12 @@ func TakeFingerprint(ctx context.Context, baseURL string, opts FingerprintOption
 	})
 	fp.Lines = append(fp.Lines, fmt.Sprintf("users all %d %s", len(users), sha([]byte(canon(users)))))
 
-	// tables
+	return nil
+}
+
+// fingerprintTables adds one line per table of every DB block (per
+// instance for dynamic blocks).
+func fingerprintTables(ctx context.Context, fc *fpClient, cfg Config, opts FingerprintOptions, ignore map[string]bool, fp *Fingerprint) error {
 	table := func(label, path string) error {
 		var items []any
 		after := ""
@@ -335,100 +355,103 @@ func TakeFingerprint(ctx context.Context, baseURL string, opts FingerprintOption
 						continue
 					}
 					if err := table(inst+"."+t.Name, "/api/db/"+url.PathEscape(ns)+"/"+url.PathEscape(id)+"/tables/"+url.PathEscape(t.Name)); err != nil {
-						return nil, fmt.Errorf("edgebasetest: fingerprint: %w", err)
+						return fmt.Errorf("edgebasetest: fingerprint: %w", err)
 					}
 				}
 				continue
 			}
 			if err := table(d.Name+"."+t.Name, "/api/db/"+url.PathEscape(d.Name)+"/tables/"+url.PathEscape(t.Name)); err != nil {
-				return nil, fmt.Errorf("edgebasetest: fingerprint: %w", err)
+				return fmt.Errorf("edgebasetest: fingerprint: %w", err)
 			}
 		}
 	}
 
-	// storage
+	return nil
+}
+
+// fingerprintBucket adds the bucket's line (every key, size and
+// SHA-256) and one line per object with its content type.
+func fingerprintBucket(ctx context.Context, fc *fpClient, bucket string, opts FingerprintOptions, fp *Fingerprint) error {
 	conc := opts.Concurrency
 	if conc <= 0 {
 		conc = 8
 	}
-	for _, bucket := range cfg.Buckets {
-		type file struct {
-			key  string
-			size int64
-			sum  string
-			ct   string
+	type file struct {
+		key  string
+		size int64
+		sum  string
+		ct   string
+	}
+	var files []*file
+	cur := ""
+	for {
+		p := "/api/storage/" + url.PathEscape(bucket) + "?limit=1000"
+		if cur != "" {
+			p += "&cursor=" + url.QueryEscape(cur)
 		}
-		var files []*file
-		cur := ""
-		for {
-			p := "/api/storage/" + url.PathEscape(bucket) + "?limit=1000"
-			if cur != "" {
-				p += "&cursor=" + url.QueryEscape(cur)
-			}
-			page, err := fc.getJSON(ctx, p)
-			if err != nil {
-				return nil, fmt.Errorf("edgebasetest: fingerprint: storage %s: %w", bucket, err)
-			}
-			fv, _ := page.get("files")
-			arr, _ := fv.([]any)
-			for _, f := range arr {
-				fo, _ := f.(object)
-				k, _ := fo.get("key")
-				s, _ := fo.get("size")
-				sz, _ := s.(float64)
-				files = append(files, &file{key: jsToString(k), size: int64(sz)})
-			}
-			tr, _ := page.get("truncated")
-			cv, _ := page.get("cursor")
-			cur, _ = cv.(string)
-			if tr != true || cur == "" {
-				break
-			}
+		page, err := fc.getJSON(ctx, p)
+		if err != nil {
+			return fmt.Errorf("edgebasetest: fingerprint: storage %s: %w", bucket, err)
 		}
-		sort.Slice(files, func(i, j int) bool { return utf16Less(files[i].key, files[j].key) })
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(conc)
-		for _, f := range files {
-			g.Go(func() error {
-				segs := strings.Split(f.key, "/")
-				for i := range segs {
-					segs[i] = encodeURIComponent(segs[i])
-				}
-				resp, err := fc.do(gctx, "/api/storage/"+url.PathEscape(bucket)+"/"+strings.Join(segs, "/"))
-				if err != nil {
-					return fmt.Errorf("object %s/%s: %w", bucket, f.key, err)
-				}
-				defer resp.Body.Close()
-				h := sha256.New()
-				if _, err := io.Copy(h, resp.Body); err != nil {
-					return fmt.Errorf("object %s/%s: %w", bucket, f.key, err)
-				}
-				f.sum = hex.EncodeToString(h.Sum(nil))
-				f.ct = resp.Header.Get("Content-Type")
-				if opts.StoredType != nil {
-					if f.ct, err = opts.StoredType(gctx, bucket+"/"+f.key); err != nil {
-						return fmt.Errorf("object %s/%s: stored type: %w", bucket, f.key, err)
-					}
-				}
-				if opts.Types == TypesNormalized {
-					f.ct = normalizeContentType(f.ct)
-				}
-				return nil
-			})
+		fv, _ := page.get("files")
+		arr, _ := fv.([]any)
+		for _, f := range arr {
+			fo, _ := f.(object)
+			k, _ := fo.get("key")
+			s, _ := fo.get("size")
+			sz, _ := s.(float64)
+			files = append(files, &file{key: jsToString(k), size: int64(sz)})
 		}
-		if err := g.Wait(); err != nil {
-			return nil, fmt.Errorf("edgebasetest: fingerprint: %w", err)
-		}
-		lines := make([]string, len(files))
-		for i, f := range files {
-			lines[i] = fmt.Sprintf("%s %d %s", f.key, f.size, f.sum)
-		}
-		fp.Lines = append(fp.Lines, fmt.Sprintf("storage %s %d %s", bucket, len(files), sha([]byte(strings.Join(lines, "\n")))))
-		for _, f := range files {
-			fp.Lines = append(fp.Lines, fmt.Sprintf("object %s %d %s %s", strconv.Quote(bucket+"/"+f.key), f.size, f.sum, strconv.Quote(f.ct)))
+		tr, _ := page.get("truncated")
+		cv, _ := page.get("cursor")
+		cur, _ = cv.(string)
+		if tr != true || cur == "" {
+			break
 		}
 	}
-	return fp, nil
+	sort.Slice(files, func(i, j int) bool { return utf16Less(files[i].key, files[j].key) })
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, f := range files {
+		g.Go(func() error {
+			segs := strings.Split(f.key, "/")
+			for i := range segs {
+				segs[i] = encodeURIComponent(segs[i])
+			}
+			resp, err := fc.do(gctx, "/api/storage/"+url.PathEscape(bucket)+"/"+strings.Join(segs, "/"))
+			if err != nil {
+				return fmt.Errorf("object %s/%s: %w", bucket, f.key, err)
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			if _, err := io.Copy(h, resp.Body); err != nil {
+				return fmt.Errorf("object %s/%s: %w", bucket, f.key, err)
+			}
+			f.sum = hex.EncodeToString(h.Sum(nil))
+			f.ct = resp.Header.Get("Content-Type")
+			if opts.StoredType != nil {
+				if f.ct, err = opts.StoredType(gctx, bucket+"/"+f.key); err != nil {
+					return fmt.Errorf("object %s/%s: stored type: %w", bucket, f.key, err)
+				}
+			}
+			if opts.Types == TypesNormalized {
+				f.ct = normalizeContentType(f.ct)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("edgebasetest: fingerprint: %w", err)
+	}
+	lines := make([]string, len(files))
+	for i, f := range files {
+		lines[i] = fmt.Sprintf("%s %d %s", f.key, f.size, f.sum)
+	}
+	fp.Lines = append(fp.Lines, fmt.Sprintf("storage %s %d %s", bucket, len(files), sha([]byte(strings.Join(lines, "\n")))))
+	for _, f := range files {
+		fp.Lines = append(fp.Lines, fmt.Sprintf("object %s %d %s %s", strconv.Quote(bucket+"/"+f.key), f.size, f.sum, strconv.Quote(f.ct)))
+	}
+	return nil
 }
 
 // encodeURIComponent escapes like JavaScript's encodeURIComponent.

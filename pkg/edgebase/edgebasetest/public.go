@@ -472,8 +472,24 @@ func parseJSInt(s string) (int, bool) {
 	return n, true
 }
 
-func (e *Emulator) listRows(ctx context.Context, q *request, db querier, t *Table, isDO bool) (*response, error) {
-	qs := q.r.URL.Query()
+// listParams are a row listing's paging parameters.
+type listParams struct {
+	limit, offset, page, perPage *int
+	after, before, sort          string
+}
+
+// pick is the first of a and b that is set, else def.
+func pick(a, b *int, def int) int {
+	if a != nil {
+		return *a
+	}
+	if b != nil {
+		return *b
+	}
+	return def
+}
+
+func parseListParams(qs url.Values) (listParams, *response) {
 	num := func(name, msg string, min int) (*int, *response) {
 		v := qs.Get(name)
 		if v == "" {
@@ -488,50 +504,45 @@ func (e *Emulator) listRows(ctx context.Context, q *request, db querier, t *Tabl
 		}
 		return &n, nil
 	}
-	limit, r := num("limit", "must be non-negative", 0)
-	if r != nil {
-		return r, nil
+	p := listParams{after: qs.Get("after"), before: qs.Get("before"), sort: qs.Get("sort")}
+	var r *response
+	if p.limit, r = num("limit", "must be non-negative", 0); r != nil {
+		return p, r
 	}
-	if limit != nil && *limit > 1000 {
-		*limit = 1000
+	if p.limit != nil && *p.limit > 1000 {
+		*p.limit = 1000
 	}
-	offset, r := num("offset", "must be non-negative", 0)
-	if r != nil {
-		return r, nil
+	if p.offset, r = num("offset", "must be non-negative", 0); r != nil {
+		return p, r
 	}
-	page, r := num("page", "must be a positive number", 1)
-	if r != nil {
-		return r, nil
+	if p.page, r = num("page", "must be a positive number", 1); r != nil {
+		return p, r
 	}
-	perPage, r := num("perPage", "must be non-negative", 0)
-	if r != nil {
-		return r, nil
-	}
-	after, before := qs.Get("after"), qs.Get("before")
-	pick := func(a, b *int, def int) int {
-		if a != nil {
-			return *a
-		}
-		if b != nil {
-			return *b
-		}
-		return def
-	}
-	effLimit := min(pick(limit, perPage, 100), 1000)
-	sqlq := "SELECT * FROM " + esc(t.Name)
+	p.perPage, r = num("perPage", "must be non-negative", 0)
+	return p, r
+}
+
+// cursorMode reports whether the listing pages by id (after/before)
+// rather than by offset.
+func (p listParams) cursorMode() bool { return p.after != "" || p.before != "" }
+
+// query builds the SELECT of one page of table.
+func (p listParams) query(table string) (string, []any) {
+	effLimit := min(pick(p.limit, p.perPage, 100), 1000)
+	sqlq := "SELECT * FROM " + esc(table)
 	var args []any
 	switch {
-	case after != "":
+	case p.after != "":
 		sqlq += ` WHERE "id" > ?`
-		args = append(args, after)
-	case before != "":
+		args = append(args, p.after)
+	case p.before != "":
 		sqlq += ` WHERE "id" < ?`
-		args = append(args, before)
+		args = append(args, p.before)
 	}
 	var order []string
 	hasID := false
-	if s := qs.Get("sort"); s != "" {
-		for _, part := range strings.Split(s, ",") {
+	if p.sort != "" {
+		for _, part := range strings.Split(p.sort, ",") {
 			field, dir, _ := strings.Cut(part, ":")
 			d := "ASC"
 			if strings.ToUpper(dir) == "DESC" {
@@ -544,22 +555,26 @@ func (e *Emulator) listRows(ctx context.Context, q *request, db querier, t *Tabl
 		}
 	}
 	tie := `"id" ASC`
-	if before != "" {
+	if p.before != "" {
 		tie = `"id" DESC`
 	}
 	if len(order) == 0 || !hasID {
 		order = append(order, tie)
 	}
 	sqlq += " ORDER BY " + strings.Join(order, ", ")
-	cursorMode := after != "" || before != ""
-	if cursorMode {
-		sqlq += " LIMIT ?"
-		args = append(args, effLimit)
-	} else {
-		off := pick(offset, nil, (pick(page, nil, 1)-1)*effLimit)
-		sqlq += " LIMIT ? OFFSET ?"
-		args = append(args, effLimit, off)
+	if p.cursorMode() {
+		return sqlq + " LIMIT ?", append(args, effLimit)
 	}
+	off := pick(p.offset, nil, (pick(p.page, nil, 1)-1)*effLimit)
+	return sqlq + " LIMIT ? OFFSET ?", append(args, effLimit, off)
+}
+
+func (e *Emulator) listRows(ctx context.Context, q *request, db querier, t *Table, isDO bool) (*response, error) {
+	p, r := parseListParams(q.r.URL.Query())
+	if r != nil {
+		return r, nil
+	}
+	sqlq, args := p.query(t.Name)
 	conv := d1Value
 	if isDO {
 		conv = doValue
@@ -573,6 +588,7 @@ func (e *Emulator) listRows(ctx context.Context, q *request, db querier, t *Tabl
 		rows[i] = normalizeRow(t, rows[i])
 		items[i] = rows[i]
 	}
+	cursorMode := p.cursorMode()
 	var total any
 	if !cursorMode {
 		var n int64
@@ -585,16 +601,16 @@ func (e *Emulator) listRows(ctx context.Context, q *request, db querier, t *Tabl
 		}
 		total = float64(n)
 	}
-	hasMore := len(rows) == pick(limit, perPage, 100)
+	hasMore := len(rows) == pick(p.limit, p.perPage, 100)
 	var lastID any
 	if len(rows) > 0 {
 		lastID, _ = rows[len(rows)-1].get("id")
 	}
-	pageV := float64(pick(page, nil, 1))
+	pageV := float64(pick(p.page, nil, 1))
 	if isDO {
 		resp := object{{"items", items}}
 		if !cursorMode {
-			resp = append(resp, kv{"total", total}, kv{"page", pageV}, kv{"perPage", float64(pick(perPage, limit, 100))})
+			resp = append(resp, kv{"total", total}, kv{"page", pageV}, kv{"perPage", float64(pick(p.perPage, p.limit, 100))})
 		}
 		resp = append(resp, kv{"hasMore", hasMore})
 		if len(rows) > 0 {
@@ -606,7 +622,7 @@ func (e *Emulator) listRows(ctx context.Context, q *request, db querier, t *Tabl
 	if hasMore && len(rows) > 0 {
 		cursor = jsToString(lastID)
 	}
-	return jsonResponse(200, object{{"items", items}, {"total", total}, {"hasMore", hasMore}, {"cursor", cursor}, {"page", pageV}, {"perPage", float64(pick(limit, perPage, 100))}}), nil
+	return jsonResponse(200, object{{"items", items}, {"total", total}, {"hasMore", hasMore}, {"cursor", cursor}, {"page", pageV}, {"perPage", float64(pick(p.limit, p.perPage, 100))}}), nil
 }
 
 // ─── storage ───
@@ -709,7 +725,7 @@ func (e *Emulator) storageList(ctx context.Context, q *request, bucket string) *
 		if !ok || n < 0 {
 			return slugError(400, "Invalid storage cursor offset: must be a non-negative integer.", "validation-failed")
 		}
-		offset, cursor = n, ""
+		offset = n
 	} else if cursor != "" {
 		k, err := r2CursorKey(cursor)
 		if err != nil {

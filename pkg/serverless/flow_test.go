@@ -67,9 +67,17 @@ func TestBackupThroughTheFunctions(t *testing.T) {
 	if sum.Users != 3 || sum.Objects != 5 || sum.VerifiedObjects != 5 || sum.DOs == 0 || sum.DataNamespaces == 0 || !sum.Config || sum.Manifest != "ok" {
 		t.Fatalf("archive summary %+v", sum)
 	}
+	// The invocation that records the job done deletes its staging area
+	// next (never before: a failed done write must find it).
 	var staged []string
-	if err := tb.fs.List(ctx, tb.jobs.StagingKey("b1")+"/", func(i blob.Info) error { staged = append(staged, i.Key); return nil }); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		staged = staged[:0]
+		if err := tb.fs.List(ctx, tb.jobs.StagingKey("b1")+"/", func(i blob.Info) error { staged = append(staged, i.Key); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(staged) == 1 && staged[0] == tb.jobs.JobKey("b1") || time.Now().After(deadline) {
+			break
+		}
 	}
 	if len(staged) != 1 || staged[0] != tb.jobs.JobKey("b1") {
 		t.Fatalf("staging left after the job: %v", staged)

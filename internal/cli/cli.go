@@ -115,7 +115,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log details to stderr")
 	backup := &cobra.Command{Use: "backup", Short: "Create, restore, verify and list backups"}
 	backup.AddCommand(a.createCommand(), a.restoreCommand(), a.verifyCommand(), a.listCommand())
-	root.AddCommand(backup, a.exportCommand(), a.versionCommand())
+	root.AddCommand(backup, a.exportCommand(), a.versionCommand(), a.keygenCommand())
 	return root
 }
 

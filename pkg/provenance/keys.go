@@ -40,6 +40,14 @@ type PublicKey struct {
 // KeyID returns the hex SHA-256 of the key's PKIX encoding.
 func (k PublicKey) KeyID() string { return k.id }
 
+// Algorithm returns the signature algorithm the key verifies.
+func (k PublicKey) Algorithm() string {
+	if _, ok := k.key.(ed25519.PublicKey); ok {
+		return Ed25519
+	}
+	return ECDSAP256
+}
+
 // Verify checks sig over msg with algorithm alg.
 func (k PublicKey) Verify(alg string, msg, sig []byte) bool {
 	switch pk := k.key.(type) {

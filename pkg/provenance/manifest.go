@@ -25,10 +25,11 @@ var (
 const signingDomain = "edgevault manifest v1\n"
 
 // SigningBytes are the bytes a manifest's signature covers: a domain
-// prefix and the manifest's JSON without its signature. The manifest's
-// fields are a Go struct, so the encoding is canonical; a field the
-// reader does not know is dropped on decoding, and the signature fails:
-// closed, not open.
+// prefix and the hex SHA-256 of the manifest's JSON without its
+// signature. Short, so a KMS key signs them as a RAW message (at most 4
+// KiB; a manifest with many parts is longer). The manifest's fields are a
+// Go struct, so the encoding is canonical; a field the reader does not
+// know is dropped on decoding, and the signature fails: closed, not open.
 func SigningBytes(m archive.Manifest) ([]byte, error) {
 	return signedJSON(signingDomain, withoutSignature(m))
 }
@@ -43,7 +44,8 @@ func signedJSON(domain string, v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provenance: encode: %w", err)
 	}
-	return append([]byte(domain), b...), nil
+	sum := sha256.Sum256(b)
+	return []byte(domain + hex.EncodeToString(sum[:])), nil
 }
 
 // Digest is the hex SHA-256 identifying a manifest, signature included:

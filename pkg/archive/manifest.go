@@ -32,15 +32,18 @@ type Manifest struct {
 	Job             string         `json:"job,omitempty"`
 	BackupTimestamp string         `json:"backupTimestamp,omitempty"` // the archive's top-level timestamp
 	Source          string         `json:"source,omitempty"`
-	DOs             int            `json:"dos"`
-	AuthShards      int            `json:"authShards"`
-	DataNamespaces  int            `json:"dataNamespaces"`
-	Tables          int64          `json:"tables"`
-	Rows            int64          `json:"rows"`
-	Users           int64          `json:"users"`
-	Objects         int64          `json:"objects"`
-	StorageBytes    int64          `json:"storageBytes"`
-	Secrets         bool           `json:"secrets"`
+	// SourceURL is the base URL of the deployment backed up: what a
+	// restore drill must never write to, and what chains manifests.
+	SourceURL      string `json:"sourceURL,omitempty"`
+	DOs            int    `json:"dos"`
+	AuthShards     int    `json:"authShards"`
+	DataNamespaces int    `json:"dataNamespaces"`
+	Tables         int64  `json:"tables"`
+	Rows           int64  `json:"rows"`
+	Users          int64  `json:"users"`
+	Objects        int64  `json:"objects"`
+	StorageBytes   int64  `json:"storageBytes"`
+	Secrets        bool   `json:"secrets"`
 	// Server records what the backup observed about the server where a
 	// newer EdgeBase (0.4+) shows less than 0.2.8 did. Absent in manifests
 	// written before it existed, or by writers that did not look.

@@ -113,7 +113,7 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 	if err != nil {
 		return assembled{}, err
 	}
-	man := &archive.Manifest{Version: archive.ManifestVersion, Job: job.ID, Source: job.Source}
+	man := &archive.Manifest{Version: archive.ManifestVersion, Job: job.ID, Source: job.Source, SourceURL: job.Target}
 	warning, err := a.observe(ctx, job.ID, configOut, masked, man)
 	if err != nil {
 		return assembled{}, err

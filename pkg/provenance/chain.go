@@ -27,10 +27,11 @@ func CheckChain(ms []archive.Manifest) ChainReport {
 	bySource := map[string][]archive.Manifest{}
 	var sources []string
 	for _, m := range ms {
-		if _, ok := bySource[m.Source]; !ok {
-			sources = append(sources, m.Source)
+		k := ChainKey(m)
+		if _, ok := bySource[k]; !ok {
+			sources = append(sources, k)
 		}
-		bySource[m.Source] = append(bySource[m.Source], m)
+		bySource[k] = append(bySource[k], m)
 	}
 	sort.Strings(sources)
 	for _, src := range sources {
@@ -71,6 +72,15 @@ func CheckChain(ms []archive.Manifest) ChainReport {
 		}
 	}
 	return r
+}
+
+// ChainKey names the series a manifest belongs to: its source URL, else
+// (manifests written before it was recorded) its source kind.
+func ChainKey(m archive.Manifest) string {
+	if m.SourceURL != "" {
+		return m.SourceURL
+	}
+	return m.Source
 }
 
 // Err returns the report's problems as one error wrapping ErrChain.

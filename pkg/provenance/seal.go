@@ -61,7 +61,7 @@ func (s *Sealer) previous(ctx context.Context, m archive.Manifest) (*archive.Man
 		if err != nil {
 			return fmt.Errorf("provenance: chaining to %s: %w", info.Key, err)
 		}
-		if c.Source != m.Source || !before(c, m) {
+		if ChainKey(c) != ChainKey(m) || !before(c, m) {
 			return nil
 		}
 		if best == nil || before(*best, c) {

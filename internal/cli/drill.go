@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/drill"
 	"github.com/edgevault/edgevault/pkg/edgevault"
+	"github.com/edgevault/edgevault/pkg/provenance"
 	"github.com/edgevault/edgevault/pkg/restore"
 )
 
@@ -23,6 +25,8 @@ type drillOpts struct {
 	scratchConfirm string
 	concurrency    int
 	workDir        string
+	signKey        string
+	noRecord       bool
 }
 
 func (a *app) drillCommand() *cobra.Command {
@@ -49,6 +53,8 @@ holding data, unless it carries the marker a drill writes on first use
 	f.StringVar(&o.scratchConfirm, "scratch-confirm", "", "the target URL, repeated: declare a target that holds data a scratch deployment")
 	f.IntVar(&o.concurrency, "concurrency", 8, "units and objects read back in parallel")
 	f.StringVar(&o.workDir, "work-dir", "", "where the archive is unpacked while restoring (default: next to the archive)")
+	f.StringVar(&o.signKey, "sign-key", "", "Ed25519 key file (edgevault keygen) to sign the drill report with")
+	f.BoolVar(&o.noRecord, "no-record", false, "do not write the report beside the archive (<archive>.drill.json)")
 	_ = cmd.MarkFlagRequired("from")
 	return cmd
 }
@@ -64,9 +70,15 @@ func (a *app) runDrill(ctx context.Context, o drillOpts) error {
 	if _, err := archive.Verify(ctx, from); err != nil {
 		return failure("drill_failed", fmt.Errorf("the archive does not verify: %w", err))
 	}
-	sourceURL := ""
+	var signer provenance.Signer
+	if o.signKey != "" {
+		if signer, err = provenance.ReadKeyFile(o.signKey); err != nil {
+			return failure("invalid_arguments", err)
+		}
+	}
+	sourceURL, archiveSHA := "", ""
 	if m, err := archive.ReadManifestFile(archive.ManifestName(from)); err == nil {
-		sourceURL = m.SourceURL
+		sourceURL, archiveSHA = m.SourceURL, m.SHA256
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return failure("drill_failed", err)
 	}
@@ -110,6 +122,17 @@ func (a *app) runDrill(ctx context.Context, o drillOpts) error {
 	}
 	rep := drill.Compare(want, got)
 	rep.Archive, rep.Target, rep.StartedAt, rep.FinishedAt = from, d.client.BaseURL(), start.UTC(), time.Now().UTC()
+	rep.ArchiveSHA256 = archiveSHA
+	if signer != nil {
+		if rep.Signature, err = provenance.SignReport(ctx, rep, signer); err != nil {
+			return failure("drill_failed", err)
+		}
+	}
+	if !o.noRecord {
+		if err := writeJSONFile(drill.ReportName(from), rep); err != nil {
+			a.warn("the drill report was not recorded: %v", err)
+		}
+	}
 	return a.reportDrill(rep)
 }
 
@@ -142,6 +165,30 @@ func (a *app) drillRestore(ctx context.Context, d *deployment, o drillOpts, from
 		return err
 	}
 	return nil
+}
+
+// writeJSONFile writes v to path atomically, mode 0600.
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".drill-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(append(b, '\n'))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return err
 }
 
 func (a *app) reportDrill(r *drill.Report) error {

@@ -3,12 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/edgevault/edgevault/pkg/drill"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/provenance"
 )
 
 func drillArgs(file string, e *edgebasetest.Emulator, extra ...string) []string {
@@ -21,8 +24,9 @@ func TestDrillPassesAndProvesTheMarker(t *testing.T) {
 	src := newSource(t, edgebasetest.Options{})
 	file := backupTo(ctx, t, src.emu, "--include-storage")
 	dst := newEmulator(t, edgebasetest.Options{ServiceKey: "scratch-key"})
+	key, pub := keygen(ctx, t)
 
-	r := cliRun(ctx, t, drillArgs(file, dst, "--json")...)
+	r := cliRun(ctx, t, drillArgs(file, dst, "--json", "--sign-key", key)...)
 	if r.code != 0 {
 		t.Fatalf("drill into a fresh emulator:\n%s", r)
 	}
@@ -39,6 +43,28 @@ func TestDrillPassesAndProvesTheMarker(t *testing.T) {
 		if n, _ := rep[k].(float64); n <= 0 {
 			t.Errorf("report %s = %v, want a count", k, rep[k])
 		}
+	}
+	// The report is recorded beside the archive, signed.
+	b, err := os.ReadFile(drill.ReportName(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded drill.Report
+	if err := json.Unmarshal(b, &recorded); err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := provenance.ReadPublicKeyFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := recorded.Signature
+	recorded.Signature = nil
+	if !recorded.Passed || recorded.ArchiveSHA256 == "" || provenance.VerifyReport("drill report", recorded, sig, trusted) != nil {
+		t.Fatalf("recorded report: passed %v, archive sha256 %q, signature %v", recorded.Passed, recorded.ArchiveSHA256, provenance.VerifyReport("drill report", recorded, sig, trusted))
+	}
+	recorded.Rows++
+	if provenance.VerifyReport("drill report", recorded, sig, trusted) == nil {
+		t.Fatal("a changed drill report still verifies")
 	}
 	if _, ct, err := dst.ObjectContent(ctx, drill.MarkerKey); err != nil || ct != "application/json" {
 		t.Fatalf("the scratch marker is not on the target after the drill: %v", err)

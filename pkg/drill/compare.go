@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 )
 
@@ -34,7 +35,15 @@ type Report struct {
 	DifferencesOmitted int      `json:"differencesOmitted"`
 	// NotCompared says what the drill could not compare and why.
 	NotCompared []string `json:"notCompared"`
+	// ArchiveSHA256 is the archive's manifest SHA-256, when it has one,
+	// binding the report to the bytes that were drilled.
+	ArchiveSHA256 string `json:"archiveSha256,omitempty"`
+	// Signature signs every other field (provenance.SignReport).
+	Signature *archive.ManifestSignature `json:"signature,omitempty"`
 }
+
+// ReportName is where a drill's report is kept beside its archive.
+func ReportName(archiveName string) string { return archiveName + ".drill.json" }
 
 // UnitReport is one unit's tables on both sides.
 type UnitReport struct {

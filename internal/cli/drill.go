@@ -100,10 +100,15 @@ func (a *app) runDrill(ctx context.Context, o drillOpts) error {
 		e.hint = "nothing was written to the target"
 		return e
 	}
-	if err := drill.WriteMarker(ctx, d.client, time.Now()); err != nil {
-		return failure("drill_failed", err)
+	// The marker is the first write, once the restore is planned (the
+	// archive checked against the target's schema).
+	declare := func() error {
+		if err := drill.WriteMarker(ctx, d.client, time.Now()); err != nil {
+			return failure("drill_failed", err)
+		}
+		return nil
 	}
-	if err := a.drillRestore(ctx, d, o, from); err != nil {
+	if err := a.drillRestore(ctx, d, o, from, declare); err != nil {
 		return err
 	}
 	// The restore's storage wipe removed the marker: put it back, so the
@@ -138,7 +143,7 @@ func (a *app) runDrill(ctx context.Context, o drillOpts) error {
 
 // drillRestore runs the restore engine as backup restore --yes
 // --skip-secrets would.
-func (a *app) drillRestore(ctx context.Context, d *deployment, o drillOpts, from string) error {
+func (a *app) drillRestore(ctx context.Context, d *deployment, o drillOpts, from string, beforeWrite func() error) error {
 	work, err := a.restoreWorkDir(o.workDir, from)
 	if err != nil {
 		return failure("drill_failed", err)
@@ -159,6 +164,9 @@ func (a *app) drillRestore(ctx context.Context, d *deployment, o drillOpts, from
 	defer e.Close()
 	job, _, err := a.planRestore(ctx, e, d, ro, from)
 	if err != nil {
+		return err
+	}
+	if err := beforeWrite(); err != nil {
 		return err
 	}
 	if _, err := a.executeRestore(ctx, e, job); err != nil {

@@ -204,3 +204,25 @@ func TestDrillRefusesWithNothingWritten(t *testing.T) {
 		assertUntouched(ctx, t, dst, before)
 	})
 }
+
+// An archive without storage and without a manifest (as the official CLI
+// writes them): the drill passes on an empty target and says that it
+// could not check the source URL.
+func TestDrillOfAJSONArchiveWithoutManifest(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	src := newSource(t, edgebasetest.Options{})
+	file := backupTo(ctx, t, src.emu)
+	if err := os.Remove(file + ".manifest.json"); err != nil {
+		t.Fatal(err)
+	}
+	dst := newEmulator(t, edgebasetest.Options{ServiceKey: "scratch-key"})
+	r := cliRun(ctx, t, drillArgs(file, dst, "--json")...)
+	if r.code != 0 || !strings.Contains(r.stderr, "does not name its source URL") {
+		t.Fatalf("drill of a .json archive without manifest:\n%s", r)
+	}
+	rep, _ := r.jsonDoc(t)["report"].(map[string]any)
+	if rep["passed"] != true || rep["users"] != float64(src.demo.Users) || rep["objects"] != float64(0) {
+		t.Fatalf("report: %v", rep)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/edgevault"
 	"github.com/edgevault/edgevault/pkg/pipeline"
+	"github.com/edgevault/edgevault/pkg/provenance"
 	"github.com/edgevault/edgevault/pkg/secrets/devvars"
 )
 
@@ -29,6 +30,7 @@ type createOpts struct {
 	resume         bool
 	rangeKeys      int
 	rangeBytes     int64
+	signKey        string
 }
 
 func (a *app) createCommand() *cobra.Command {
@@ -54,6 +56,7 @@ under its final name once every unit was backed up.`,
 	f.BoolVar(&o.resume, "resume", false, "continue the last interrupted backup in --output, keeping units already stored")
 	f.IntVar(&o.rangeKeys, "range-keys", backup.DefaultRangeKeys, "storage objects per page range (task)")
 	f.Int64Var(&o.rangeBytes, "range-bytes", backup.DefaultRangeBytes, "storage bytes per page range (task)")
+	f.StringVar(&o.signKey, "sign-key", "", "Ed25519 key file (edgevault keygen): chain the manifest to the previous one of the source and sign it")
 	return cmd
 }
 
@@ -76,7 +79,13 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	if o.includeSecrets {
 		deps.Secrets = devvars.New(a.env.WorkDir)
 	}
-	e, err := a.embed(out, embedOptions{concurrency: o.concurrency, deps: deps})
+	eo := embedOptions{concurrency: o.concurrency, deps: deps}
+	if o.signKey != "" {
+		if eo.signer, err = provenance.ReadKeyFile(o.signKey); err != nil {
+			return failure("invalid_arguments", err)
+		}
+	}
+	e, err := a.embed(out, eo)
 	if err != nil {
 		return failure("backup_create_failed", err)
 	}
@@ -211,27 +220,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func (a *app) verifyCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "verify FILE",
-		Short: "Check an archive end to end (ours or the official CLI's)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := archive.Verify(cmd.Context(), args[0])
-			if err != nil {
-				e := failure("backup_verify_failed", err)
-				e.extra = map[string]any{"summary": s}
-				return e
-			}
-			if a.jsonOut {
-				a.printJSON(map[string]any{"status": "success", "summary": s})
-				return nil
-			}
-			return s.WriteText(a.env.Stdout)
-		},
-	}
 }
 
 func (a *app) listCommand() *cobra.Command {

@@ -33,6 +33,9 @@ type Env struct {
 	// in-package tests of persistent failures do not wait out real
 	// backoffs.
 	retry *edgebase.RetryPolicy
+	// drillRestored, when set, runs after a drill's restore and before
+	// its read-back (tests sabotage the target there).
+	drillRestored func(context.Context) error
 }
 
 // OSEnv is the real environment.
@@ -115,7 +118,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log details to stderr")
 	backup := &cobra.Command{Use: "backup", Short: "Create, restore, verify and list backups"}
 	backup.AddCommand(a.createCommand(), a.restoreCommand(), a.verifyCommand(), a.listCommand())
-	root.AddCommand(backup, a.exportCommand(), a.versionCommand())
+	root.AddCommand(backup, a.exportCommand(), a.versionCommand(), a.keygenCommand(), a.drillCommand())
 	return root
 }
 

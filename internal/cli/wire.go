@@ -21,6 +21,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgevault"
 	"github.com/edgevault/edgevault/pkg/pipeline"
+	"github.com/edgevault/edgevault/pkg/provenance"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/sensitive"
 )
@@ -168,6 +169,8 @@ type embedOptions struct {
 	// deleted at the end).
 	scratch bool
 	deps    edgevault.Deps
+	// signer, when set, chains and signs each backup's manifest.
+	signer provenance.Signer
 }
 
 // embed wires the pipeline over dir (edgevault.New, the composition root
@@ -185,6 +188,9 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	q := mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})
 	d := o.deps
 	d.Store, d.Staging, d.Archives, d.Tasks, d.Control, d.Log = store, StagingPrefix, "", q, nil, a.log
+	if o.signer != nil {
+		d.Backup.Sealer = &provenance.Sealer{Store: store, Archives: d.Archives, Signer: o.signer}
+	}
 	if d.Engine.MaxAttempts == 0 {
 		d.Engine.MaxAttempts = 3
 	}

@@ -32,19 +32,38 @@ type Manifest struct {
 	Job             string         `json:"job,omitempty"`
 	BackupTimestamp string         `json:"backupTimestamp,omitempty"` // the archive's top-level timestamp
 	Source          string         `json:"source,omitempty"`
-	DOs             int            `json:"dos"`
-	AuthShards      int            `json:"authShards"`
-	DataNamespaces  int            `json:"dataNamespaces"`
-	Tables          int64          `json:"tables"`
-	Rows            int64          `json:"rows"`
-	Users           int64          `json:"users"`
-	Objects         int64          `json:"objects"`
-	StorageBytes    int64          `json:"storageBytes"`
-	Secrets         bool           `json:"secrets"`
+	// SourceURL is the base URL of the deployment backed up: what a
+	// restore drill must never write to, and what chains manifests.
+	SourceURL      string `json:"sourceURL,omitempty"`
+	DOs            int    `json:"dos"`
+	AuthShards     int    `json:"authShards"`
+	DataNamespaces int    `json:"dataNamespaces"`
+	Tables         int64  `json:"tables"`
+	Rows           int64  `json:"rows"`
+	Users          int64  `json:"users"`
+	Objects        int64  `json:"objects"`
+	StorageBytes   int64  `json:"storageBytes"`
+	Secrets        bool   `json:"secrets"`
 	// Server records what the backup observed about the server where a
 	// newer EdgeBase (0.4+) shows less than 0.2.8 did. Absent in manifests
 	// written before it existed, or by writers that did not look.
 	Server *ServerObservations `json:"server,omitempty"`
+	// Previous is the hex SHA-256 of the previous manifest of the same
+	// source (pkg/provenance.Digest), linking a source's manifests into a
+	// hash chain; empty for the first one, or when nothing chained it.
+	Previous string `json:"previous,omitempty"`
+	// Signature, when present, signs every other field (pkg/provenance).
+	Signature *ManifestSignature `json:"signature,omitempty"`
+}
+
+// ManifestSignature is a signature over a manifest's signing bytes.
+type ManifestSignature struct {
+	// Algorithm is "ed25519" or "ecdsa-p256-sha256".
+	Algorithm string `json:"algorithm"`
+	// KeyID names the public key: the hex SHA-256 of its PKIX encoding.
+	KeyID string `json:"keyId"`
+	// Value is the standard base64 signature.
+	Value string `json:"value"`
 }
 
 // ServerObservations are facts about the server seen while backing up,
@@ -167,6 +186,10 @@ func DecodeManifest(r io.Reader) (Manifest, error) {
 		return m, fmt.Errorf("%w: manifest has neither a sha256 nor parts", ErrBadManifest)
 	case m.SHA256 != "" && !isSHA256Hex(m.SHA256):
 		return m, fmt.Errorf("%w: manifest has an invalid sha256", ErrBadManifest)
+	case m.Previous != "" && !isSHA256Hex(m.Previous):
+		return m, fmt.Errorf("%w: manifest has an invalid previous link", ErrBadManifest)
+	case m.Signature != nil && (m.Signature.Algorithm == "" || m.Signature.Value == ""):
+		return m, fmt.Errorf("%w: manifest has an incomplete signature", ErrBadManifest)
 	case m.Server != nil && (m.Server.ContentTypesMasked < 0 || m.Server.InternalKeysSkipped < 0):
 		return m, fmt.Errorf("%w: manifest has negative server counts", ErrBadManifest)
 	}

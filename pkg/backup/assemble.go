@@ -36,6 +36,15 @@ type Assembler struct {
 	// whole file. Negative disables composing.
 	ComposeAbove int64
 	Log          *slog.Logger
+	// Sealer, when set, completes the manifest (chain link, signature)
+	// before it is written.
+	Sealer ManifestSealer
+}
+
+// ManifestSealer completes a manifest before it is written
+// (provenance.Sealer: hash chain and signature).
+type ManifestSealer interface {
+	Seal(ctx context.Context, m *archive.Manifest) error
 }
 
 var _ pipeline.Finisher = (*Assembler)(nil)
@@ -104,7 +113,7 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 	if err != nil {
 		return assembled{}, err
 	}
-	man := &archive.Manifest{Version: archive.ManifestVersion, Job: job.ID, Source: job.Source}
+	man := &archive.Manifest{Version: archive.ManifestVersion, Job: job.ID, Source: job.Source, SourceURL: job.Target}
 	warning, err := a.observe(ctx, job.ID, configOut, masked, man)
 	if err != nil {
 		return assembled{}, err
@@ -126,6 +135,11 @@ func (a *Assembler) assemble(ctx context.Context, job *events.Job) (assembled, e
 		return assembled{}, err
 	}
 	man.CreatedAt = job.Started.UTC()
+	if a.Sealer != nil {
+		if err := a.Sealer.Seal(ctx, man); err != nil {
+			return assembled{}, err
+		}
+	}
 	var buf bytes.Buffer
 	if err := archive.EncodeManifest(&buf, *man); err != nil {
 		return assembled{}, err

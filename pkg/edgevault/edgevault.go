@@ -57,6 +57,9 @@ type BackupOptions struct {
 	// ComposeAbove joins storage members server-side above this size
 	// (negative: never).
 	ComposeAbove int64
+	// Sealer, when set, chains and signs each manifest before it is
+	// written (provenance.Sealer).
+	Sealer backup.ManifestSealer
 }
 
 // RestoreOptions tune restore jobs.
@@ -96,7 +99,7 @@ func New(d Deps) (*pipeline.Engine, error) {
 				Planner: &backup.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum,
 					RangeKeys: d.Backup.RangeKeys, RangeBytes: d.Backup.RangeBytes, Log: d.Log},
 				Handlers: bt.Handlers(),
-				Finisher: &backup.Assembler{Jobs: jobs, ComposeAbove: d.Backup.ComposeAbove, Log: d.Log},
+				Finisher: &backup.Assembler{Jobs: jobs, ComposeAbove: d.Backup.ComposeAbove, Log: d.Log, Sealer: d.Backup.Sealer},
 			},
 			events.KindRestore: {
 				Planner: &restore.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum, Open: d.OpenArchive,

@@ -47,6 +47,18 @@ func (s *BackupStack) newAlarms() {
 			metric(drCopiesMetric, sum(oneHour)), c.DRCopyMaxAgeHours))
 	}
 
+	// A restore replaces the target's data: whoever receives the alarms
+	// hears of every one as it starts, whoever started it.
+	s.RestoresStarted = awslogs.NewMetricFilter(s.Stack, jsii.String("RestoresStartedFilter"), &awslogs.MetricFilterProps{
+		LogGroup:        s.Functions[lambdaenv.Scheduler].LogGroup(),
+		FilterPattern:   awslogs.FilterPattern_Literal(jsii.String(restoresStartedPattern)),
+		MetricNamespace: jsii.String(c.Namespace()),
+		MetricName:      jsii.String(restoresStartedMetric),
+		MetricValue:     jsii.String("1"),
+	})
+	add(anyAbove("RestoreStartedAlarm", "edgevault: a restore started; it replaces the target's data (expected only when someone started one through the API)",
+		s.RestoresStarted.Metric(sum(fiveMinutes))))
+
 	// Failures.
 	dlqDepth := func(q awssqs.Queue) awscloudwatch.IMetric {
 		return q.MetricApproximateNumberOfMessagesVisible(maximum(fiveMinutes))

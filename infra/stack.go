@@ -41,6 +41,11 @@ const (
 	// backupsDonePattern matches the assembler's metric document of a
 	// finished backup job (pkg/serverless Assembler.jobFinished).
 	backupsDonePattern = `{ ($.JobsDone = 1) && ($.kind = "backup") }`
+	// restoresStartedPattern matches the scheduler's metric document of a
+	// restore it started (pkg/serverless Scheduler.Handle): the restore
+	// started alarm tells the operators at once.
+	restoresStartedMetric  = "RestoresStarted"
+	restoresStartedPattern = `{ ($.JobsStarted = 1) && ($.kind = "restore") }`
 )
 
 // Schedules of the stack's maintenance rules.
@@ -88,6 +93,9 @@ type BackupStack struct {
 	Alarms map[string]awscloudwatch.Alarm
 	// BackupsDone counts finished backups for the freshness alarm.
 	BackupsDone awslogs.MetricFilter
+	// RestoresStarted counts restores started, for the notice sent when
+	// one starts.
+	RestoresStarted awslogs.MetricFilter
 	Schedule    awsevents.Rule // nil when schedule=off
 	// Watchdog has the scheduler look after unfinished jobs; Reconcile
 	// (nil without a DR destination) has drcopy copy what the DR bucket

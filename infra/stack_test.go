@@ -322,7 +322,7 @@ func TestResourceCounts(t *testing.T) {
 		"AWS::Lambda::EventSourceMapping":     {2, 2, 2},
 		"AWS::Lambda::EventInvokeConfig":      {2, 2, 2}, // scheduler, drcopy
 		"AWS::Logs::LogGroup":                 {6, 6, 6}, // five functions + API access logs
-		"AWS::Logs::MetricFilter":             {1, 1, 1}, // finished backups
+		"AWS::Logs::MetricFilter":             {2, 2, 2}, // finished backups, started restores
 		"AWS::IAM::Role":                      {8, 9, 8}, // five functions, two API roles + API GW logging (+ notification handler)
 		"AWS::Events::Rule":                   {2, 3, 2}, // schedule, watchdog, DR reconcile
 		"AWS::ApiGateway::RestApi":            {1, 1, 1},
@@ -333,8 +333,9 @@ func TestResourceCounts(t *testing.T) {
 		"AWS::SNS::TopicPolicy":               {1, 1, 1},
 		"AWS::SNS::Subscription":              {0, 1, 0},
 		// Freshness, three DLQs, worker errors, failed jobs, five
-		// throttles, API 5XX, task age (+ DR copy freshness).
-		"AWS::CloudWatch::Alarm":        {13, 14, 14},
+		// throttles, API 5XX, task age, restore started (+ DR copy
+		// freshness).
+		"AWS::CloudWatch::Alarm":        {14, 15, 15},
 		"Custom::S3BucketNotifications": {0, 1, 1},
 	} {
 		count(t, base.tmpl, typ, n[0])
@@ -1186,6 +1187,17 @@ func TestAlarms(t *testing.T) {
 			"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage", "Statistic": "Maximum",
 			"Dimensions": []any{map[string]any{"Name": "QueueName", "Value": getAtt(logicalID(b.TaskQueue), "QueueName")}},
 			"Threshold":  c.TaskAgeAlarmMinutes * 60, "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching",
+		})
+
+		p = get("RestoreStartedAlarm")
+		checkAlarm(t, name, "RestoreStartedAlarm", p, failure)
+		checkAlarm(t, name, "RestoreStartedAlarm", p, map[string]any{"Namespace": ns, "MetricName": restoresStartedMetric, "Dimensions": nil})
+		has(t, v.tmpl, "AWS::Logs::MetricFilter", map[string]any{
+			"LogGroupName":  ref(logicalID(b.Functions[lambdaenv.Scheduler].LogGroup())),
+			"FilterPattern": restoresStartedPattern,
+			"MetricTransformations": []any{map[string]any{
+				"MetricNamespace": ns, "MetricName": restoresStartedMetric, "MetricValue": "1",
+			}},
 		})
 
 		// Freshness: the hourly count below one for every hour of the

@@ -41,8 +41,10 @@ func TestSchedulerStartsAJob(t *testing.T) {
 	if got := visibleChecks(ctx, t, tb); !slices.Equal(got, []events.Check{{Job: "b1", Seq: 0}}) {
 		t.Fatalf("checks %v", got)
 	}
-	if tb.metricCount(t, metrics.JobsStarted) != 1 {
-		t.Fatal("no JobsStarted metric")
+	// The stack's restore-started notice is a metric filter on these two
+	// top-level fields ({ ($.JobsStarted = 1) && ($.kind = "restore") }).
+	if started := tb.metrics.lines(t, metrics.JobsStarted); len(started) != 1 || started[0][metrics.JobsStarted] != float64(1) || started[0]["kind"] != "backup" {
+		t.Fatalf("JobsStarted metric documents %v; want one, with the job's kind", started)
 	}
 }
 

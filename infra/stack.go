@@ -96,7 +96,7 @@ type BackupStack struct {
 	// RestoresStarted counts restores started, for the notice sent when
 	// one starts.
 	RestoresStarted awslogs.MetricFilter
-	Schedule    awsevents.Rule // nil when schedule=off
+	Schedule        awsevents.Rule // nil when schedule=off
 	// Watchdog has the scheduler look after unfinished jobs; Reconcile
 	// (nil without a DR destination) has drcopy copy what the DR bucket
 	// lacks.

@@ -41,6 +41,12 @@ var _ pipeline.Planner = (*Planner)(nil)
 
 // Plan implements pipeline.Planner.
 func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
+	// A refused request (a wrong key, a redirect to another origin) fails
+	// the job at once; the store's and the network's failures are retried.
+	return classify(p.plan(ctx, job))
+}
+
+func (p *Planner) plan(ctx context.Context, job *events.Job) error {
 	// A failed GET /config is fatal: without it, D1/Postgres namespaces
 	// would silently be left out (the official CLI ignores the failure).
 	cfg, _, err := p.Client.Config(ctx)

@@ -127,4 +127,36 @@ func TestE2EAPI(t *testing.T) {
 	if len(archives) != len(ids) {
 		t.Fatalf("jobs share archives: %v", archives)
 	}
+
+	// A restore holds its target: with the workers stopped it stays
+	// running, and a second restore, or a backup, is refused with 409
+	// target_busy naming it.
+	stop()
+	restore := `{"archive":"` + st["archive"].(map[string]any)["key"].(string) + `","confirm":true,"skipSecrets":true}`
+	status, first := d.call("POST", "/restores", restore, nil)
+	if status != 202 {
+		t.Fatalf("POST /restores: %d %v", status, first)
+	}
+	rid := first["id"].(string)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if _, st := d.call("GET", "/restores/"+rid, "", nil); st["state"] == "running" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the restore never started: %v", st)
+		}
+	}
+	for _, c := range []struct{ path, body string }{{"/restores", restore}, {"/backups", `{}`}} {
+		status, busy := d.call("POST", c.path, c.body, nil)
+		if status != 409 || errCode(busy) != "target_busy" || !strings.Contains(busy["error"].(map[string]any)["message"].(string), rid) {
+			t.Fatalf("POST %s during restore %s: %d %v, want 409 target_busy naming it", c.path, rid, status, busy)
+		}
+	}
+	stop = d.run()
+	defer stop()
+	if job := d.wait(events.KindRestore, rid, 3*time.Minute); job["state"] != "done" {
+		t.Fatalf("the restore: %v", job)
+	}
+	if status, body := d.call("POST", "/backups", `{}`, nil); status != 202 {
+		t.Fatalf("a backup after the restore ended: %d %v", status, body)
+	}
 }

@@ -153,7 +153,7 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 	if a.jsonOut {
 		a.printJSON(map[string]any{
 			"status": "success", "file": path, "dos": sum.DOs, "dataNamespaces": sum.Namespaces,
-			"rows": sum.Rows, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
+			"rows": sum.Rows, "rowsBy": man.RowsBy, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
 			"manifest": filepath.Join(out, filepath.FromSlash(final.Manifest)), "job": final.ID,
 			"timestamp": strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "edgebase-backup-"), ".json"), ".tar.gz"),
 			"warnings":  nonNil(final.Warnings), "warningsOmitted": final.WarningsOmitted,
@@ -162,8 +162,12 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 		return nil
 	}
 	a.say("Backup written: %s (%s)\n", path, archive.HumanBytes(sum.ArchiveSize))
-	a.say("  %d DOs, %d data namespaces, %d rows, %d objects (%s moved) in %s\n",
-		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(took))
+	rows := fmt.Sprintf("%d rows", sum.Rows)
+	if man.RowsBy != nil {
+		rows = man.RowsBy.String()
+	}
+	a.say("  %d DOs, %d data namespaces, %s, %d objects (%s moved) in %s\n",
+		sum.DOs, sum.Namespaces, rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(took))
 	if man.SHA256 != "" {
 		a.say("  sha256 %s\n", man.SHA256)
 	}

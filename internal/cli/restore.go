@@ -214,13 +214,13 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 	}
 	if a.jsonOut {
 		a.printJSON(map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
-			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "objects": rep.Objects,
+			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "rowsBy": rep.RowsBy, "objects": rep.Objects,
 			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": took.Seconds(),
 			"internalKeysSkipped": rep.InternalKeysSkipped, "uncompared": rep.UncomparedCount})
 		return nil
 	}
-	a.say("Restore complete: %d DOs, %d data namespaces, %d rows, %d objects (%s) into %s in %s\n",
-		rep.DOCount, len(rep.Namespaces), rep.Rows, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
+	a.say("Restore complete: %d DOs, %d data namespaces, %s, %d objects (%s) into %s in %s\n",
+		rep.DOCount, len(rep.Namespaces), rep.RowsBy, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
 	return nil
 }
 
@@ -254,8 +254,9 @@ func (a *app) printReport(r *restore.Report) {
 		}
 		a.say("           orphan DO %s\n", o)
 	}
-	a.say("  writes:  %d users, %d DOs, %d data namespaces (%d rows), %d objects (%s)%s\n",
-		r.Users, r.DOCount, len(r.Namespaces), r.Rows, r.Objects, archive.HumanBytes(r.ObjectBytes), map[bool]string{true: ", secrets", false: ""}[r.Secrets])
+	a.say("  writes:  %d users, %d DOs, %d data namespaces, %d objects (%s)%s\n",
+		r.Users, r.DOCount, len(r.Namespaces), r.Objects, archive.HumanBytes(r.ObjectBytes), map[bool]string{true: ", secrets", false: ""}[r.Secrets])
+	a.say("           %s\n", r.RowsBy)
 	for _, u := range r.DOs {
 		a.say("           DO %s: %d rows\n", u.Name, u.Rows)
 	}

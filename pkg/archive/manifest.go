@@ -37,6 +37,7 @@ type Manifest struct {
 	DataNamespaces  int            `json:"dataNamespaces"`
 	Tables          int64          `json:"tables"`
 	Rows            int64          `json:"rows"`
+	RowsBy          *RowCounts     `json:"rowsBy,omitempty"` // absent in manifests written before it existed
 	Users           int64          `json:"users"`
 	Objects         int64          `json:"objects"`
 	StorageBytes    int64          `json:"storageBytes"`
@@ -81,6 +82,7 @@ type ManifestPart struct {
 
 // NewManifest builds the manifest of a verified archive from its Summary.
 func NewManifest(s Summary, createdAt time.Time, job string) Manifest {
+	rowsBy := s.RowsBy
 	return Manifest{
 		Version:         ManifestVersion,
 		Archive:         filepath.Base(s.File),
@@ -96,6 +98,7 @@ func NewManifest(s Summary, createdAt time.Time, job string) Manifest {
 		DataNamespaces:  s.DataNamespaces,
 		Tables:          s.Tables,
 		Rows:            s.Rows,
+		RowsBy:          &rowsBy,
 		Users:           s.Users,
 		Objects:         s.Objects,
 		StorageBytes:    s.StorageBytes,
@@ -122,6 +125,10 @@ func (m *Manifest) Count(vs ValueStats) {
 	}
 	m.Tables += int64(len(vs.Tables))
 	m.Rows += vs.Rows
+	if m.RowsBy == nil {
+		m.RowsBy = &RowCounts{}
+	}
+	m.RowsBy.Add(vs.Section, vs.Rows)
 	if vs.Section == SectionAuthD1 {
 		for _, t := range vs.Tables {
 			if t.Name == "_users" {

@@ -27,6 +27,7 @@ type createOpts struct {
 	includeStorage bool
 	concurrency    int
 	resume         bool
+	aws            awsFlags
 	rangeKeys      int
 	rangeBytes     int64
 }
@@ -47,7 +48,8 @@ under its final name once every unit was backed up.`,
 	}
 	o.conn.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&o.output, "output", "./backup", "directory to write the archive to")
+	f.StringVar(&o.output, "output", "./backup", "directory to write the archive to, or s3://bucket/prefix")
+	o.aws.register(cmd)
 	f.BoolVar(&o.includeSecrets, "include-secrets", false, "include local secrets (.dev.vars / .edgebase/secrets.json); the archive is mode 0600 either way")
 	f.BoolVar(&o.includeStorage, "include-storage", false, "include every R2 object (writes a .tar.gz)")
 	f.IntVar(&o.concurrency, "concurrency", 10, "units (and object downloads) in parallel")
@@ -67,16 +69,12 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 		return err
 	}
 	defer d.close()
-	out, err := filepath.Abs(o.output)
-	if err != nil {
-		return failure("backup_create_failed", err)
-	}
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now,
 		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, ComposeAbove: -1}}
 	if o.includeSecrets {
 		deps.Secrets = devvars.New(a.env.WorkDir)
 	}
-	e, err := a.embed(out, embedOptions{concurrency: o.concurrency, deps: deps})
+	e, out, err := a.embedOutput(ctx, o.output, o.aws, embedOptions{concurrency: o.concurrency, deps: deps})
 	if err != nil {
 		return failure("backup_create_failed", err)
 	}
@@ -123,7 +121,9 @@ func (a *app) startBackup(ctx context.Context, e *embedded, d *deployment, o cre
 	if err != nil {
 		if job != nil && job.State == events.StateFailed && job.QueuedPhase < 0 {
 			// Nothing to resume from a plan that never completed.
-			_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
+			if !isS3(out) {
+				_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
+			}
 		}
 		return nil, explain(failure("backup_create_failed", err), err)
 	}
@@ -132,7 +132,7 @@ func (a *app) startBackup(ctx context.Context, e *embedded, d *deployment, o cre
 
 // reportCreate prints the outcome of a finished backup.
 func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.Job, out string, took time.Duration) error {
-	path := filepath.Join(out, filepath.FromSlash(final.Archive))
+	path := outPath(out, final.Archive)
 	sum := final.Summary
 	if sum == nil {
 		sum = &events.Summary{}
@@ -154,7 +154,7 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 		a.printJSON(map[string]any{
 			"status": "success", "file": path, "dos": sum.DOs, "dataNamespaces": sum.Namespaces,
 			"rows": sum.Rows, "rowsBy": man.RowsBy, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
-			"manifest": filepath.Join(out, filepath.FromSlash(final.Manifest)), "job": final.ID,
+			"manifest": outPath(out, final.Manifest), "job": final.ID,
 			"timestamp": strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "edgebase-backup-"), ".json"), ".tar.gz"),
 			"warnings":  nonNil(final.Warnings), "warningsOmitted": final.WarningsOmitted,
 			"server": server,
@@ -189,7 +189,7 @@ func (a *app) createFailed(job *events.Job, err error, out string) error {
 			}
 			e.extra["failed"] = units
 		}
-		e.hint = fmt.Sprintf("no archive was written; fix the cause and run again with --resume (staging kept in %s)", filepath.Join(out, StagingPrefix, job.ID))
+		e.hint = fmt.Sprintf("no archive was written; fix the cause and run again with --resume (staging kept in %s)", outPath(out, StagingPrefix+job.ID))
 	}
 	return explain(e, err)
 }
@@ -218,12 +218,19 @@ func nonNil(s []string) []string {
 }
 
 func (a *app) verifyCommand() *cobra.Command {
-	return &cobra.Command{
+	var f awsFlags
+	cmd := &cobra.Command{
 		Use:   "verify FILE",
 		Short: "Check an archive end to end (ours or the official CLI's)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := archive.Verify(cmd.Context(), args[0])
+			var s archive.Summary
+			var err error
+			if isS3(args[0]) {
+				s, err = a.verifyS3(cmd.Context(), f, args[0])
+			} else {
+				s, err = archive.Verify(cmd.Context(), args[0])
+			}
 			if err != nil {
 				e := failure("backup_verify_failed", err)
 				e.extra = map[string]any{"summary": s}
@@ -236,19 +243,34 @@ func (a *app) verifyCommand() *cobra.Command {
 			return s.WriteText(a.env.Stdout)
 		},
 	}
+	f.register(cmd)
+	return cmd
 }
 
 func (a *app) listCommand() *cobra.Command {
-	var dir string
+	var dir, from string
+	var f awsFlags
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List the archives in a directory and any unfinished jobs",
+		Short: "List the archives in a directory (or s3://bucket/prefix) and any unfinished jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from != "" {
+				dir = from
+			}
+			if isS3(dir) {
+				list, unfinished, err := a.listS3(cmd.Context(), f, dir)
+				if err != nil {
+					return failure("backup_list_failed", err)
+				}
+				return a.printList(dir, list, unfinished)
+			}
 			return a.runList(cmd.Context(), dir)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "output", "./backup", "directory holding the archives")
+	cmd.Flags().StringVar(&dir, "output", "./backup", "directory holding the archives, or s3://bucket/prefix")
+	cmd.Flags().StringVar(&from, "from", "", "the same as --output")
+	f.register(cmd)
 	return cmd
 }
 
@@ -294,6 +316,10 @@ func (a *app) runList(ctx context.Context, dir string) error {
 			})
 		}
 	}
+	return a.printList(dir, list, unfinished)
+}
+
+func (a *app) printList(dir string, list []listedArchive, unfinished []*events.Job) error {
 	if a.jsonOut {
 		jobs := make([]map[string]any, 0, len(unfinished))
 		for _, j := range unfinished {

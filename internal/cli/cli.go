@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 )
 
@@ -33,6 +34,9 @@ type Env struct {
 	// in-package tests of persistent failures do not wait out real
 	// backoffs.
 	retry *edgebase.RetryPolicy
+	// aws, when set, replaces the AWS configuration of s3:// paths (tests
+	// point it at an emulator with static credentials).
+	aws *awsconfig.Config
 }
 
 // OSEnv is the real environment.

@@ -31,6 +31,7 @@ type restoreOpts struct {
 	allowSchemaDrift bool
 	concurrency      restore.Concurrency
 	workDir          string
+	aws              awsFlags
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -53,7 +54,8 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 	}
 	o.conn.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&o.from, "from", "", "archive to restore (.json, .tar.gz or .tgz)")
+	f.StringVar(&o.from, "from", "", "archive to restore (.json, .tar.gz or .tgz), a file or s3://bucket/key")
+	o.aws.register(cmd)
 	f.BoolVar(&o.skipSecrets, "skip-secrets", false, "do not restore secrets")
 	f.BoolVar(&o.skipStorage, "skip-storage", false, "leave R2 untouched")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
@@ -74,6 +76,12 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	if err != nil {
 		return err
 	}
+	var src restore.Source = restore.FileSource(from)
+	if isS3(from) {
+		if src, err = a.s3Source(ctx, o.aws, from); err != nil {
+			return err
+		}
+	}
 	d, err := a.connect(&o.conn, o.concurrency.DOs)
 	if err != nil {
 		return err
@@ -85,7 +93,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	}
 	defer os.RemoveAll(work)
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now, Secrets: devvars.New(a.env.WorkDir),
-		OpenArchive: func(context.Context, string) (restore.Source, error) { return restore.FileSource(from), nil },
+		OpenArchive: func(context.Context, string) (restore.Source, error) { return src, nil },
 		Restore:     edgevault.RestoreOptions{Concurrency: o.concurrency}}
 	if a.env.retry != nil {
 		deps.Restore.DORetry = *a.env.retry
@@ -113,12 +121,22 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 // checkRestoreArgs refuses bad arguments before any request: nothing is
 // read from the target either.
 func (a *app) checkRestoreArgs(o restoreOpts) (string, error) {
-	from, err := filepath.Abs(o.from)
-	if err != nil {
-		return "", failure("backup_restore_failed", err)
-	}
-	if st, err := os.Stat(from); err != nil || st.IsDir() {
-		return "", &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + from, exit: ExitError}
+	from := o.from
+	if isS3(from) {
+		p, err := parseS3(from)
+		if err != nil {
+			return "", failure("invalid_arguments", err)
+		}
+		from = p.String()
+	} else {
+		abs, err := filepath.Abs(o.from)
+		if err != nil {
+			return "", failure("backup_restore_failed", err)
+		}
+		from = abs
+		if st, err := os.Stat(from); err != nil || st.IsDir() {
+			return "", &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + from, exit: ExitError}
+		}
 	}
 	if _, err := restore.ParseOnly(o.only); err != nil {
 		return "", failure("invalid_arguments", err)
@@ -229,6 +247,9 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 func (a *app) restoreWorkDir(flag, from string) (string, error) {
 	if flag != "" {
 		return os.MkdirTemp(flag, ".edgevault-restore-")
+	}
+	if isS3(from) {
+		return os.MkdirTemp("", "edgevault-restore-")
 	}
 	if d, err := os.MkdirTemp(filepath.Dir(from), ".edgevault-restore-"); err == nil {
 		return d, nil

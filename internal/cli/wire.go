@@ -154,7 +154,8 @@ func expandList(items []string) ([]string, error) {
 
 // embedded is the pipeline wired to an in-process queue and a directory.
 type embedded struct {
-	store  *fs.Store
+	store  pipeline.BlobStore
+	close  func() error
 	engine *pipeline.Engine
 	jobs   *pipeline.Jobs
 	queue  *mem.Queue
@@ -182,6 +183,12 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.embedStore(store, store.Close, o)
+}
+
+// embedStore wires the pipeline over any blob store: a directory, or an
+// s3:// prefix (where staging lives in the bucket, as for the Lambdas).
+func (a *app) embedStore(store pipeline.BlobStore, closeStore func() error, o embedOptions) (*embedded, error) {
 	q := mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})
 	d := o.deps
 	d.Store, d.Staging, d.Archives, d.Tasks, d.Control, d.Log = store, StagingPrefix, "", q, nil, a.log
@@ -193,14 +200,14 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	}
 	engine, err := edgevault.New(d)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, err
 	}
-	return &embedded{store: store, engine: engine, jobs: engine.Jobs(), queue: q,
+	return &embedded{store: store, close: closeStore, engine: engine, jobs: engine.Jobs(), queue: q,
 		runner: &pipeline.Runner{Engine: engine, Queue: q, Depth: q.Len, Concurrency: max(o.concurrency, 1), Log: a.log}}, nil
 }
 
-func (e *embedded) Close() error { return e.store.Close() }
+func (e *embedded) Close() error { return e.close() }
 
 // run drives a started job with a progress display.
 func (a *app) run(ctx context.Context, e *embedded, job *events.Job, label string) (*events.Job, error) {

@@ -28,6 +28,7 @@ type createOpts struct {
 	concurrency    int
 	resume         bool
 	aws            awsFlags
+	notify         string
 	rangeKeys      int
 	rangeBytes     int64
 }
@@ -50,6 +51,7 @@ under its final name once every unit was backed up.`,
 	f := cmd.Flags()
 	f.StringVar(&o.output, "output", "./backup", "directory to write the archive to, or s3://bucket/prefix")
 	o.aws.register(cmd)
+	registerNotify(cmd, &o.notify)
 	f.BoolVar(&o.includeSecrets, "include-secrets", false, "include local secrets (.dev.vars / .edgebase/secrets.json); the archive is mode 0600 either way")
 	f.BoolVar(&o.includeStorage, "include-storage", false, "include every R2 object (writes a .tar.gz)")
 	f.IntVar(&o.concurrency, "concurrency", 10, "units (and object downloads) in parallel")
@@ -63,6 +65,10 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	start := time.Now()
 	if o.concurrency < 1 {
 		return failure("invalid_arguments", errors.New("--concurrency must be at least 1"))
+	}
+	hook, err := a.webhook(o.notify)
+	if err != nil {
+		return err
 	}
 	d, err := a.connect(&o.conn, o.concurrency)
 	if err != nil {
@@ -87,6 +93,7 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 		a.warn("%s", w)
 	}
 	final, err := a.run(ctx, e, job, "backup")
+	a.notifyEnd(ctx, e, hook, job)
 	if err != nil {
 		if ctx.Err() != nil {
 			return &cmdError{code: "backup_create_failed", exit: ExitError,

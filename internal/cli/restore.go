@@ -32,6 +32,7 @@ type restoreOpts struct {
 	concurrency      restore.Concurrency
 	workDir          string
 	aws              awsFlags
+	notify           string
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -56,6 +57,7 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 	f := cmd.Flags()
 	f.StringVar(&o.from, "from", "", "archive to restore (.json, .tar.gz or .tgz), a file or s3://bucket/key")
 	o.aws.register(cmd)
+	registerNotify(cmd, &o.notify)
 	f.BoolVar(&o.skipSecrets, "skip-secrets", false, "do not restore secrets")
 	f.BoolVar(&o.skipStorage, "skip-storage", false, "leave R2 untouched")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
@@ -73,6 +75,10 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	start := time.Now()
 	from, err := a.checkRestoreArgs(o)
+	if err != nil {
+		return err
+	}
+	hook, err := a.webhook(o.notify)
 	if err != nil {
 		return err
 	}
@@ -112,6 +118,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 		return nil
 	}
 	final, err := a.executeRestore(ctx, e, job)
+	a.notifyEnd(ctx, e, hook, job)
 	if err != nil {
 		return err
 	}

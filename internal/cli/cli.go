@@ -120,7 +120,7 @@ func (a *app) rootCommand() *cobra.Command {
 	backup := &cobra.Command{Use: "backup", Short: "Create, restore, verify and list backups"}
 	backup.AddCommand(a.createCommand(), a.restoreCommand(), a.verifyCommand(), a.listCommand())
 	root.AddCommand(backup, a.exportCommand(), a.versionCommand())
-	root.AddCommand(a.remoteCommand())
+	root.AddCommand(a.remoteCommand(), a.doctorCommand())
 	return root
 }
 

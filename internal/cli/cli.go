@@ -62,11 +62,13 @@ const (
 
 // app carries what every command shares.
 type app struct {
-	env      Env
-	jsonOut  bool
-	verbose  bool
-	log      *slog.Logger
-	exitCode int
+	env     Env
+	jsonOut bool
+	verbose bool
+	// progressMode is --progress: auto, bar, json or none.
+	progressMode string
+	log          *slog.Logger
+	exitCode     int
 }
 
 // Run executes the CLI with args (without the program name) and returns
@@ -117,6 +119,7 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print only one JSON document on stdout")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log details to stderr")
+	root.PersistentFlags().StringVar(&a.progressMode, "progress", progressAuto, "progress display on stderr: auto (a bar on a terminal), bar, json (one event per line, for other tools) or none")
 	backup := &cobra.Command{Use: "backup", Short: "Create, restore, verify and list backups"}
 	backup.AddCommand(a.createCommand(), a.restoreCommand(), a.verifyCommand(), a.listCommand())
 	root.AddCommand(backup, a.exportCommand(), a.versionCommand())

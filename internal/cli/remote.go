@@ -213,7 +213,7 @@ func (a *app) remoteFollow(ctx context.Context, c *remote.Client, f remoteFlags,
 	var raw json.RawMessage
 	var err error
 	if f.watch {
-		p := newProgress(a.env.Stderr, !a.jsonOut && a.env.IsTerminal(a.env.Stderr), string(kind))
+		p := a.newProgress(string(kind))
 		seen := 0
 		s, raw, err = c.Watch(ctx, kind, id, f.interval, func(s remote.Status) {
 			p.SetTotal(int64(s.Units.Total))

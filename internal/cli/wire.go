@@ -211,7 +211,7 @@ func (e *embedded) Close() error { return e.close() }
 
 // run drives a started job with a progress display.
 func (a *app) run(ctx context.Context, e *embedded, job *events.Job, label string) (*events.Job, error) {
-	p := newProgress(a.env.Stderr, !a.jsonOut && a.env.IsTerminal(a.env.Stderr), label)
+	p := a.newProgress(label)
 	p.SetTotal(int64(job.Tasks))
 	for ph := range job.PhaseTasks {
 		if n, err := e.jobs.CountDone(ctx, job.ID, ph); err == nil {

@@ -29,6 +29,7 @@ type createOpts struct {
 	resume         bool
 	aws            awsFlags
 	notify         string
+	estimate       bool
 	rangeKeys      int
 	rangeBytes     int64
 }
@@ -52,6 +53,7 @@ under its final name once every unit was backed up.`,
 	f.StringVar(&o.output, "output", "./backup", "directory to write the archive to, or s3://bucket/prefix")
 	o.aws.register(cmd)
 	registerNotify(cmd, &o.notify)
+	f.BoolVar(&o.estimate, "estimate", false, "list what a backup would read (DOs, objects, bytes) without downloading, and print the expected requests, time and serverless cost")
 	f.BoolVar(&o.includeSecrets, "include-secrets", false, "include local secrets (.dev.vars / .edgebase/secrets.json); the archive is mode 0600 either way")
 	f.BoolVar(&o.includeStorage, "include-storage", false, "include every R2 object (writes a .tar.gz)")
 	f.IntVar(&o.concurrency, "concurrency", 10, "units (and object downloads) in parallel")
@@ -75,6 +77,9 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 		return err
 	}
 	defer d.close()
+	if o.estimate {
+		return a.estimateBackup(ctx, d, o)
+	}
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now,
 		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, ComposeAbove: -1}}
 	if o.includeSecrets {

@@ -23,7 +23,7 @@ const s3Scheme = "s3://"
 // every task uploading at once.
 const (
 	cliS3PartSize    = s3blob.MinPartSize
-	cliS3Concurrency = 2
+	cliS3Concurrency = 1
 )
 
 // s3Path is a parsed s3:// URL.

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/cloudflare"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 )
 
@@ -58,7 +59,8 @@ environment variable each setting came from, that the EdgeBase URL answers
 (over TLS for https), that the service key is valid and scoped for the
 backup API, what the server shows of itself (masked content types,
 redacted config snapshot), whether dynamic DB blocks have a source for
-their instances, and that the output is writable (for s3:// a probe
+their instances, that the Cloudflare token can list Durable Object
+namespaces (Edge mode), and that the output is writable (for s3:// a probe
 object under .doctor/ is written and deleted) with free disk for a local
 one. Exits non-zero when any check fails.`,
 		Args: cobra.NoArgs,
@@ -215,6 +217,9 @@ func (a *app) doctorDeployment(ctx context.Context, d *deployment, o doctorOpts)
 			Hint: "the backup API's config route failed; see the server's log"})
 	}
 	out = append(out, a.doctorServer(ctx, d, cfg))
+	if d.cf != nil {
+		out = append(out, doctorCloudflare(ctx, d))
+	}
 
 	var dynamic []string
 	for _, b := range cfg.Databases {
@@ -369,4 +374,26 @@ func (a *app) doctorOutput(ctx context.Context, o doctorOpts) doctorCheck {
 		return doctorCheck{Name: "output", Status: checkOK, Detail: fmt.Sprintf("%s writable, %s free", dir, archive.HumanBytes(free))}
 	}
 	return doctorCheck{Name: "output", Status: checkOK, Detail: dir + " writable"}
+}
+
+// doctorCloudflare checks Edge mode's token: it must list the account's
+// Durable Object namespaces (Workers Scripts Read), and one of them should
+// be EdgeBase's DatabaseDO.
+func doctorCloudflare(ctx context.Context, d *deployment) doctorCheck {
+	nss, err := d.cf.Namespaces(ctx)
+	if err != nil {
+		return doctorCheck{Name: "cloudflare", Status: checkFail, Detail: "listing Durable Object namespaces: " + err.Error(),
+			Hint: "use an API token of this account with the Workers Scripts Read permission (Edge mode lists DatabaseDO instances with it)"}
+	}
+	n := 0
+	for _, ns := range nss {
+		if ns.Class == cloudflare.ClassDatabaseDO {
+			n++
+		}
+	}
+	if n == 0 {
+		return doctorCheck{Name: "cloudflare", Status: checkWarn, Detail: fmt.Sprintf("the token lists %d Durable Object namespaces, none of class %s", len(nss), cloudflare.ClassDatabaseDO),
+			Hint: "check --account-id: it should be the account the EdgeBase Worker is deployed to"}
+	}
+	return doctorCheck{Name: "cloudflare", Status: checkOK, Detail: fmt.Sprintf("token lists Durable Object namespaces (%d of class %s)", n, cloudflare.ClassDatabaseDO)}
 }

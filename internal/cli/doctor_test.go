@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgevault/edgevault/pkg/cloudflare/cloudflaretest"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 )
@@ -96,6 +97,18 @@ func TestDoctor(t *testing.T) {
 		if code != 0 || checks["service key"].Status != checkOK {
 			t.Fatalf("scoped backup key: exit %d %+v\n%s", code, checks["service key"], r)
 		}
+	})
+	t.Run("Edge mode token", func(t *testing.T) {
+		cf := cloudflaretest.NewServer(cloudflaretest.Config{})
+		t.Cleanup(cf.Close)
+		cf.AddNamespace(cloudflaretest.Namespace{Name: "edgebase_DatabaseDO", Script: src.emu.Worker(), Class: "DatabaseDO", UseSQLite: true})
+		edge := []string{"--url", src.emu.URL(), "--service-key", src.emu.ServiceKey(), "--cloudflare-api-url", cf.URL(), "--account-id", cf.AccountID(), "--output", out}
+		code, checks, r := doctorRun(t, testEnv(t), append(edge, "--api-token", cloudflaretest.DefaultToken)...)
+		if code != 0 || checks["cloudflare"].Status != checkOK || checks["dynamic DB blocks"].Status != checkOK {
+			t.Fatalf("Edge mode with a good token: exit %d\n%s", code, r)
+		}
+		code, checks, r = doctorRun(t, testEnv(t), append(edge, "--api-token", "wrong-token")...)
+		wantFail(t, code, checks, r, "cloudflare", "Workers Scripts Read")
 	})
 	t.Run("unwritable S3 prefix", func(t *testing.T) {
 		env, bucket, _ := s3Env(t)

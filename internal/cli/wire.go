@@ -63,6 +63,7 @@ type deployment struct {
 	enum   *discovery.Enumerator
 	edge   bool
 	hc     *http.Client
+	cf     *cloudflare.Client // Edge mode only
 }
 
 // close drops the idle connections of the command's HTTP client. Run is
@@ -109,7 +110,7 @@ func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
 			return nil, failure("invalid_arguments", err)
 		}
 		d.enum.Edge = discovery.CloudflareEdge(cf, c.script)
-		d.edge = true
+		d.edge, d.cf = true, cf
 	} else if (account == "") != (token == "") {
 		return nil, failure("invalid_arguments", errors.New("Edge mode needs both --account-id and --api-token (or CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN)"))
 	}

@@ -63,6 +63,7 @@ const (
 	ctxAPIBackupRoleARNs         = "apiBackupRoleArns"
 	ctxAPIRestoreRoleARNs        = "apiRestoreRoleArns"
 	ctxAPIAllowSecrets           = "apiAllowSecrets"
+	ctxNotifyURL                 = "notifyUrl"
 	ctxDRAccount                 = "drAccount"
 	ctxDRRegion                  = "drRegion" // also places the destination stack
 	ctxDRBucket                  = "drBucket"
@@ -172,7 +173,10 @@ type Config struct {
 	// APIAllowSecrets lets API callers ask for secrets (a backup including
 	// them, a restore writing them back).
 	APIAllowSecrets bool
-	DR              DRTarget
+	// NotifyURL is the webhook told when a job ends (Slack-compatible,
+	// signed with the stack's NotifyWebhookSecret); "" for none.
+	NotifyURL string
+	DR        DRTarget
 }
 
 // DRTarget is the cross-account destination drcopy writes to.
@@ -394,6 +398,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	r.str(ctxAPIBackupRoleARNs, &c.APIBackupRoleARNs)
 	r.str(ctxAPIRestoreRoleARNs, &c.APIRestoreRoleARNs)
 	r.boolean(ctxAPIAllowSecrets, &c.APIAllowSecrets)
+	r.str(ctxNotifyURL, &c.NotifyURL)
 	r.str(ctxDRAccount, &c.DR.Account)
 	r.str(ctxDRRegion, &c.DR.Region)
 	r.str(ctxDRBucket, &c.DR.Bucket)
@@ -468,6 +473,9 @@ func (c Config) Validate() error {
 	}
 	if c.AssetDir == "" {
 		bad(ctxAssetDir, c.AssetDir, "a directory")
+	}
+	if u, err := url.Parse(c.NotifyURL); c.NotifyURL != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+		bad(ctxNotifyURL, c.NotifyURL, "an https URL of the webhook told when a job ends")
 	}
 	if u, err := url.Parse(c.EdgeBaseURL); c.EdgeBaseURL == "" {
 		bad(ctxEdgeBaseURL, `""`, "the URL of the EdgeBase deployment to back up (required: -c edgebaseUrl=https://...)")

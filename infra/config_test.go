@@ -106,6 +106,8 @@ func TestConfigValidateRejects(t *testing.T) {
 		{ctxEdgeBaseURL, func(c *Config) { c.EdgeBaseURL = "" }},
 		{ctxEdgeBaseURL, func(c *Config) { c.EdgeBaseURL = "http://edgebase.example.com" }}, // without allowInsecureEdgebaseUrl
 		{ctxCloudflareAccount, func(c *Config) { c.CloudflareAccountID = "nothex" }},
+		{ctxNotifyURL, func(c *Config) { c.NotifyURL = "http://hooks.example.com/x" }},
+		{ctxNotifyURL, func(c *Config) { c.NotifyURL = "not a url" }},
 		{ctxInstances, func(c *Config) { c.Instances = "workspace:a,workspace" }},
 		{ctxInstances, func(c *Config) { c.Instances = strings.Repeat("workspace:a,", 200) + "workspace:b" }},
 		{ctxSchedule, func(c *Config) { c.Schedule = "daily" }},

@@ -274,6 +274,7 @@ func (s *BackupStack) newSecrets() {
 		{lambdaenv.ServiceKeySecret, "ServiceKeySecret", "edgevault: EdgeBase service key of the target deployment"},
 		{lambdaenv.CloudflareSecret, "CloudflareTokenSecret", "edgevault: Cloudflare API token (Edge mode: Durable Object enumeration)"},
 		{lambdaenv.EdgeBaseSecrets, "EdgeBaseSecrets", "edgevault: JSON object of the EdgeBase deployment's secrets (backed up with includeSecrets, written back by restores)"},
+		{lambdaenv.NotifySecret, "NotifyWebhookSecret", "edgevault: HMAC-SHA256 secret that signs the job notifications to the notifyUrl webhook"},
 	} {
 		sec := awssecretsmanager.NewCfnSecret(s.Stack, jsii.String(d.id), &awssecretsmanager.CfnSecretProps{
 			Description: jsii.String(d.desc),
@@ -287,7 +288,7 @@ func (s *BackupStack) newSecrets() {
 }
 
 // secretEnvs are the variables naming the secrets, in a fixed order.
-var secretEnvs = []string{lambdaenv.ServiceKeySecret, lambdaenv.CloudflareSecret, lambdaenv.EdgeBaseSecrets}
+var secretEnvs = []string{lambdaenv.ServiceKeySecret, lambdaenv.CloudflareSecret, lambdaenv.EdgeBaseSecrets, lambdaenv.NotifySecret}
 
 // newSecretPolicies gives each secret a resource policy that refuses its
 // value to every principal but the roles of the functions that read it,
@@ -346,6 +347,8 @@ func (s *BackupStack) envValues() map[string]*string {
 		lambdaenv.DRKMSKeyARN:       jsii.String(c.DR.KMSKeyARN),
 		lambdaenv.DRRegion:          jsii.String(c.DR.Region),
 		lambdaenv.APIAllowSecrets:   jsii.String(strconv.FormatBool(c.APIAllowSecrets)),
+		lambdaenv.NotifyURL:         jsii.String(c.NotifyURL),
+		lambdaenv.NotifySecret:      s.Secrets[lambdaenv.NotifySecret].Ref(),
 		lambdaenv.MetricsNamespace:  jsii.String(c.Namespace()),
 		lambdaenv.Deployed:          jsii.String("true"),
 	}
@@ -709,6 +712,7 @@ func (s *BackupStack) newOutputs() {
 	out("ServiceKeySecretArn", "Put the EdgeBase service key here", s.Secrets[lambdaenv.ServiceKeySecret].Ref())
 	out("CloudflareTokenSecretArn", "Put the Cloudflare API token here (Edge mode)", s.Secrets[lambdaenv.CloudflareSecret].Ref())
 	out("EdgeBaseSecretsArn", "JSON object of the EdgeBase deployment's secrets", s.Secrets[lambdaenv.EdgeBaseSecrets].Ref())
+	out("NotifyWebhookSecretArn", "Put the secret that signs job notifications here (with -c notifyUrl=https://...)", s.Secrets[lambdaenv.NotifySecret].Ref())
 	out("AlarmTopicArn", "SNS topic of the alarms", s.AlarmTopic.TopicArn())
 	out("MetricsNamespace", "CloudWatch namespace of the stack's metrics", jsii.String(s.Config.Namespace()))
 }

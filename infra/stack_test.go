@@ -82,6 +82,7 @@ var variantContext = map[string]map[string]any{
 		ctxAPIBackupRoleARNs: apiBackuper, ctxAPIRestoreRoleARNs: apiRestorer, ctxAPIAllowSecrets: "true",
 		ctxDRObjectLockDays: "40", ctxDRRetentionDays: "400",
 		ctxDRKeyBreakGlassARN: breakGlass, ctxDRAlarmEmail: "dr-ops@example.com",
+		ctxNotifyURL: "https://hooks.example.com/edgevault",
 	}),
 	"direct": {
 		ctxEdgeBaseURL: "http://edgebase.internal:8787", ctxAllowInsecureEdgeBaseURL: "true",
@@ -316,8 +317,8 @@ func TestResourceCounts(t *testing.T) {
 		"AWS::S3::BucketPolicy":               {2, 2, 2},
 		"AWS::SQS::Queue":                     {5, 5, 5}, // task, control, their DLQs, invoke DLQ
 		"AWS::SQS::QueuePolicy":               {5, 5, 5},
-		"AWS::SecretsManager::Secret":         {3, 3, 3},
-		"AWS::SecretsManager::ResourcePolicy": {3, 3, 3},
+		"AWS::SecretsManager::Secret":         {4, 4, 4}, // + the notification signing secret
+		"AWS::SecretsManager::ResourcePolicy": {4, 4, 4},
 		"AWS::Lambda::Function":               {5, 6, 6}, // + CDK's bucket-notification handler with DR
 		"AWS::Lambda::EventSourceMapping":     {2, 2, 2},
 		"AWS::Lambda::EventInvokeConfig":      {2, 2, 2}, // scheduler, drcopy
@@ -734,6 +735,8 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.DRKMSKeyARN:       c.DR.KMSKeyARN,
 				lambdaenv.DRRegion:          c.DR.Region,
 				lambdaenv.APIAllowSecrets:   strconv.FormatBool(c.APIAllowSecrets),
+				lambdaenv.NotifyURL:         c.NotifyURL,
+				lambdaenv.NotifySecret:      ref(logicalID(b.Secrets[lambdaenv.NotifySecret])),
 				lambdaenv.MetricsNamespace:  c.MetricsNamespace + "/" + c.StackName,
 				lambdaenv.Deployed:          "true",
 			}
@@ -1100,7 +1103,7 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("%s: DeletionPolicy %v", env, r["DeletionPolicy"])
 		}
 	}
-	if len(v.backup.Secrets) != 3 {
+	if len(v.backup.Secrets) != 4 {
 		t.Errorf("%d secrets", len(v.backup.Secrets))
 	}
 }

@@ -28,6 +28,9 @@ type createOpts struct {
 	includeStorage bool
 	concurrency    int
 	resume         bool
+	aws            awsFlags
+	notify         string
+	estimate       bool
 	rangeKeys      int
 	rangeBytes     int64
 	signKey        string
@@ -49,7 +52,10 @@ under its final name once every unit was backed up.`,
 	}
 	o.conn.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&o.output, "output", "./backup", "directory to write the archive to")
+	f.StringVar(&o.output, "output", "./backup", "directory to write the archive to, or s3://bucket/prefix")
+	o.aws.register(cmd)
+	registerNotify(cmd, &o.notify)
+	f.BoolVar(&o.estimate, "estimate", false, "list what a backup would read (DOs, objects, bytes) without downloading, and print the expected requests, time and serverless cost")
 	f.BoolVar(&o.includeSecrets, "include-secrets", false, "include local secrets (.dev.vars / .edgebase/secrets.json); the archive is mode 0600 either way")
 	f.BoolVar(&o.includeStorage, "include-storage", false, "include every R2 object (writes a .tar.gz)")
 	f.IntVar(&o.concurrency, "concurrency", 10, "units (and object downloads) in parallel")
@@ -65,14 +71,17 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	if o.concurrency < 1 {
 		return failure("invalid_arguments", errors.New("--concurrency must be at least 1"))
 	}
+	hook, err := a.webhook(o.notify)
+	if err != nil {
+		return err
+	}
 	d, err := a.connect(&o.conn, o.concurrency)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	out, err := filepath.Abs(o.output)
-	if err != nil {
-		return failure("backup_create_failed", err)
+	if o.estimate {
+		return a.estimateBackup(ctx, d, o)
 	}
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now,
 		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, ComposeAbove: -1}}
@@ -85,7 +94,7 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 			return failure("invalid_arguments", err)
 		}
 	}
-	e, err := a.embed(out, eo)
+	e, out, err := a.embedOutput(ctx, o.output, o.aws, eo)
 	if err != nil {
 		return failure("backup_create_failed", err)
 	}
@@ -98,6 +107,7 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 		a.warn("%s", w)
 	}
 	final, err := a.run(ctx, e, job, "backup")
+	a.notifyEnd(ctx, e, hook, job)
 	if err != nil {
 		if ctx.Err() != nil {
 			return &cmdError{code: "backup_create_failed", exit: ExitError,
@@ -132,7 +142,9 @@ func (a *app) startBackup(ctx context.Context, e *embedded, d *deployment, o cre
 	if err != nil {
 		if job != nil && job.State == events.StateFailed && job.QueuedPhase < 0 {
 			// Nothing to resume from a plan that never completed.
-			_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
+			if !isS3(out) {
+				_ = os.RemoveAll(filepath.Join(out, filepath.FromSlash(StagingPrefix), job.ID))
+			}
 		}
 		return nil, explain(failure("backup_create_failed", err), err)
 	}
@@ -141,7 +153,7 @@ func (a *app) startBackup(ctx context.Context, e *embedded, d *deployment, o cre
 
 // reportCreate prints the outcome of a finished backup.
 func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.Job, out string, took time.Duration) error {
-	path := filepath.Join(out, filepath.FromSlash(final.Archive))
+	path := outPath(out, final.Archive)
 	sum := final.Summary
 	if sum == nil {
 		sum = &events.Summary{}
@@ -162,8 +174,8 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 	if a.jsonOut {
 		a.printJSON(map[string]any{
 			"status": "success", "file": path, "dos": sum.DOs, "dataNamespaces": sum.Namespaces,
-			"rows": sum.Rows, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
-			"manifest": filepath.Join(out, filepath.FromSlash(final.Manifest)), "job": final.ID,
+			"rows": sum.Rows, "rowsBy": man.RowsBy, "objects": sum.Objects, "bytes": sum.ArchiveSize, "sha256": man.SHA256,
+			"manifest": outPath(out, final.Manifest), "job": final.ID,
 			"timestamp": strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "edgebase-backup-"), ".json"), ".tar.gz"),
 			"warnings":  nonNil(final.Warnings), "warningsOmitted": final.WarningsOmitted,
 			"server": server,
@@ -171,8 +183,12 @@ func (a *app) reportCreate(ctx context.Context, e *embedded, job, final *events.
 		return nil
 	}
 	a.say("Backup written: %s (%s)\n", path, archive.HumanBytes(sum.ArchiveSize))
-	a.say("  %d DOs, %d data namespaces, %d rows, %d objects (%s moved) in %s\n",
-		sum.DOs, sum.Namespaces, sum.Rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(took))
+	rows := fmt.Sprintf("%d rows", sum.Rows)
+	if man.RowsBy != nil {
+		rows = man.RowsBy.String()
+	}
+	a.say("  %d DOs, %d data namespaces, %s, %d objects (%s moved) in %s\n",
+		sum.DOs, sum.Namespaces, rows, sum.Objects, archive.HumanBytes(sum.Bytes), fmtDuration(took))
 	if man.SHA256 != "" {
 		a.say("  sha256 %s\n", man.SHA256)
 	}
@@ -194,7 +210,7 @@ func (a *app) createFailed(job *events.Job, err error, out string) error {
 			}
 			e.extra["failed"] = units
 		}
-		e.hint = fmt.Sprintf("no archive was written; fix the cause and run again with --resume (staging kept in %s)", filepath.Join(out, StagingPrefix, job.ID))
+		e.hint = fmt.Sprintf("no archive was written; fix the cause and run again with --resume (staging kept in %s)", outPath(out, StagingPrefix+job.ID))
 	}
 	return explain(e, err)
 }
@@ -223,16 +239,29 @@ func nonNil(s []string) []string {
 }
 
 func (a *app) listCommand() *cobra.Command {
-	var dir string
+	var dir, from string
+	var f awsFlags
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List the archives in a directory and any unfinished jobs",
+		Short: "List the archives in a directory (or s3://bucket/prefix) and any unfinished jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from != "" {
+				dir = from
+			}
+			if isS3(dir) {
+				list, unfinished, err := a.listS3(cmd.Context(), f, dir)
+				if err != nil {
+					return failure("backup_list_failed", err)
+				}
+				return a.printList(dir, list, unfinished)
+			}
 			return a.runList(cmd.Context(), dir)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "output", "./backup", "directory holding the archives")
+	cmd.Flags().StringVar(&dir, "output", "./backup", "directory holding the archives, or s3://bucket/prefix")
+	cmd.Flags().StringVar(&from, "from", "", "the same as --output")
+	f.register(cmd)
 	return cmd
 }
 
@@ -278,6 +307,10 @@ func (a *app) runList(ctx context.Context, dir string) error {
 			})
 		}
 	}
+	return a.printList(dir, list, unfinished)
+}
+
+func (a *app) printList(dir string, list []listedArchive, unfinished []*events.Job) error {
 	if a.jsonOut {
 		jobs := make([]map[string]any, 0, len(unfinished))
 		for _, j := range unfinished {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 )
 
@@ -36,6 +37,9 @@ type Env struct {
 	// drillRestored, when set, runs after a drill's restore and before
 	// its read-back (tests sabotage the target there).
 	drillRestored func(context.Context) error
+	// aws, when set, replaces the AWS configuration of s3:// paths (tests
+	// point it at an emulator with static credentials).
+	aws *awsconfig.Config
 }
 
 // OSEnv is the real environment.
@@ -61,11 +65,13 @@ const (
 
 // app carries what every command shares.
 type app struct {
-	env      Env
-	jsonOut  bool
-	verbose  bool
-	log      *slog.Logger
-	exitCode int
+	env     Env
+	jsonOut bool
+	verbose bool
+	// progressMode is --progress: auto, bar, json or none.
+	progressMode string
+	log          *slog.Logger
+	exitCode     int
 }
 
 // Run executes the CLI with args (without the program name) and returns
@@ -116,9 +122,11 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print only one JSON document on stdout")
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log details to stderr")
+	root.PersistentFlags().StringVar(&a.progressMode, "progress", progressAuto, "progress display on stderr: auto (a bar on a terminal), bar, json (one event per line, for other tools) or none")
 	backup := &cobra.Command{Use: "backup", Short: "Create, restore, verify and list backups"}
 	backup.AddCommand(a.createCommand(), a.restoreCommand(), a.verifyCommand(), a.listCommand())
 	root.AddCommand(backup, a.exportCommand(), a.versionCommand(), a.keygenCommand(), a.drillCommand())
+	root.AddCommand(a.remoteCommand(), a.doctorCommand())
 	return root
 }
 

@@ -1,101 +1,170 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
 	"github.com/edgevault/edgevault/pkg/archive"
 )
 
-// progress draws a one-line bar on a terminal: units done / total, bytes
-// moved and throughput. It redraws on a ticker, so workers only bump
-// counters and never wait on the terminal.
+// Progress display modes (--progress).
+const (
+	progressAuto = "auto" // a bar on a terminal, nothing otherwise
+	progressBar  = "bar"
+	progressJSON = "json" // one JSON event per line on stderr, for other tools
+	progressNone = "none"
+)
+
+// jsonProgressEvery is how often --progress json reports.
+const jsonProgressEvery = time.Second
+
+// progress shows a job's units, bytes, rate and ETA: a bar (mpb) on a
+// terminal, or JSON events on stderr. Workers only bump counters; the
+// display reads them on its own schedule and never blocks them.
 type progress struct {
-	w       io.Writer
-	label   string
-	total   atomic.Int64
-	done    atomic.Int64
-	failed  atomic.Int64
-	bytes   atomic.Int64
-	start   time.Time
+	label  string
+	total  atomic.Int64
+	done   atomic.Int64
+	failed atomic.Int64
+	bytes  atomic.Int64
+	start  time.Time
+
+	mode string
+	w    io.Writer
+	// bar mode
+	p   *mpb.Progress
+	bar *mpb.Bar
+	// json mode
 	stop    chan struct{}
 	stopped sync.WaitGroup
-	enabled bool
+	once    sync.Once
 }
 
-func newProgress(w io.Writer, enabled bool, label string) *progress {
-	p := &progress{w: w, label: label, start: time.Now(), stop: make(chan struct{}), enabled: enabled}
-	if enabled {
+// newProgress picks the display from --progress: auto is a bar when
+// stderr is a terminal and --json is not set.
+func (a *app) newProgress(label string) *progress {
+	mode := a.progressMode
+	if mode == "" || mode == progressAuto {
+		mode = progressNone
+		if !a.jsonOut && a.env.IsTerminal(a.env.Stderr) {
+			mode = progressBar
+		}
+	}
+	return newProgressMode(a.env.Stderr, mode, label)
+}
+
+func newProgressMode(w io.Writer, mode, label string) *progress {
+	p := &progress{label: label, start: time.Now(), mode: mode, w: w, stop: make(chan struct{})}
+	switch mode {
+	case progressBar:
+		p.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(80), mpb.WithRefreshRate(150*time.Millisecond), mpb.WithAutoRefresh())
+		p.bar = p.p.AddBar(0,
+			mpb.PrependDecorators(decor.Name(label+" "), decor.CountersNoUnit("%d/%d units", decor.WCSyncSpace)),
+			mpb.AppendDecorators(
+				decor.Any(func(decor.Statistics) string { return p.rates() }, decor.WCSyncSpace),
+				decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"),
+			))
+	case progressJSON:
 		p.stopped.Add(1)
-		go p.loop()
+		go p.emitLoop()
 	}
 	return p
 }
 
-func (p *progress) SetTotal(n int64) { p.total.Store(n) }
-func (p *progress) AddTotal(n int64) { p.total.Add(n) }
+// rates is "3.2 MiB, 1.1 MiB/s, 2 failed".
+func (p *progress) rates() string {
+	b := p.bytes.Load()
+	s := archive.HumanBytes(b)
+	if el := time.Since(p.start).Seconds(); el > 0.5 {
+		s += fmt.Sprintf(", %s/s", archive.HumanBytes(int64(float64(b)/el)))
+	}
+	if f := p.failed.Load(); f > 0 {
+		s += fmt.Sprintf(", %d failed", f)
+	}
+	return s
+}
+
+func (p *progress) SetTotal(n int64) {
+	p.total.Store(n)
+	if p.bar != nil {
+		p.bar.SetTotal(n, false)
+	}
+}
+
+func (p *progress) AddTotal(n int64) { p.SetTotal(p.total.Add(n)) }
+
 func (p *progress) Done(failed bool) {
 	p.done.Add(1)
 	if failed {
 		p.failed.Add(1)
 	}
+	if p.bar != nil {
+		p.bar.Increment()
+	}
 }
+
 func (p *progress) AddBytes(n int64) { p.bytes.Add(n) }
 
-func (p *progress) loop() {
+// progressEvent is one line of --progress json.
+type progressEvent struct {
+	Event          string  `json:"event"` // "progress", then "end"
+	Label          string  `json:"label"`
+	Done           int64   `json:"done"`
+	Total          int64   `json:"total"`
+	Failed         int64   `json:"failed"`
+	Bytes          int64   `json:"bytes"`
+	ElapsedSeconds float64 `json:"elapsedSeconds"`
+	BytesPerSecond int64   `json:"bytesPerSecond"`
+}
+
+func (p *progress) emit(event string) {
+	el := time.Since(p.start).Seconds()
+	ev := progressEvent{Event: event, Label: p.label, Done: p.done.Load(), Total: p.total.Load(), Failed: p.failed.Load(),
+		Bytes: p.bytes.Load(), ElapsedSeconds: el}
+	if el > 0 {
+		ev.BytesPerSecond = int64(float64(ev.Bytes) / el)
+	}
+	b, _ := json.Marshal(ev)
+	fmt.Fprintf(p.w, "%s\n", b)
+}
+
+func (p *progress) emitLoop() {
 	defer p.stopped.Done()
-	t := time.NewTicker(150 * time.Millisecond)
+	t := time.NewTicker(jsonProgressEvery)
 	defer t.Stop()
+	p.emit("progress")
 	for {
 		select {
 		case <-p.stop:
-			p.draw(true)
+			p.emit("end")
 			return
 		case <-t.C:
-			p.draw(false)
+			p.emit("progress")
 		}
 	}
 }
 
-func (p *progress) draw(final bool) {
-	total, done := p.total.Load(), p.done.Load()
-	const width = 28
-	filled := 0
-	if total > 0 {
-		filled = int(min(done, total) * width / total)
-	}
-	el := time.Since(p.start).Seconds()
-	rate := ""
-	if el > 0.5 {
-		rate = fmt.Sprintf(" %s/s", archive.HumanBytes(int64(float64(p.bytes.Load())/el)))
-	}
-	fail := ""
-	if f := p.failed.Load(); f > 0 {
-		fail = fmt.Sprintf(" %d failed", f)
-	}
-	line := fmt.Sprintf("\r%s [%s%s] %d/%d units  %s%s%s  %.0fs ", p.label,
-		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), done, total,
-		archive.HumanBytes(p.bytes.Load()), rate, fail, el)
-	fmt.Fprint(p.w, line+"\x1b[K")
-	if final {
-		fmt.Fprintln(p.w)
-	}
-}
-
-// Close stops redrawing and leaves the final state on its own line.
+// Close stops the display, leaving the final state.
 func (p *progress) Close() {
-	if !p.enabled {
-		return
-	}
-	select {
-	case <-p.stop:
-		return
-	default:
-	}
-	close(p.stop)
-	p.stopped.Wait()
+	p.once.Do(func() {
+		close(p.stop)
+		switch p.mode {
+		case progressBar:
+			if p.done.Load() >= p.total.Load() {
+				p.bar.SetTotal(-1, true)
+			} else {
+				p.bar.Abort(false)
+			}
+			p.p.Wait()
+		case progressJSON:
+			p.stopped.Wait()
+		}
+	})
 }

@@ -31,6 +31,8 @@ type restoreOpts struct {
 	allowSchemaDrift bool
 	concurrency      restore.Concurrency
 	workDir          string
+	aws              awsFlags
+	notify           string
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -53,7 +55,9 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 	}
 	o.conn.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&o.from, "from", "", "archive to restore (.json, .tar.gz or .tgz)")
+	f.StringVar(&o.from, "from", "", "archive to restore (.json, .tar.gz or .tgz), a file or s3://bucket/key")
+	o.aws.register(cmd)
+	registerNotify(cmd, &o.notify)
 	f.BoolVar(&o.skipSecrets, "skip-secrets", false, "do not restore secrets")
 	f.BoolVar(&o.skipStorage, "skip-storage", false, "leave R2 untouched")
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
@@ -74,6 +78,16 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	if err != nil {
 		return err
 	}
+	hook, err := a.webhook(o.notify)
+	if err != nil {
+		return err
+	}
+	var src restore.Source = restore.FileSource(from)
+	if isS3(from) {
+		if src, err = a.s3Source(ctx, o.aws, from); err != nil {
+			return err
+		}
+	}
 	d, err := a.connect(&o.conn, o.concurrency.DOs)
 	if err != nil {
 		return err
@@ -85,7 +99,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	}
 	defer os.RemoveAll(work)
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now, Secrets: devvars.New(a.env.WorkDir),
-		OpenArchive: func(context.Context, string) (restore.Source, error) { return restore.FileSource(from), nil },
+		OpenArchive: func(context.Context, string) (restore.Source, error) { return src, nil },
 		Restore:     edgevault.RestoreOptions{Concurrency: o.concurrency}}
 	if a.env.retry != nil {
 		deps.Restore.DORetry = *a.env.retry
@@ -104,6 +118,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 		return nil
 	}
 	final, err := a.executeRestore(ctx, e, job)
+	a.notifyEnd(ctx, e, hook, job)
 	if err != nil {
 		return err
 	}
@@ -113,12 +128,22 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 // checkRestoreArgs refuses bad arguments before any request: nothing is
 // read from the target either.
 func (a *app) checkRestoreArgs(o restoreOpts) (string, error) {
-	from, err := filepath.Abs(o.from)
-	if err != nil {
-		return "", failure("backup_restore_failed", err)
-	}
-	if st, err := os.Stat(from); err != nil || st.IsDir() {
-		return "", &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + from, exit: ExitError}
+	from := o.from
+	if isS3(from) {
+		p, err := parseS3(from)
+		if err != nil {
+			return "", failure("invalid_arguments", err)
+		}
+		from = p.String()
+	} else {
+		abs, err := filepath.Abs(o.from)
+		if err != nil {
+			return "", failure("backup_restore_failed", err)
+		}
+		from = abs
+		if st, err := os.Stat(from); err != nil || st.IsDir() {
+			return "", &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + from, exit: ExitError}
+		}
 	}
 	if _, err := restore.ParseOnly(o.only); err != nil {
 		return "", failure("invalid_arguments", err)
@@ -214,13 +239,13 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 	}
 	if a.jsonOut {
 		a.printJSON(map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
-			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "objects": rep.Objects,
+			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "rowsBy": rep.RowsBy, "objects": rep.Objects,
 			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": took.Seconds(),
 			"internalKeysSkipped": rep.InternalKeysSkipped, "uncompared": rep.UncomparedCount})
 		return nil
 	}
-	a.say("Restore complete: %d DOs, %d data namespaces, %d rows, %d objects (%s) into %s in %s\n",
-		rep.DOCount, len(rep.Namespaces), rep.Rows, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
+	a.say("Restore complete: %d DOs, %d data namespaces, %s, %d objects (%s) into %s in %s\n",
+		rep.DOCount, len(rep.Namespaces), rep.RowsBy, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
 	return nil
 }
 
@@ -229,6 +254,9 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 func (a *app) restoreWorkDir(flag, from string) (string, error) {
 	if flag != "" {
 		return os.MkdirTemp(flag, ".edgevault-restore-")
+	}
+	if isS3(from) {
+		return os.MkdirTemp("", "edgevault-restore-")
 	}
 	if d, err := os.MkdirTemp(filepath.Dir(from), ".edgevault-restore-"); err == nil {
 		return d, nil
@@ -254,8 +282,9 @@ func (a *app) printReport(r *restore.Report) {
 		}
 		a.say("           orphan DO %s\n", o)
 	}
-	a.say("  writes:  %d users, %d DOs, %d data namespaces (%d rows), %d objects (%s)%s\n",
-		r.Users, r.DOCount, len(r.Namespaces), r.Rows, r.Objects, archive.HumanBytes(r.ObjectBytes), map[bool]string{true: ", secrets", false: ""}[r.Secrets])
+	a.say("  writes:  %d users, %d DOs, %d data namespaces, %d objects (%s)%s\n",
+		r.Users, r.DOCount, len(r.Namespaces), r.Objects, archive.HumanBytes(r.ObjectBytes), map[bool]string{true: ", secrets", false: ""}[r.Secrets])
+	a.say("           %s\n", r.RowsBy)
 	for _, u := range r.DOs {
 		a.say("           DO %s: %d rows\n", u.Name, u.Rows)
 	}

@@ -19,12 +19,13 @@ import (
 type verifyOpts struct {
 	trust []string
 	deep  bool
+	aws   awsFlags
 }
 
 func (a *app) verifyCommand() *cobra.Command {
 	var o verifyOpts
 	cmd := &cobra.Command{
-		Use:   "verify FILE|DIR...",
+		Use:   "verify FILE|DIR|s3://bucket/prefix/ARCHIVE...",
 		Short: "Check archives end to end (ours or the official CLI's), their signatures and their chain",
 		Long: `Check each archive end to end against its manifest. With --trust, every
 manifest must carry a valid signature by one of the trusted public keys
@@ -39,6 +40,7 @@ and the JSON's storage.objects agree entry by entry.`,
 	}
 	cmd.Flags().StringArrayVar(&o.trust, "trust", nil, "public key file (PEM) whose signatures are trusted; repeatable; unsigned archives are then refused")
 	cmd.Flags().BoolVar(&o.deep, "deep", false, "also check every object's size and etag and that the tar and the JSON agree entry by entry")
+	o.aws.register(cmd)
 	return cmd
 }
 
@@ -136,6 +138,22 @@ func (a *app) runVerify(ctx context.Context, args []string, o verifyOpts) error 
 
 func (a *app) verifyOne(ctx context.Context, file string, o verifyOpts, trusted []provenance.PublicKey) (verified, error) {
 	v := verified{File: file}
+	if isS3(file) {
+		// Streamed from the bucket in one pass, checked against its
+		// manifest (which S3 archives always have).
+		if o.deep {
+			return v, fmt.Errorf("--deep reads a local archive; %s is in S3", file)
+		}
+		s, m, err := a.verifyS3(ctx, o.aws, file)
+		v.Summary = s
+		if err != nil {
+			return v, err
+		}
+		if m == nil {
+			return v, noManifest(&v, file, trusted)
+		}
+		return v, checkSignature(&v, *m, trusted)
+	}
 	s, err := archive.Verify(ctx, file)
 	v.Summary = s
 	if err != nil {
@@ -151,14 +169,26 @@ func (a *app) verifyOne(ctx context.Context, file string, o verifyOpts, trusted 
 	m, err := archive.ReadManifestFile(archive.ManifestName(file))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		v.Signature = "no manifest"
-		if len(trusted) > 0 {
-			return v, fmt.Errorf("%w: %s has no manifest, so nothing is signed", provenance.ErrUnsigned, filepath.Base(file))
-		}
-		return v, nil
+		return v, noManifest(&v, file, trusted)
 	case err != nil:
 		return v, err
 	}
+	return v, checkSignature(&v, m, trusted)
+}
+
+// noManifest records an archive without a manifest: refused when
+// signatures are required.
+func noManifest(v *verified, file string, trusted []provenance.PublicKey) error {
+	v.Signature = "no manifest"
+	if len(trusted) > 0 {
+		return fmt.Errorf("%w: %s has no manifest, so nothing is signed", provenance.ErrUnsigned, filepath.Base(file))
+	}
+	return nil
+}
+
+// checkSignature records m and its signature in v and, with trusted keys,
+// checks it.
+func checkSignature(v *verified, m archive.Manifest, trusted []provenance.PublicKey) error {
 	v.manifest = &m
 	if m.Signature == nil {
 		v.Signature = "unsigned"
@@ -167,11 +197,11 @@ func (a *app) verifyOne(ctx context.Context, file string, o verifyOpts, trusted 
 	}
 	if len(trusted) > 0 {
 		if err := provenance.Verify(m, trusted...); err != nil {
-			return v, err
+			return err
 		}
 		v.Signature = "ok"
 	}
-	return v, nil
+	return nil
 }
 
 // archiveFiles expands directories into the archives they hold (by
@@ -179,6 +209,10 @@ func (a *app) verifyOne(ctx context.Context, file string, o verifyOpts, trusted 
 func archiveFiles(args []string) ([]string, error) {
 	var files []string
 	for _, p := range args {
+		if isS3(p) {
+			files = append(files, p)
+			continue
+		}
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, err

@@ -64,6 +64,7 @@ type deployment struct {
 	enum   *discovery.Enumerator
 	edge   bool
 	hc     *http.Client
+	cf     *cloudflare.Client // Edge mode only
 }
 
 // close drops the idle connections of the command's HTTP client. Run is
@@ -110,7 +111,7 @@ func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
 			return nil, failure("invalid_arguments", err)
 		}
 		d.enum.Edge = discovery.CloudflareEdge(cf, c.script)
-		d.edge = true
+		d.edge, d.cf = true, cf
 	} else if (account == "") != (token == "") {
 		return nil, failure("invalid_arguments", errors.New("Edge mode needs both --account-id and --api-token (or CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN)"))
 	}
@@ -155,7 +156,8 @@ func expandList(items []string) ([]string, error) {
 
 // embedded is the pipeline wired to an in-process queue and a directory.
 type embedded struct {
-	store  *fs.Store
+	store  pipeline.BlobStore
+	close  func() error
 	engine *pipeline.Engine
 	jobs   *pipeline.Jobs
 	queue  *mem.Queue
@@ -185,6 +187,12 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.embedStore(store, store.Close, o)
+}
+
+// embedStore wires the pipeline over any blob store: a directory, or an
+// s3:// prefix (where staging lives in the bucket, as for the Lambdas).
+func (a *app) embedStore(store pipeline.BlobStore, closeStore func() error, o embedOptions) (*embedded, error) {
 	q := mem.New(mem.Options{VisibilityTimeout: 6 * time.Hour})
 	d := o.deps
 	d.Store, d.Staging, d.Archives, d.Tasks, d.Control, d.Log = store, StagingPrefix, "", q, nil, a.log
@@ -199,18 +207,18 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	}
 	engine, err := edgevault.New(d)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, err
 	}
-	return &embedded{store: store, engine: engine, jobs: engine.Jobs(), queue: q,
+	return &embedded{store: store, close: closeStore, engine: engine, jobs: engine.Jobs(), queue: q,
 		runner: &pipeline.Runner{Engine: engine, Queue: q, Depth: q.Len, Concurrency: max(o.concurrency, 1), Log: a.log}}, nil
 }
 
-func (e *embedded) Close() error { return e.store.Close() }
+func (e *embedded) Close() error { return e.close() }
 
 // run drives a started job with a progress display.
 func (a *app) run(ctx context.Context, e *embedded, job *events.Job, label string) (*events.Job, error) {
-	p := newProgress(a.env.Stderr, !a.jsonOut && a.env.IsTerminal(a.env.Stderr), label)
+	p := a.newProgress(label)
 	p.SetTotal(int64(job.Tasks))
 	for ph := range job.PhaseTasks {
 		if n, err := e.jobs.CountDone(ctx, job.ID, ph); err == nil {

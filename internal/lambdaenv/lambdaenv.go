@@ -48,6 +48,8 @@ const (
 	DRKMSKeyARN       = "EDGEVAULT_DR_KMS_KEY_ARN"     // SSE-KMS key in the destination account ("" = bucket default)
 	DRRegion          = "EDGEVAULT_DR_REGION"          // region of the destination bucket and key ("" = the function's own)
 	APIAllowSecrets   = "EDGEVAULT_API_ALLOW_SECRETS"  // "true": API callers may ask for secrets (backups including them, restores writing them back)
+	NotifyURL         = "EDGEVAULT_NOTIFY_URL"         // webhook told when a job ends ("" = none)
+	NotifySecret      = "EDGEVAULT_NOTIFY_SECRET"      // Secrets Manager id of the webhook's HMAC-SHA256 signing secret
 	Deployed          = "EDGEVAULT_DEPLOYED"           // "true" in every deployed function: the test-only overrides below are refused
 	MetricsNamespace  = "EDGEVAULT_METRICS_NAMESPACE"  // CloudWatch EMF namespace (default "EdgeVault")
 	AWSEndpoint       = "EDGEVAULT_AWS_ENDPOINT"       // local/test override for S3, SQS, Secrets Manager, STS; never set by infra
@@ -110,9 +112,9 @@ const ReconcileInput = `{"reconcile":true}`
 //     request may include secrets;
 //   - drcopy reaches the DR bucket in its own region.
 var Reads = map[string][]string{
-	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, MetricsNamespace, Deployed},
+	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, NotifyURL, NotifySecret, MetricsNamespace, Deployed},
 	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, MetricsNamespace, Deployed},
-	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace, Deployed},
+	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, NotifyURL, NotifySecret, MetricsNamespace, Deployed},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, APIAllowSecrets, MetricsNamespace, Deployed},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, DRRegion, MetricsNamespace, Deployed},
 }

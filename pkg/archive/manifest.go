@@ -34,16 +34,17 @@ type Manifest struct {
 	Source          string         `json:"source,omitempty"`
 	// SourceURL is the base URL of the deployment backed up: what a
 	// restore drill must never write to, and what chains manifests.
-	SourceURL      string `json:"sourceURL,omitempty"`
-	DOs            int    `json:"dos"`
-	AuthShards     int    `json:"authShards"`
-	DataNamespaces int    `json:"dataNamespaces"`
-	Tables         int64  `json:"tables"`
-	Rows           int64  `json:"rows"`
-	Users          int64  `json:"users"`
-	Objects        int64  `json:"objects"`
-	StorageBytes   int64  `json:"storageBytes"`
-	Secrets        bool   `json:"secrets"`
+	SourceURL      string     `json:"sourceURL,omitempty"`
+	DOs            int        `json:"dos"`
+	AuthShards     int        `json:"authShards"`
+	DataNamespaces int        `json:"dataNamespaces"`
+	Tables         int64      `json:"tables"`
+	Rows           int64      `json:"rows"`
+	RowsBy         *RowCounts `json:"rowsBy,omitempty"` // absent in manifests written before it existed
+	Users          int64      `json:"users"`
+	Objects        int64      `json:"objects"`
+	StorageBytes   int64      `json:"storageBytes"`
+	Secrets        bool       `json:"secrets"`
 	// Server records what the backup observed about the server where a
 	// newer EdgeBase (0.4+) shows less than 0.2.8 did. Absent in manifests
 	// written before it existed, or by writers that did not look.
@@ -100,6 +101,7 @@ type ManifestPart struct {
 
 // NewManifest builds the manifest of a verified archive from its Summary.
 func NewManifest(s Summary, createdAt time.Time, job string) Manifest {
+	rowsBy := s.RowsBy
 	return Manifest{
 		Version:         ManifestVersion,
 		Archive:         filepath.Base(s.File),
@@ -115,6 +117,7 @@ func NewManifest(s Summary, createdAt time.Time, job string) Manifest {
 		DataNamespaces:  s.DataNamespaces,
 		Tables:          s.Tables,
 		Rows:            s.Rows,
+		RowsBy:          &rowsBy,
 		Users:           s.Users,
 		Objects:         s.Objects,
 		StorageBytes:    s.StorageBytes,
@@ -141,6 +144,10 @@ func (m *Manifest) Count(vs ValueStats) {
 	}
 	m.Tables += int64(len(vs.Tables))
 	m.Rows += vs.Rows
+	if m.RowsBy == nil {
+		m.RowsBy = &RowCounts{}
+	}
+	m.RowsBy.Add(vs.Section, vs.Rows)
 	if vs.Section == SectionAuthD1 {
 		for _, t := range vs.Tables {
 			if t.Name == "_users" {

@@ -32,6 +32,7 @@ type Summary struct {
 	Users          int64         `json:"users"` // rows of auth.d1._users
 	Tables         int64         `json:"tables"`
 	Rows           int64         `json:"rows"`
+	RowsBy         RowCounts     `json:"rowsBy"` // Rows split by category
 	EmptyRows      int64         `json:"emptyRows"`
 	Config         bool          `json:"config"`
 	Secrets        int           `json:"secrets"` // number of secret keys
@@ -92,6 +93,7 @@ func (r *reader) account(vs ValueStats) {
 	}
 	s.Tables += int64(len(vs.Tables))
 	s.Rows += vs.Rows
+	s.RowsBy.Add(vs.Section, vs.Rows)
 	s.EmptyRows += vs.EmptyRows
 	ref := ValueRef{vs.Section, vs.Name}
 	for _, t := range vs.Tables {
@@ -168,8 +170,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	}
 	b.WriteByte('\n')
 	fmt.Fprintf(&b, "  backup v%s, %s, source %s\n", s.Version, s.Timestamp, s.Source)
-	fmt.Fprintf(&b, "  %d DOs, %d auth shards, %d data namespaces; %d tables, %d rows, %d users\n",
-		s.DOs, s.AuthShards, s.DataNamespaces, s.Tables, s.Rows, s.Users)
+	fmt.Fprintf(&b, "  %d DOs, %d auth shards, %d data namespaces; %d tables, %d users\n",
+		s.DOs, s.AuthShards, s.DataNamespaces, s.Tables, s.Users)
+	fmt.Fprintf(&b, "  %s\n", s.RowsBy)
 	fmt.Fprintf(&b, "  storage: %d objects, %s", s.Objects, HumanBytes(s.StorageBytes))
 	if s.Format == TarGz {
 		fmt.Fprintf(&b, " (%d members, %d checked by sha256)", s.Members, s.VerifiedObjects)

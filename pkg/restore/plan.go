@@ -96,7 +96,7 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	if len(in.uncompared) < in.uncomparedN {
 		rep.Uncompared = append(rep.Uncompared, fmt.Sprintf("... and %d more", in.uncomparedN-len(in.uncompared)))
 	}
-	w := &planWriter{p: p, job: job, in: in, sel: sel, rep: rep, phaseTasks: make([]int, numPhases)}
+	w := &planWriter{p: p, job: job, in: in, sel: sel, rep: rep, sum: sum, phaseTasks: make([]int, numPhases)}
 	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
 		w.emit = emit
 		return w.write(hasStorage, orphans, onTarget)
@@ -201,6 +201,7 @@ type planWriter struct {
 	in         *ingester
 	sel        Selection
 	rep        *Report
+	sum        archive.Summary
 	phaseTasks []int
 	seq        int
 	emit       func(events.Task) error
@@ -221,12 +222,16 @@ func (w *planWriter) write(hasStorage bool, orphans []string, onTarget map[strin
 		}
 	}
 	if in.control != "" && sel.control {
+		rep.RowsBy.Control = w.sum.RowsBy.Control
+		rep.Rows += rep.RowsBy.Control
 		rep.Wipes = append(rep.Wipes, "CONTROL_DB: every _meta row")
 		if err := w.add(PhaseControlD1, events.Task{Kind: events.TaskRestoreControlD1, Unit: "control D1", Input: in.control, Wipes: true}); err != nil {
 			return err
 		}
 	}
 	if in.auth != "" && sel.auth {
+		rep.RowsBy.Auth = w.sum.RowsBy.Auth
+		rep.Rows += rep.RowsBy.Auth
 		rep.Wipes = append(rep.Wipes, "AUTH_DB: every user, session, admin and auth index row")
 		if err := w.add(PhaseAuthD1, events.Task{Kind: events.TaskRestoreAuthD1, Unit: "auth D1", Input: in.auth, Wipes: true}); err != nil {
 			return err
@@ -393,22 +398,25 @@ func (e *DriftError) Error() string {
 // Report says what a planned restore will wipe and write; the CLI shows
 // it before asking for confirmation and for --dry-run.
 type Report struct {
-	Target      string       `json:"target"`
-	Archive     string       `json:"archive"`
-	Format      string       `json:"format"`
-	Timestamp   string       `json:"timestamp"`
-	Source      string       `json:"source"`
-	Only        []string     `json:"only,omitempty"`
-	Wipes       []string     `json:"wipes"`
-	Orphans     []string     `json:"orphans,omitempty"`
-	Users       int64        `json:"users"`
-	DOCount     int          `json:"dos"`
-	DOs         []UnitReport `json:"doList,omitempty"` // the first maxReportUnits
-	Namespaces  []UnitReport `json:"dataNamespaces,omitempty"`
-	Rows        int64        `json:"rows"`
-	Objects     int64        `json:"objects"`
-	ObjectBytes int64        `json:"objectBytes"`
-	Secrets     bool         `json:"secrets"`
+	Target     string       `json:"target"`
+	Archive    string       `json:"archive"`
+	Format     string       `json:"format"`
+	Timestamp  string       `json:"timestamp"`
+	Source     string       `json:"source"`
+	Only       []string     `json:"only,omitempty"`
+	Wipes      []string     `json:"wipes"`
+	Orphans    []string     `json:"orphans,omitempty"`
+	Users      int64        `json:"users"`
+	DOCount    int          `json:"dos"`
+	DOs        []UnitReport `json:"doList,omitempty"` // the first maxReportUnits
+	Namespaces []UnitReport `json:"dataNamespaces,omitempty"`
+	Rows       int64        `json:"rows"`
+	// RowsBy splits Rows the way every other report does; auth and
+	// control count when they are restored.
+	RowsBy      archive.RowCounts `json:"rowsBy"`
+	Objects     int64             `json:"objects"`
+	ObjectBytes int64             `json:"objectBytes"`
+	Secrets     bool              `json:"secrets"`
 	// InternalKeysSkipped counts server-internal storage keys (EdgeBase
 	// upload-grant markers) the archive holds and the restore skips.
 	InternalKeysSkipped int64 `json:"internalKeysSkipped"`
@@ -431,6 +439,7 @@ const maxReportUnits = 1000
 func (r *Report) addDO(d doRecord) {
 	r.DOCount++
 	r.Rows += d.Rows
+	r.RowsBy.DOs += d.Rows
 	if len(r.DOs) < maxReportUnits {
 		r.DOs = append(r.DOs, UnitReport{Name: d.Name, Rows: d.Rows})
 	}
@@ -438,6 +447,7 @@ func (r *Report) addDO(d doRecord) {
 
 func (r *Report) addData(d dataRecord) {
 	r.Rows += d.Rows
+	r.RowsBy.DataNamespaces += d.Rows
 	r.Namespaces = append(r.Namespaces, UnitReport{Name: d.Namespace, Rows: d.Rows})
 }
 

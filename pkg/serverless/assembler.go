@@ -84,6 +84,11 @@ func (h *Assembler) check(ctx, soft context.Context, log *slog.Logger, r awseven
 			h.jobFinished(log, after)
 		}
 	}
+	// Also when the job ended in an earlier delivery: one that stopped
+	// before notifying leaves the notification to this one.
+	if after != nil && after.State.Terminal() && !h.notifyEnd(soft, log, after) {
+		return h.settle(ctx, log, d, pipeline.Decision{Action: pipeline.Retry, Delay: h.engine.Options().Backoff.Delay(attempt)})
+	}
 	return true
 }
 

@@ -108,6 +108,11 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 			return cfg, d, err
 		}
 	}
+	if cfg.NotifyURL != "" && reads(lambdaenv.NotifyURL) {
+		if d.Notify, err = notifyWebhook(ctx, cfg, clients); err != nil {
+			return cfg, d, err
+		}
+	}
 	if reads(lambdaenv.SchedulerFunction) {
 		if d.Invoker, err = lambdainvoke.New(clients.Lambda(cfg.LambdaEndpoint), cfg.SchedulerFunction); err != nil {
 			return cfg, d, err

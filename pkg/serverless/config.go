@@ -82,7 +82,11 @@ type Config struct {
 	Instances       []string
 	SkipInstances   bool
 	EdgeBaseSecrets string
-	Concurrency     int
+	// NotifyURL is the webhook told when a job ends ("" = none); the
+	// HMAC secret it is signed with is in Secrets Manager (NotifySecret).
+	NotifyURL    string
+	NotifySecret string
+	Concurrency  int
 	// SpoolDir and SpoolBytes are where the worker keeps downloaded
 	// objects that wait for their turn in a storage member, and the disk
 	// budget all its tasks share there ("" = the system temp directory).
@@ -202,6 +206,8 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 	str(lambdaenv.CloudflareAccount, &c.CloudflareAccount)
 	str(lambdaenv.CloudflareSecret, &c.CloudflareSecret)
 	str(lambdaenv.EdgeBaseSecrets, &c.EdgeBaseSecrets)
+	str(lambdaenv.NotifyURL, &c.NotifyURL)
+	str(lambdaenv.NotifySecret, &c.NotifySecret)
 	if insts, err := lambdaenv.ParseInstances(get(lambdaenv.Instances)); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", lambdaenv.Instances, err))
 	} else {

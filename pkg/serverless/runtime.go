@@ -19,6 +19,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgevault"
+	"github.com/edgevault/edgevault/pkg/notify"
 	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/restore"
 	"github.com/edgevault/edgevault/pkg/secrets"
@@ -67,6 +68,9 @@ type Deps struct {
 	Invoker Invoker
 	// DR is the disaster-recovery bucket (drcopy).
 	DR pipeline.BlobStore
+	// Notify is the webhook told when a job ends (scheduler, assembler);
+	// nil for none.
+	Notify *notify.Webhook
 }
 
 // base is what every function builds once per cold start.
@@ -79,6 +83,8 @@ type base struct {
 	jobs    *pipeline.Jobs
 	// engine is nil in functions that run no jobs (api, drcopy).
 	engine *pipeline.Engine
+	// notifier is nil without a webhook.
+	notifier *notify.Notifier
 }
 
 func newBase(cfg Config, rt Runtime, d Deps) (*base, error) {
@@ -102,6 +108,9 @@ func newBase(cfg Config, rt Runtime, d Deps) (*base, error) {
 	var err error
 	if b.jobs, err = pipeline.NewJobs(d.Store, cfg.StagingPrefix, cfg.ArchivePrefix, rt.Now); err != nil {
 		return nil, err
+	}
+	if d.Notify != nil {
+		b.notifier = &notify.Notifier{Store: d.Store, Prefix: cfg.StagingPrefix, Hook: d.Notify, Now: rt.Now}
 	}
 	if d.Tasks == nil {
 		return b, nil

@@ -101,6 +101,9 @@ func (h *Scheduler) Handle(ctx context.Context, payload json.RawMessage) (StartR
 		res.Error = err.Error()
 		log.Error("job failed while planning", "err", err)
 		h.jobFinished(log, job)
+		if !h.notifyEnd(soft, log, job) {
+			return res, errors.New("the job failed and its notification could not be sent; the invocation is retried to send it")
+		}
 		return res, nil
 	default:
 		log.Error("could not start the job; the invocation will be retried", "err", err)

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/edgevault/edgevault/events"
+	"github.com/edgevault/edgevault/pkg/archive"
+	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/restore"
+)
+
+// verifyS3 verifies an archive in S3 in one streaming pass: no local copy,
+// memory bounded by the reader's buffers.
+func (a *app) verifyS3(ctx context.Context, f awsFlags, raw string) (archive.Summary, *archive.Manifest, error) {
+	empty := archive.Summary{File: raw, Format: archive.DetectFormat(raw), Sections: []string{}, Dumps: []archive.DumpSummary{}, Warnings: []string{}}
+	st, key, err := a.s3Object(ctx, f, raw)
+	if err != nil {
+		return empty, nil, err
+	}
+	man, err := (restore.BlobSource{Store: st, Key: key}).Manifest(ctx)
+	if err != nil {
+		return empty, nil, fmt.Errorf("reading the manifest of %s: %w", raw, err)
+	}
+	rc, err := st.Get(ctx, key)
+	if errors.Is(err, blob.ErrNotExist) {
+		return empty, nil, fmt.Errorf("%s: no such archive", raw)
+	}
+	if err != nil {
+		return empty, nil, err
+	}
+	defer rc.Close()
+	s, err := archive.VerifyStream(ctx, raw, rc, man)
+	return s, man, err
+}
+
+// listS3 lists the archives directly under an s3:// prefix (with their
+// manifests) and the unfinished jobs staged there.
+func (a *app) listS3(ctx context.Context, f awsFlags, raw string) ([]listedArchive, []*events.Job, error) {
+	p, err := parseS3(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := a.s3Store(ctx, f, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	var list []listedArchive
+	manifests := map[string]bool{}
+	err = st.List(ctx, "edgebase-backup-", func(info blob.Info) error {
+		switch {
+		case strings.Contains(info.Key, "/"):
+		case strings.HasSuffix(info.Key, ".manifest.json"):
+			manifests[strings.TrimSuffix(info.Key, ".manifest.json")] = true
+		case archive.IsArchiveName(info.Key):
+			list = append(list, listedArchive{File: p.Join(info.Key), Bytes: info.Size})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range list {
+		key := list[i].File[strings.LastIndex(list[i].File, "/")+1:]
+		if !manifests[key] {
+			continue
+		}
+		m, err := (restore.BlobSource{Store: st, Key: key}).Manifest(ctx)
+		if err == nil && m != nil {
+			list[i].Manifest, list[i].SHA256 = true, m.SHA256
+			list[i].Modified = m.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].File > list[j].File })
+	var unfinished []*events.Job
+	e, err := a.embedStore(st, func() error { return nil }, embedOptions{concurrency: 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer e.Close()
+	err = e.jobs.ListJobs(ctx, func(j *events.Job) error {
+		if j.State != events.StateDone {
+			unfinished = append(unfinished, j)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, blob.ErrNotExist) {
+		return nil, nil, err
+	}
+	return list, unfinished, nil
+}
+
+// s3Source is an archive in S3 for a restore, read as a stream; a missing
+// object is refused before anything reads the target.
+func (a *app) s3Source(ctx context.Context, f awsFlags, raw string) (restore.Source, error) {
+	st, key, err := a.s3Object(ctx, f, raw)
+	if err != nil {
+		return nil, failure("invalid_arguments", err)
+	}
+	if _, err := st.Stat(ctx, key); err != nil {
+		if errors.Is(err, blob.ErrNotExist) {
+			return nil, &cmdError{code: "backup_file_not_found", msg: "Backup file not found: " + raw, exit: ExitError}
+		}
+		return nil, failure("backup_restore_failed", err)
+	}
+	return restore.BlobSource{Store: st, Key: key}, nil
+}

@@ -127,7 +127,7 @@ const DrillAgeInput = `{"ageOnly":true}`
 var Reads = map[string][]string{
 	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, MetricsNamespace, Deployed},
 	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, MetricsNamespace, Deployed},
-	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, MetricsNamespace, Deployed},
+	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, SigningKeyARN, MetricsNamespace, Deployed},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, APIAllowSecrets, MetricsNamespace, Deployed},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, DRRegion, MetricsNamespace, Deployed},
 	Drill:     {Bucket, ArchivePrefix, KMSKeyARN, DrillURL, DrillKeySecret, SigningKeyARN, MetricsNamespace, Deployed},

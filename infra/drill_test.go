@@ -8,6 +8,7 @@ import (
 
 	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/metrics"
+	"github.com/edgevault/edgevault/pkg/serverless"
 )
 
 const drillURL = "https://scratch.edgebase.example.com"
@@ -161,5 +162,23 @@ func TestDrillConfigValidation(t *testing.T) {
 	c.EdgeBaseURL, c.Drill.URL = edgebaseURL, drillURL
 	if err := c.Validate(); err != nil {
 		t.Errorf("a valid drill: %v", err)
+	}
+}
+
+// The drill function starts with the environment the stack gives it.
+func TestDrillStartsWithTheStackEnvironment(t *testing.T) {
+	v := get(t, "drill")
+	for _, fn := range []string{lambdaenv.Drill, lambdaenv.Assembler} {
+		vars := props(v.json, logicalID(v.backup.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+		env := func(k string) string {
+			if s, ok := vars[k].(string); ok || vars[k] == nil {
+				return s
+			}
+			return "resolved-" + strings.ToLower(k) // Ref, Fn::GetAtt
+		}
+		c, err := serverless.ConfigFromEnv(fn, env)
+		if err != nil || c.SigningKeyARN != "resolved-"+strings.ToLower(lambdaenv.SigningKeyARN) {
+			t.Errorf("%s would fail its cold start: %+v %v", fn, c, err)
+		}
 	}
 }

@@ -87,7 +87,12 @@ func NewDrill(cfg Config, rt Runtime, d Deps) (*Drill, error) {
 	}
 	enum := d.ScratchEnum
 	if enum == nil {
-		enum = &discovery.Enumerator{Client: d.Scratch}
+		// Nothing lists a scratch deployment's dynamic DB instances here
+		// (no Cloudflare account of its own): the restore cannot wipe
+		// instances an earlier drill left that this archive lacks. The
+		// drill reads back only the archive's units, so they change
+		// nothing it compares.
+		enum = &discovery.Enumerator{Client: d.Scratch, SkipInstances: true}
 	}
 	return &Drill{base: b, scratch: d.Scratch, enum: enum, signer: d.Signer}, nil
 }

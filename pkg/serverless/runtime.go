@@ -69,7 +69,7 @@ type Deps struct {
 	// DR is the disaster-recovery bucket (drcopy).
 	DR pipeline.BlobStore
 	// Scratch is the drill's scratch deployment and ScratchEnum how its
-	// DOs are listed (nil: from its config).
+	// DOs are listed (nil: from its config, without dynamic instances).
 	Scratch     *edgebase.Client
 	ScratchEnum *discovery.Enumerator
 	// Signer signs manifests (assembler) and drill reports (drill); nil

@@ -256,6 +256,9 @@ func (h *Drill) drillNewest(ctx context.Context, log *slog.Logger) (res DrillRes
 	res = DrillResult{Archive: key, Report: drill.ReportName(key)}
 	start := h.now()
 	rep, failed := h.drill(ctx, log, key)
+	if failed != nil && ctx.Err() != nil {
+		failed = fmt.Errorf("the drill did not finish within the function's time (restores that take longer are drilled with `edgevault drill`): %w", failed)
+	}
 	if failed != nil {
 		prev, err := ReadDrillReport(ctx, h.store, key)
 		if err != nil {

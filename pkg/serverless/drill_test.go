@@ -261,3 +261,28 @@ func TestDrillConfig(t *testing.T) {
 		}
 	}
 }
+
+// A bucket without archives fails the drill (nothing is proven), records
+// nothing and emits no age.
+func TestDrillWithoutArchives(t *testing.T) {
+	ctx := testContext(t)
+	tb := newTestbed(t)
+	cfg := tb.config(lambdaenv.Drill)
+	cfg.DrillURL, cfg.DrillKeySecret, cfg.DrillWorkDir = tb.emu.URL(), "drill-key", t.TempDir()
+	scratch := edgebasetest.NewTest(t, edgebasetest.Options{StateDir: t.TempDir()})
+	client, err := edgebase.New(edgebase.Options{BaseURL: scratch.URL(), ServiceKey: sensitive.String(scratch.ServiceKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := NewDrill(cfg, tb.runtime(), Deps{Store: tb.store, Scratch: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ictx, cancel := invocation(ctx, "drill-empty", time.Minute)
+	defer cancel()
+	res, err := fn.Handle(ictx, DrillInput{})
+	if err != nil || res.Passed || !strings.Contains(res.Error, "no archive") || res.Report != "" {
+		t.Fatalf("drill of an empty bucket: %+v %v", res, err)
+	}
+	assertDrillMetrics(t, tb, cfg, []float64{1}, 0)
+}

@@ -154,6 +154,26 @@ func TestDrillFunction(t *testing.T) {
 	if st, ok := body.(*JobStatus); err != nil || !ok || st.ProvenAt == nil || !st.ProvenAt.Equal(rep.FinishedAt) {
 		t.Fatalf("GET /backups/b1: %+v %v", body, err)
 	}
+	// A report naming other bytes than the manifest proves nothing.
+	rc, err := tb.store.Get(ctx, drill.ReportName(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := bytes.Replace(orig, []byte(rep.ArchiveSHA256), []byte(strings.Repeat("0", 64)), 1)
+	if err := tb.store.Put(ctx, drill.ReportName(key), bytes.NewReader(forged)); err != nil {
+		t.Fatal(err)
+	}
+	if _, body, _, err := api.get(ctx, events.KindBackup, "b1"); err != nil || body.(*JobStatus).ProvenAt != nil {
+		t.Fatalf("GET /backups/b1 with a report of other bytes: %+v %v", body, err)
+	}
+	if err := tb.store.Put(ctx, drill.ReportName(key), bytes.NewReader(orig)); err != nil {
+		t.Fatal(err)
+	}
 
 	// The hourly run: the age only.
 	if res, err := fn.Handle(ictx, DrillInput{AgeOnly: true}); err != nil || res.Archive != "" || res.LastProven != key {

@@ -130,7 +130,8 @@ func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) 
 			a.SHA256, a.Parts, a.Size = man.SHA256, len(man.Parts), man.Size
 		}
 		st.Archive = a
-		if rep, err := ReadDrillReport(ctx, b.store, job.Archive); err == nil && rep != nil && rep.Passed {
+		// A report of other bytes than the manifest names proves nothing.
+		if rep, err := ReadDrillReport(ctx, b.store, job.Archive); err == nil && rep != nil && rep.Passed && rep.ArchiveSHA256 == a.SHA256 {
 			st.ProvenAt = &rep.FinishedAt
 		}
 	}

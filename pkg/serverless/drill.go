@@ -209,7 +209,17 @@ func (h *Drill) lastProven(ctx context.Context) (string, time.Time, error) {
 		if err != nil {
 			return "", time.Time{}, err
 		}
-		if taken, ok := archiveTime(key); ok && rep != nil && rep.Passed {
+		taken, ok := archiveTime(key)
+		if !ok || rep == nil || !rep.Passed {
+			continue
+		}
+		// As for provenAt: the report must be of the bytes the manifest
+		// names.
+		man, err := backup.ReadManifest(ctx, h.store, key)
+		if err != nil && !errors.Is(err, blob.ErrNotExist) {
+			return "", time.Time{}, fmt.Errorf("serverless: the manifest of %s: %w", key, err)
+		}
+		if err == nil && man.SHA256 == rep.ArchiveSHA256 {
 			return key, taken, nil
 		}
 	}

@@ -62,7 +62,7 @@ func synthDrillStack(t *testing.T) drillStack {
 	cmd.Dir = filepath.Join("..", "..")
 	cmd.Env = append(os.Environ(), "CDK_OUTDIR="+out, "CDK_CONTEXT_JSON="+string(ctxJSON), "CDK_DISABLE_CLI_TELEMETRY=true")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("synth: %v\n%s", err, tail(string(b), 30))
+		t.Fatalf("synth (needs Node.js for the CDK's jsii runtime, as `make synth` does): %v\n%s", err, tail(string(b), 30))
 	}
 	b, err := os.ReadFile(filepath.Join(out, "EvDrillE2E.template.json"))
 	if err != nil {

@@ -144,7 +144,7 @@ func (h *Drill) emitAge(ctx context.Context, log *slog.Logger, reqID string, res
 		return err
 	}
 	if key == "" {
-		log.Warn("no archive has passed a drill yet; the age alarm sees no data")
+		log.Warn("no archive has a passed drill report; the age alarm sees no data and treats that as breaching")
 		return nil
 	}
 	age := h.now().Sub(taken).Seconds()

@@ -177,6 +177,7 @@ type Config struct {
 	// signed with the stack's NotifyWebhookSecret); "" for none.
 	NotifyURL string
 	DR        DRTarget
+	Drill     DrillConfig
 }
 
 // DRTarget is the cross-account destination drcopy writes to.
@@ -249,6 +250,7 @@ func DefaultConfig() Config {
 		APIRateLimit:          5,
 		APIBurstLimit:         10,
 		APICloudWatchRole:     true,
+		Drill:                 DrillConfig{Schedule: defaultDrillSchedule, MaxAgeDays: defaultDrillMaxAgeDays},
 	}
 }
 
@@ -404,6 +406,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	r.str(ctxDRBucket, &c.DR.Bucket)
 	r.str(ctxDRRoleARN, &c.DR.RoleARN)
 	r.str(ctxDRKMSKeyARN, &c.DR.KMSKeyARN)
+	readDrillContext(r, &c.Drill)
 	c.ObjectLockMode = strings.ToUpper(c.ObjectLockMode)
 	c.LogLevel = strings.ToUpper(c.LogLevel)
 	if len(r.errs) > 0 {
@@ -568,6 +571,7 @@ func (c Config) Validate() error {
 		bad(ctxAPIBurstLimit, c.APIBurstLimit, "1..5000")
 	}
 	errs = append(errs, c.DR.validate()...)
+	errs = append(errs, c.Drill.validate(c)...)
 	if len(errs) == 0 {
 		errs = strictErrors(c.Strict, c.Warnings())
 	}

@@ -95,11 +95,14 @@ type fnSpec struct {
 	// sendsTasks and sendsControl: the function queues tasks (the first
 	// phase, the next restore phase) or checks.
 	sendsTasks, sendsControl bool
+	// drillReports: the function writes <archive>.drill.json (and no
+	// other object) under the archive prefix.
+	drillReports bool
 }
 
 // fnSpecs gives every function in lambdaenv.Functions its spec.
 func fnSpecs(c Config) map[string]fnSpec {
-	return map[string]fnSpec{
+	specs := map[string]fnSpec{
 		lambdaenv.Scheduler: {
 			id: "Scheduler", description: "edgevault scheduler: plans a backup or restore job and enqueues its tasks",
 			memoryMB: 1024, timeout: 10 * time.Minute, async: true,
@@ -134,6 +137,10 @@ func fnSpecs(c Config) map[string]fnSpec {
 			archive: s3Read,
 		},
 	}
+	if c.Drill.Enabled() {
+		specs[lambdaenv.Drill] = drillSpec()
+	}
+	return specs
 }
 
 // reads reports whether fn reads the environment variable name.

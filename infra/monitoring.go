@@ -70,7 +70,7 @@ func (s *BackupStack) newAlarms() {
 		s.Functions[lambdaenv.Worker].MetricErrors(sum(fiveMinutes))))
 	add(anyAbove("JobsFailedAlarm", "edgevault: a backup or restore job failed", metric(jobsFailedMetric, sum(fiveMinutes))))
 	specs := fnSpecs(c)
-	for _, fn := range lambdaenv.Functions {
+	for _, fn := range s.deployed() {
 		add(anyAbove(specs[fn].id+"ThrottlesAlarm", "edgevault: invocations of the "+fn+" function were throttled (account or reserved concurrency exhausted)",
 			s.Functions[fn].MetricThrottles(sum(fiveMinutes))))
 	}
@@ -88,4 +88,5 @@ func (s *BackupStack) newAlarms() {
 		missing:     awscloudwatch.TreatMissingData_NOT_BREACHING,
 	}
 	add(age)
+	s.drillAlarms(add)
 }

@@ -101,6 +101,12 @@ type BackupStack struct {
 	// (nil without a DR destination) has drcopy copy what the DR bucket
 	// lacks.
 	Watchdog, Reconcile awsevents.Rule
+	// With a drill (context drillUrl; nil otherwise): the key signing
+	// manifests and drill reports, the scratch key secret, the drill
+	// rule and the hourly age rule.
+	SigningKey              awskms.Key
+	DrillKeySecret          awssecretsmanager.CfnSecret
+	DrillRule, DrillAgeRule awsevents.Rule
 }
 
 // NewBackupStack defines the bucket, queues, secrets, functions, triggers
@@ -116,6 +122,9 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 		return nil, err
 	}
 	if err := checkAssets(c.AssetDir); err != nil {
+		return nil, err
+	}
+	if err := checkDrillAsset(c); err != nil {
 		return nil, err
 	}
 	sp := props.StackProps
@@ -146,12 +155,16 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 	s.newBucket()
 	s.newQueues()
 	s.newSecrets()
+	s.newDrillResources()
 	if err := s.newFunctions(); err != nil {
 		return nil, err
 	}
 	s.newSecretPolicies()
 	s.grantDRRoleRead()
 	if err := s.newTriggers(); err != nil {
+		return nil, err
+	}
+	if err := s.newDrillTriggers(); err != nil {
 		return nil, err
 	}
 	s.newAlarms()
@@ -357,7 +370,7 @@ func (s *BackupStack) envValues() map[string]*string {
 func (s *BackupStack) newFunctions() error {
 	c := s.Config
 	specs := fnSpecs(c)
-	for _, fn := range lambdaenv.Functions {
+	for _, fn := range s.deployed() {
 		spec, ok := specs[fn]
 		if !ok {
 			return fmt.Errorf("infra: no deployment spec for function %q", fn)
@@ -408,7 +421,8 @@ func (s *BackupStack) newFunctions() error {
 	}
 	// Environment last: the api's value names the scheduler function.
 	values := s.envValues()
-	for _, fn := range lambdaenv.Functions {
+	s.drillEnvValues(values)
+	for _, fn := range s.deployed() {
 		env, err := functionEnv(fn, values)
 		if err != nil {
 			return err
@@ -429,7 +443,7 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 	// ListBucket also makes S3 answer 404 (not 403) for a missing key,
 	// which the adapter maps to blob.ErrNotExist.
 	add(statement("ListBackupBucket", []string{"s3:ListBucket"}, []*string{s.Bucket.BucketArn()}, nil))
-	writes := false
+	writes := spec.drillReports
 	for _, a := range []struct {
 		sid    string
 		prefix string
@@ -501,6 +515,7 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 	if fn == lambdaenv.DRCopy {
 		s.grantDR(add)
 	}
+	s.grantDrill(fn, spec, add)
 	s.suppressRoleFindings(fn, role)
 }
 
@@ -574,6 +589,7 @@ func (s *BackupStack) suppressRoleFindings(fn string, role awsiam.Role) {
 	if spec.idempotency {
 		findings = append(findings, regexFinding(`/^Resource::<Backups[0-9A-F]{8}\.Arn>\/jobs\/idempotency\/\*$/g`))
 	}
+	findings = append(findings, drillFindings(spec)...)
 	reason := "Object-level S3 permissions on one key prefix of the backup bucket (staging jobs/, the api's Idempotency-Key records jobs/idempotency/, or archives backups/); object keys are generated per job, task and backup, so they can only be named by prefix. Actions are listed individually."
 	if len(findings) > 0 {
 		suppress(role, true, nag("AwsSolutions-IAM5", reason, findings...))

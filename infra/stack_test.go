@@ -92,6 +92,8 @@ var variantContext = map[string]map[string]any{
 		ctxRetentionDays: "0", ctxArchiveTransitionDays: "0",
 	},
 	"dronly": withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockMode: "none"}),
+	// base with a restore drill (drill_test.go).
+	"drill": {ctxEdgeBaseURL: edgebaseURL, ctxDrillURL: drillURL, ctxDrillMaxAgeDays: "9"},
 }
 
 func withDR(ctx map[string]any) map[string]any {
@@ -129,7 +131,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(outDir)
-	for _, fn := range lambdaenv.Functions {
+	for _, fn := range slices.Concat(lambdaenv.Functions, lambdaenv.Optional) {
 		if err := os.MkdirAll(filepath.Join(assetDir, fn), 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -301,7 +303,7 @@ func getAtt(id, attr string) map[string]any { return map[string]any{"Fn::GetAtt"
 // ---------------------------------------------------------------------------
 
 func TestCdkNagHasNoUnsuppressedErrors(t *testing.T) {
-	for _, name := range []string{"base", "full", "direct", "dronly"} {
+	for _, name := range []string{"base", "full", "direct", "dronly", "drill"} {
 		v := get(t, name)
 		for _, e := range v.nagError {
 			t.Errorf("%s: %s", name, e)
@@ -693,13 +695,17 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 	if got, want := len(fnSpecs(DefaultConfig())), len(lambdaenv.Functions); got != want {
 		t.Errorf("%d function specs for %d functions", got, want)
 	}
-	for _, name := range []string{"base", "full", "direct"} {
+	for _, name := range []string{"base", "full", "direct", "drill"} {
 		v := get(t, name)
 		b := v.backup
-		if got := ofType(v.json, "AWS::Lambda::Function"); len(got) < len(lambdaenv.Functions) {
+		if got := ofType(v.json, "AWS::Lambda::Function"); len(got) < len(b.deployed()) {
 			t.Fatalf("%s: %d functions", name, len(got))
 		}
-		for _, fn := range lambdaenv.Functions {
+		signingKey := any("")
+		if b.SigningKey != nil {
+			signingKey = getAtt(logicalID(b.SigningKey), "Arn")
+		}
+		for _, fn := range b.deployed() {
 			vars, _ := props(v.json, logicalID(b.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
 			got := slices.Sorted(maps.Keys(vars))
 			want := slices.Sorted(slices.Values(lambdaenv.Reads[fn]))
@@ -739,6 +745,11 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.NotifySecret:      ref(logicalID(b.Secrets[lambdaenv.NotifySecret])),
 				lambdaenv.MetricsNamespace:  c.MetricsNamespace + "/" + c.StackName,
 				lambdaenv.Deployed:          "true",
+				lambdaenv.SigningKeyARN:     signingKey,
+				lambdaenv.DrillURL:          c.Drill.URL,
+			}
+			if b.DrillKeySecret != nil {
+				expect[lambdaenv.DrillKeySecret] = ref(logicalID(b.DrillKeySecret))
 			}
 			for k, val := range vars {
 				if w, ok := expect[k]; !ok || mustJSON(val) != mustJSON(w) {
@@ -1129,7 +1140,7 @@ func checkAlarm(t *testing.T, name, id string, p map[string]any, want map[string
 }
 
 func TestAlarms(t *testing.T) {
-	for _, name := range []string{"base", "full", "direct"} {
+	for _, name := range []string{"base", "full", "direct", "drill"} {
 		v := get(t, name)
 		b := v.backup
 		c := b.Config
@@ -1644,12 +1655,16 @@ func grants(st []stmt, action, resource string) bool {
 // queues exactly as lambdaenv.Reads says, S3 per the function's spec, and
 // the few single-purpose grants.
 func TestFunctionGrants(t *testing.T) {
-	for _, name := range []string{"base", "full", "direct"} {
+	for _, name := range []string{"base", "full", "direct", "drill"} {
 		v := get(t, name)
 		b := v.backup
 		bucket := "<" + logicalID(b.Bucket) + ".Arn>"
 		specs := fnSpecs(b.Config)
-		for _, fn := range lambdaenv.Functions {
+		signingKey := ""
+		if b.SigningKey != nil {
+			signingKey = "<" + logicalID(b.SigningKey) + ".Arn>"
+		}
+		for _, fn := range b.deployed() {
 			st := roleStatements(v.json, logicalID(b.Roles[fn]))
 			spec := specs[fn]
 			for env, sec := range b.Secrets {
@@ -1701,7 +1716,10 @@ func TestFunctionGrants(t *testing.T) {
 				}
 			}
 			for _, s := range st {
-				if strings.HasPrefix(s.actions[0], "kms:") && (s.condition == nil || !strings.Contains(mustJSON(s.condition), "kms:ViaService")) {
+				// The signing key is used directly (kms:Sign), by the
+				// functions that read its ARN only (drill_test.go).
+				if strings.HasPrefix(s.actions[0], "kms:") && (s.condition == nil || !strings.Contains(mustJSON(s.condition), "kms:ViaService")) &&
+					!slices.Equal(s.resources, []string{signingKey}) {
 					t.Errorf("%s: %s uses KMS outside a service: %v", name, fn, s.raw)
 				}
 				if slices.Contains(s.actions, "lambda:InvokeFunction") {

@@ -14,10 +14,15 @@ const (
 	Assembler = "assembler"
 	API       = "api"
 	DRCopy    = "drcopy"
+	Drill     = "drill"
 )
 
 // Functions lists every function in deployment order.
 var Functions = []string{Scheduler, Worker, Assembler, API, DRCopy}
+
+// Optional lists the functions the stack deploys only when configured:
+// the drill function needs a scratch deployment (stack context drillUrl).
+var Optional = []string{Drill}
 
 // Environment variable names.
 // IdempotencyDir is where, under the staging prefix, the api records the
@@ -50,6 +55,9 @@ const (
 	APIAllowSecrets   = "EDGEVAULT_API_ALLOW_SECRETS"  // "true": API callers may ask for secrets (backups including them, restores writing them back)
 	NotifyURL         = "EDGEVAULT_NOTIFY_URL"         // webhook told when a job ends ("" = none)
 	NotifySecret      = "EDGEVAULT_NOTIFY_SECRET"      // Secrets Manager id of the webhook's HMAC-SHA256 signing secret
+	DrillURL          = "EDGEVAULT_DRILL_URL"          // scratch deployment the drill function restores into
+	DrillKeySecret    = "EDGEVAULT_DRILL_KEY_SECRET"   // Secrets Manager id of the scratch deployment's service key
+	SigningKeyARN     = "EDGEVAULT_SIGNING_KEY_ARN"    // KMS ECC_NIST_P256 SIGN_VERIFY key signing manifests (assembler) and drill reports (drill); "" = unsigned
 	Deployed          = "EDGEVAULT_DEPLOYED"           // "true" in every deployed function: the test-only overrides below are refused
 	MetricsNamespace  = "EDGEVAULT_METRICS_NAMESPACE"  // CloudWatch EMF namespace (default "EdgeVault")
 	AWSEndpoint       = "EDGEVAULT_AWS_ENDPOINT"       // local/test override for S3, SQS, Secrets Manager, STS; never set by infra
@@ -96,6 +104,11 @@ const WatchdogInput = `{"watchdog":true}`
 // was lost, or a copy that failed for good).
 const ReconcileInput = `{"reconcile":true}`
 
+// DrillAgeInput is the constant input of the drill function's hourly
+// rule: instead of drilling, it only emits LastProvenRestorableAge, so the
+// age alarm has a data point every hour between the weekly drills.
+const DrillAgeInput = `{"ageOnly":true}`
+
 // Reads lists, per function, every variable it reads that the deployment
 // must set. TestOverrides are test-only and not listed. A function reads
 // only what it uses (and Deployed), and
@@ -110,13 +123,16 @@ const ReconcileInput = `{"reconcile":true}`
 //     restore's next phase of tasks);
 //   - the api starts jobs through the scheduler and decides whether a
 //     request may include secrets;
-//   - drcopy reaches the DR bucket in its own region.
+//   - drcopy reaches the DR bucket in its own region;
+//   - drill reads the archives, restores the newest into the scratch
+//     deployment with its own key, and writes only <archive>.drill.json.
 var Reads = map[string][]string{
 	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, NotifyURL, NotifySecret, MetricsNamespace, Deployed},
 	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, MetricsNamespace, Deployed},
-	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, NotifyURL, NotifySecret, MetricsNamespace, Deployed},
+	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, NotifyURL, NotifySecret, SigningKeyARN, MetricsNamespace, Deployed},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, APIAllowSecrets, MetricsNamespace, Deployed},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, DRRegion, MetricsNamespace, Deployed},
+	Drill:     {Bucket, ArchivePrefix, KMSKeyARN, DrillURL, DrillKeySecret, SigningKeyARN, MetricsNamespace, Deployed},
 }
 
 // ParseInstances reads the value of Instances: dynamic DB instance names

@@ -29,6 +29,12 @@ const (
 	Duration     = "Duration" // one handler invocation
 	DRCopies     = "DRCopies"
 	DRFailures   = "DRFailures"
+	// DrillFailed is 1 for a drill that failed or could not run, 0 for one
+	// that passed; LastProvenRestorableAge the seconds since the newest
+	// archive whose drill passed was taken. The stack's drill alarms
+	// watch their dimensionless values.
+	DrillFailed             = "DrillFailed"
+	LastProvenRestorableAge = "LastProvenRestorableAge"
 )
 
 // Unit is a CloudWatch metric unit.
@@ -39,6 +45,7 @@ const (
 	Count        Unit = "Count"
 	UnitBytes    Unit = "Bytes"
 	Milliseconds Unit = "Milliseconds"
+	Seconds      Unit = "Seconds"
 )
 
 // Metric is one value.

@@ -130,6 +130,9 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 			return cfg, d, err
 		}
 	}
+	if err := connectDrill(ctx, cfg, clients, &d); err != nil {
+		return cfg, d, err
+	}
 	return cfg, d, nil
 }
 

@@ -108,6 +108,17 @@ type Config struct {
 	// APIAllowSecrets lets API callers ask for secrets.
 	APIAllowSecrets bool
 
+	// DrillURL and DrillKeySecret are the drill's scratch deployment and
+	// the Secrets Manager id of its service key; SigningKeyARN the KMS key
+	// that signs manifests and drill reports ("" = unsigned). DrillWorkDir
+	// is where the drill unpacks the archive ("" = the system temp
+	// directory) and DrillMaxBytes the largest archive it takes there.
+	DrillURL       string
+	DrillKeySecret string
+	SigningKeyARN  string
+	DrillWorkDir   string
+	DrillMaxBytes  int64
+
 	MetricsNamespace string
 	LogLevel         slog.Level
 
@@ -157,6 +168,7 @@ func DefaultConfig(fn string) Config {
 		BatchConcurrency: DefaultBatchConcurrency,
 		RetryDelay:       DefaultRetryDelay,
 		SecretTTL:        DefaultSecretTTL,
+		DrillMaxBytes:    DefaultDrillMaxBytes,
 	}
 }
 
@@ -240,6 +252,9 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 		}
 		c.APIAllowSecrets = b
 	}
+	str(lambdaenv.DrillURL, &c.DrillURL)
+	str(lambdaenv.DrillKeySecret, &c.DrillKeySecret)
+	str(lambdaenv.SigningKeyARN, &c.SigningKeyARN)
 	str(lambdaenv.MetricsNamespace, &c.MetricsNamespace)
 	str(lambdaenv.LambdaEndpoint, &c.LambdaEndpoint)
 	str(lambdaenv.CloudflareAPIURL, &c.CloudflareAPIURL)
@@ -286,7 +301,7 @@ func (c Config) Validate() error {
 			errs = append(errs, name+" is required")
 		}
 	}
-	if !slices.Contains(lambdaenv.Functions, c.Function) {
+	if !slices.Contains(lambdaenv.Functions, c.Function) && !slices.Contains(lambdaenv.Optional, c.Function) {
 		return fmt.Errorf("%w: unknown function %q", ErrConfig, c.Function)
 	}
 	need(c.Bucket, lambdaenv.Bucket)
@@ -320,6 +335,12 @@ func (c Config) Validate() error {
 		need(c.DRBucket, lambdaenv.DRBucket)
 		if c.DRBucket != "" && c.DRBucket == c.Bucket && c.DRRoleARN == "" {
 			errs = append(errs, "the DR bucket must differ from the backup bucket")
+		}
+	case lambdaenv.Drill:
+		need(c.DrillURL, lambdaenv.DrillURL)
+		need(c.DrillKeySecret, lambdaenv.DrillKeySecret)
+		if c.DrillMaxBytes <= 0 {
+			errs = append(errs, "the drill's largest archive must be positive")
 		}
 	}
 	if c.Concurrency < 1 || c.Concurrency > 100 {

@@ -21,6 +21,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/edgevault"
 	"github.com/edgevault/edgevault/pkg/notify"
 	"github.com/edgevault/edgevault/pkg/pipeline"
+	"github.com/edgevault/edgevault/pkg/provenance"
 	"github.com/edgevault/edgevault/pkg/restore"
 	"github.com/edgevault/edgevault/pkg/secrets"
 )
@@ -71,6 +72,13 @@ type Deps struct {
 	// Notify is the webhook told when a job ends (scheduler, assembler);
 	// nil for none.
 	Notify *notify.Webhook
+	// Scratch is the drill's scratch deployment and ScratchEnum how its
+	// DOs are listed (nil: from its config, without dynamic instances).
+	Scratch     *edgebase.Client
+	ScratchEnum *discovery.Enumerator
+	// Signer signs manifests (assembler) and drill reports (drill); nil
+	// leaves them unsigned.
+	Signer provenance.Signer
 }
 
 // base is what every function builds once per cold start.
@@ -120,11 +128,20 @@ func newBase(cfg Config, rt Runtime, d Deps) (*base, error) {
 		Client: d.EdgeBase, Enum: d.Enum, Secrets: d.Secrets, OpenArchive: b.openArchive, Now: rt.Now, Log: log,
 		Engine: cfg.engineOptions(),
 		Backup: edgevault.BackupOptions{Concurrency: cfg.Concurrency, ComposeAbove: cfg.ComposeAbove,
-			Spool: backup.NewSpool(cfg.SpoolDir, cfg.SpoolBytes, 0)},
+			Spool: backup.NewSpool(cfg.SpoolDir, cfg.SpoolBytes, 0), Sealer: sealer(cfg, d)},
 		Restore: edgevault.RestoreOptions{Concurrency: restore.Concurrency{DOs: cfg.Concurrency, Namespaces: cfg.Concurrency, Objects: cfg.Concurrency}},
 		NewID:   pipeline.NewJobID,
 	})
 	return b, err
+}
+
+// sealer chains and signs the manifests the assembler writes, when the
+// function has a signing key; without one they are written as before.
+func sealer(cfg Config, d Deps) backup.ManifestSealer {
+	if d.Signer == nil {
+		return nil
+	}
+	return &provenance.Sealer{Store: d.Store, Archives: cfg.ArchivePrefix, Signer: d.Signer}
 }
 
 // engineOptions are the engine settings of the serverless runtime.

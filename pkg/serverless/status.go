@@ -35,6 +35,8 @@ type JobStatus struct {
 	Retrying []UnitRetry       `json:"retrying,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
 	Archive  *ArchiveInfo      `json:"archive,omitempty"`
+	// ProvenAt is when a drill of the archive passed (drill function).
+	ProvenAt *time.Time `json:"provenAt,omitempty"`
 	// Restores only.
 	Phase       *PhaseInfo `json:"phase,omitempty"`
 	TargetState string     `json:"targetState,omitempty"`
@@ -128,6 +130,10 @@ func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) 
 			a.SHA256, a.Parts, a.Size = man.SHA256, len(man.Parts), man.Size
 		}
 		st.Archive = a
+		// A report of other bytes than the manifest names proves nothing.
+		if rep, err := ReadDrillReport(ctx, b.store, job.Archive); err == nil && rep != nil && rep.Passed && rep.ArchiveSHA256 == a.SHA256 {
+			st.ProvenAt = &rep.FinishedAt
+		}
 	}
 	if job.Kind == events.KindRestore {
 		p := &PhaseInfo{Index: job.Phase, Name: restore.PhaseName(job.Phase)}

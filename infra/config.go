@@ -505,37 +505,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, lifecycleErrors(ctxRetentionDays, c.RetentionDays, ctxArchiveTransitionDays, c.ArchiveTransitionDays, ctxNoncurrentDays, c.NoncurrentDays)...)
 	errs = append(errs, objectLockErrors(ctxObjectLockMode, c.ObjectLockMode, ctxObjectLockDays, c.ObjectLockDays)...)
-	// Lambda's SQS poller raises the receive count of messages it could
-	// not hand to a throttled function; AWS advises at least 5.
-	if c.MaxReceiveCount < 5 || c.MaxReceiveCount > 1000 {
-		bad(ctxMaxReceiveCount, c.MaxReceiveCount, "5..1000")
-	}
-	if c.WorkerMemoryMB < 128 || c.WorkerMemoryMB > 10240 {
-		bad(ctxWorkerMemory, c.WorkerMemoryMB, "128..10240")
-	}
-	// 15 minutes is Lambda's limit; it also keeps the worker's wipe lease
-	// (20 minutes in pkg/backup) above the task timeout.
-	if c.WorkerTimeout < time.Minute || c.WorkerTimeout > 15*time.Minute {
-		bad(ctxWorkerTimeout, c.WorkerTimeout, "1..15 minutes")
-	}
-	if c.WorkerMaxConcurrency != 0 && (c.WorkerMaxConcurrency < 2 || c.WorkerMaxConcurrency > 1000) {
-		bad(ctxWorkerMaxConcurrency, c.WorkerMaxConcurrency, "0 (no limit) or 2..1000")
-	}
-	if c.WorkerReservedConcurrency < 0 || c.WorkerReservedConcurrency == 1 {
-		bad(ctxWorkerReservedConcurrency, c.WorkerReservedConcurrency, "0 (none) or at least 2")
-	}
-	// Invocations throttled by reserved concurrency return their messages
-	// to the queue with the receive count raised, so tasks would reach the
-	// dead-letter queue without ever running.
-	if c.WorkerReservedConcurrency > 0 && (c.WorkerMaxConcurrency == 0 || c.WorkerMaxConcurrency > c.WorkerReservedConcurrency) {
-		bad(ctxWorkerMaxConcurrency, c.WorkerMaxConcurrency, fmt.Sprintf("at most %s=%d", ctxWorkerReservedConcurrency, c.WorkerReservedConcurrency))
-	}
-	if c.TaskBatchSize < 1 || c.TaskBatchSize > 10 {
-		bad(ctxTaskBatchSize, c.TaskBatchSize, "1..10")
-	}
-	if c.TaskBatchingWindow < 0 || c.TaskBatchingWindow > 300*time.Second {
-		bad(ctxTaskBatchingWindow, c.TaskBatchingWindow, "0..300 seconds")
-	}
+	errs = append(errs, c.workerErrors()...)
 	if !slices.Contains(retentionDaysV, c.LogRetentionDays) {
 		bad(ctxLogRetentionDays, c.LogRetentionDays, fmt.Sprintf("one of %v", retentionDaysV))
 	}
@@ -576,6 +546,46 @@ func (c Config) Validate() error {
 		errs = strictErrors(c.Strict, c.Warnings())
 	}
 	return errors.Join(errs...)
+}
+
+// workerErrors checks the worker function's sizing and its event source.
+func (c Config) workerErrors() []error {
+	var errs []error
+	bad := func(key string, v any, want string) {
+		errs = append(errs, fmt.Errorf("%w: %s=%v: %s", ErrConfig, key, v, want))
+	}
+	// Lambda's SQS poller raises the receive count of messages it could
+	// not hand to a throttled function; AWS advises at least 5.
+	if c.MaxReceiveCount < 5 || c.MaxReceiveCount > 1000 {
+		bad(ctxMaxReceiveCount, c.MaxReceiveCount, "5..1000")
+	}
+	if c.WorkerMemoryMB < 128 || c.WorkerMemoryMB > 10240 {
+		bad(ctxWorkerMemory, c.WorkerMemoryMB, "128..10240")
+	}
+	// 15 minutes is Lambda's limit; it also keeps the worker's wipe lease
+	// (20 minutes in pkg/backup) above the task timeout.
+	if c.WorkerTimeout < time.Minute || c.WorkerTimeout > 15*time.Minute {
+		bad(ctxWorkerTimeout, c.WorkerTimeout, "1..15 minutes")
+	}
+	if c.WorkerMaxConcurrency != 0 && (c.WorkerMaxConcurrency < 2 || c.WorkerMaxConcurrency > 1000) {
+		bad(ctxWorkerMaxConcurrency, c.WorkerMaxConcurrency, "0 (no limit) or 2..1000")
+	}
+	if c.WorkerReservedConcurrency < 0 || c.WorkerReservedConcurrency == 1 {
+		bad(ctxWorkerReservedConcurrency, c.WorkerReservedConcurrency, "0 (none) or at least 2")
+	}
+	// Invocations throttled by reserved concurrency return their messages
+	// to the queue with the receive count raised, so tasks would reach the
+	// dead-letter queue without ever running.
+	if c.WorkerReservedConcurrency > 0 && (c.WorkerMaxConcurrency == 0 || c.WorkerMaxConcurrency > c.WorkerReservedConcurrency) {
+		bad(ctxWorkerMaxConcurrency, c.WorkerMaxConcurrency, fmt.Sprintf("at most %s=%d", ctxWorkerReservedConcurrency, c.WorkerReservedConcurrency))
+	}
+	if c.TaskBatchSize < 1 || c.TaskBatchSize > 10 {
+		bad(ctxTaskBatchSize, c.TaskBatchSize, "1..10")
+	}
+	if c.TaskBatchingWindow < 0 || c.TaskBatchingWindow > 300*time.Second {
+		bad(ctxTaskBatchingWindow, c.TaskBatchingWindow, "0..300 seconds")
+	}
+	return errs
 }
 
 func (d DRTarget) validate() []error {

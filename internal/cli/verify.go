@@ -17,9 +17,10 @@ import (
 )
 
 type verifyOpts struct {
-	trust []string
-	deep  bool
-	aws   awsFlags
+	trust  []string
+	deep   bool
+	aws    awsFlags
+	subset string
 }
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -40,6 +41,7 @@ and the JSON's storage.objects agree entry by entry.`,
 	}
 	cmd.Flags().StringArrayVar(&o.trust, "trust", nil, "public key file (PEM) whose signatures are trusted; repeatable; unsigned archives are then refused")
 	cmd.Flags().BoolVar(&o.deep, "deep", false, "also check every object's size and etag and that the tar and the JSON agree entry by entry")
+	cmd.Flags().StringVar(&o.subset, "read-data-subset", "", "for s3:// archives: read back only N% of the archive's manifest parts (at least one), chosen at random, and check each one's SHA-256; the manifest's signature and chain are checked as always")
 	o.aws.register(cmd)
 	return cmd
 }
@@ -143,6 +145,18 @@ func (a *app) verifyOne(ctx context.Context, file string, o verifyOpts, trusted 
 		// manifest (which S3 archives always have).
 		if o.deep {
 			return v, fmt.Errorf("--deep reads a local archive; %s is in S3", file)
+		}
+		if o.subset != "" {
+			pct, err := parsePercent(o.subset)
+			if err != nil {
+				return v, err
+			}
+			s, m, err := a.verifyS3Subset(ctx, o.aws, file, pct)
+			v.Summary = s
+			if err != nil {
+				return v, err
+			}
+			return v, checkSignature(&v, *m, trusted)
 		}
 		s, m, err := a.verifyS3(ctx, o.aws, file)
 		v.Summary = s

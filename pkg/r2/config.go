@@ -42,10 +42,12 @@ const (
 	FlagSecret    = "--r2-secret-access-key (R2_SECRET_ACCESS_KEY)"
 )
 
-// Enabled reports whether any R2 setting was given: storage then goes
-// through R2 direct, and Validate says what is missing.
+// Enabled reports whether a bucket location (endpoint, account id or
+// bucket) was given: storage then goes through R2 direct, and Validate
+// says what is missing. Credentials alone select nothing, so they can
+// stay in the environment of admin-API runs.
 func (c Config) Enabled() bool {
-	return c.Endpoint != "" || c.AccountID != "" || c.Bucket != "" || c.AccessKeyID != "" || !c.SecretAccessKey.IsZero()
+	return c.Endpoint != "" || c.AccountID != "" || c.Bucket != ""
 }
 
 // ApplyEnv fills unset fields from R2_ENDPOINT, R2_ACCOUNT_ID, R2_BUCKET,

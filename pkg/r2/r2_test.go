@@ -53,7 +53,7 @@ func TestConfig(t *testing.T) {
 	if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, "topsecret") {
 		t.Errorf("the secret is printed: %s", s)
 	}
-	if (r2.Config{}).Enabled() || !c.Enabled() {
+	if (r2.Config{AccessKeyID: "id", SecretAccessKey: "s"}).Enabled() || !c.Enabled() {
 		t.Error("Enabled() is wrong")
 	}
 }

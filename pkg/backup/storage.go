@@ -107,8 +107,10 @@ func relist(ctx context.Context, j *pipeline.Jobs, d DirectStorage, input string
 	if err := j.GetJSON(ctx, input, &kr); err != nil {
 		return nil, err
 	}
+	// Pages of the range's own size: a re-list reads no keys past End
+	// unless objects were added inside the range since planning.
 	var out []edgebase.Object
-	err := d.ListPages(ctx, kr.StartAfter, kr.End, 0, func(page []edgebase.Object) error {
+	err := d.ListPages(ctx, kr.StartAfter, kr.End, max(kr.Objects, 1), func(page []edgebase.Object) error {
 		for _, o := range page {
 			if !edgebase.IsInternalKey(o.Key) {
 				out = append(out, o)

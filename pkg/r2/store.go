@@ -104,6 +104,10 @@ func (s *Store) ListPages(ctx context.Context, startAfter, end string, pageSize 
 				break
 			}
 			page = append(page, edgebase.Object{Key: k, Size: aws.ToInt64(o.Size), ETag: unquote(aws.ToString(o.ETag))})
+			if k == end {
+				done = true
+				break
+			}
 		}
 		if len(page) > 0 {
 			if err := fn(page); err != nil {

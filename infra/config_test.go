@@ -106,6 +106,10 @@ func TestConfigValidateRejects(t *testing.T) {
 		{ctxEdgeBaseURL, func(c *Config) { c.EdgeBaseURL = "" }},
 		{ctxEdgeBaseURL, func(c *Config) { c.EdgeBaseURL = "http://edgebase.example.com" }}, // without allowInsecureEdgebaseUrl
 		{ctxCloudflareAccount, func(c *Config) { c.CloudflareAccountID = "nothex" }},
+		{ctxR2Bucket, func(c *Config) { c.R2AccountID = "0123456789abcdef0123456789abcdef" }},
+		{ctxR2AccountID, func(c *Config) { c.R2Bucket = "b" }},
+		{ctxR2AccountID, func(c *Config) { c.R2Bucket, c.R2AccountID = "b", "nothex" }},
+		{ctxR2Endpoint, func(c *Config) { c.R2Bucket, c.R2Endpoint = "b", "http://r2.example.com" }},
 		{ctxInstances, func(c *Config) { c.Instances = "workspace:a,workspace" }},
 		{ctxInstances, func(c *Config) { c.Instances = strings.Repeat("workspace:a,", 200) + "workspace:b" }},
 		{ctxSchedule, func(c *Config) { c.Schedule = "daily" }},

@@ -1,6 +1,14 @@
 package cli
 
 import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"maps"
+	"os"
 	"strings"
 	"testing"
 
@@ -62,8 +70,19 @@ func TestR2DirectRoundTrips(t *testing.T) {
 		}
 	})
 
+	adminFile := backupTo(ctx, t, src.emu, "--include-storage")
+	t.Run("same storage section and members as through the admin API", func(t *testing.T) {
+		directObjs, directMembers := storageOf(t, file)
+		adminObjs, adminMembers := storageOf(t, adminFile)
+		if directObjs != adminObjs {
+			t.Errorf("storage.objects differ:\nR2 direct %s\nadmin API %s", directObjs, adminObjs)
+		}
+		if !maps.Equal(directMembers, adminMembers) || len(directMembers) == 0 {
+			t.Errorf("storage members differ: %d vs %d", len(directMembers), len(adminMembers))
+		}
+	})
+
 	t.Run("admin-API archive through R2 direct", func(t *testing.T) {
-		adminFile := backupTo(ctx, t, src.emu, "--include-storage")
 		dst := newEmulator(t, edgebasetest.Options{ServiceKey: "k3"})
 		junkTarget(ctx, t, dst)
 		if err := dst.AddObjects(ctx, edgebasetest.Object{Key: grant, Data: []byte("g")},
@@ -165,5 +184,51 @@ func TestR2DirectRefusals(t *testing.T) {
 				t.Errorf("archives written under a final name: %v", a)
 			}
 		})
+	}
+}
+
+// storageOf returns an archive's storage.objects (compact JSON) and the
+// SHA-256 of each storage member.
+func storageOf(t *testing.T, file string) (string, map[string]string) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	members := map[string]string{}
+	objs := ""
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return objs, members
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case h.Name == "backup.json":
+			var doc struct {
+				Storage struct {
+					Objects json.RawMessage `json:"objects"`
+				} `json:"storage"`
+			}
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Fatal(err)
+			}
+			objs = string(doc.Storage.Objects)
+		case strings.HasPrefix(h.Name, "storage/") && h.Typeflag == tar.TypeReg:
+			sum := sha256.Sum256(b)
+			members[h.Name] = hex.EncodeToString(sum[:])
+		}
 	}
 }

@@ -91,8 +91,12 @@ func TestR2DirectRoundTrips(t *testing.T) {
 		}
 		dstR2, _, _ := r2Args(t, dst)
 		args := append(append([]string{"backup", "restore", "--from", adminFile, "--yes"}, conn(dst)...), dstR2...)
-		if r := cliRunEnv(ctx, t, r2Env(t, edgebasetest.S3AccessKeyID), args...); r.code != 0 {
+		r := cliRunEnv(ctx, t, r2Env(t, edgebasetest.S3AccessKeyID), args...)
+		if r.code != 0 {
 			t.Fatalf("R2-direct restore failed:\n%s", r)
+		}
+		if !strings.Contains(r.stdout+r.stderr, "every object the archive lacks") {
+			t.Errorf("the plan does not announce the R2-direct wipe:\n%s", r)
 		}
 		if n := len(dst.RequestsTo("restore-storage")); n != 0 {
 			t.Errorf("R2-direct restore sent %d restore-storage requests, want none", n)

@@ -116,7 +116,7 @@ func New(d Deps) (*pipeline.Engine, error) {
 			},
 			events.KindRestore: {
 				Planner: &restore.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum, Open: d.OpenArchive,
-					RangeKeys: d.Restore.RangeKeys, Log: d.Log},
+					RangeKeys: d.Restore.RangeKeys, DirectWipe: d.R2 != nil, Log: d.Log},
 				Handlers: rt.Handlers(),
 			},
 		},

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -195,5 +198,49 @@ func TestTypesUnmasked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// corruptGets flips the last byte of every GET body that it passes on.
+type corruptGets struct{ h http.Handler }
+
+func (c corruptGets) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet || r.URL.Query().Has("list-type") {
+		c.h.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	c.h.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	if len(body) > 0 {
+		body[len(body)-1] ^= 1
+	}
+	maps.Copy(w.Header(), rec.Header())
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
+}
+
+// A body that does not match its ETag fails the read: it never passes
+// for the object.
+func TestCorruptBodyFails(t *testing.T) {
+	ctx := context.Background()
+	e := edgebasetest.NewTest(t, edgebasetest.Options{})
+	if err := e.AddObjects(ctx, edgebasetest.Object{Key: "a/b.txt", ContentType: "text/plain", Data: []byte("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ := e.S3()
+	srv := httptest.NewServer(corruptGets{h})
+	defer srv.Close()
+	s, err := r2.New(r2.Config{Endpoint: srv.URL, Bucket: e.S3Bucket(), AccessKeyID: edgebasetest.S3AccessKeyID,
+		SecretAccessKey: sensitive.String(edgebasetest.S3SecretAccessKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.GetObject(ctx, "a/b.txt", func(r io.Reader, _ edgebase.ObjectInfo) error {
+		_, err := io.ReadAll(r)
+		return err
+	})
+	if !errors.Is(err, r2.ErrCorrupt) {
+		t.Errorf("err = %v, want ErrCorrupt", err)
 	}
 }

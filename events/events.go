@@ -200,7 +200,8 @@ type Task struct {
 	Namespace string `json:"namespace,omitempty"`
 	// Range is the page-range index of storage tasks.
 	Range int `json:"range,omitempty"`
-	// Input is the staging key a restore task reads.
+	// Input is the staging key a restore task reads, or the key-range
+	// file of an R2-direct backup storage range.
 	Input string `json:"input,omitempty"`
 	// SkipTables are tables of the input a restore leaves out (FTS index
 	// tables the target's triggers rebuild).

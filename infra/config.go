@@ -32,6 +32,9 @@ const (
 	ctxAllowInsecureEdgeBaseURL  = "allowInsecureEdgebaseUrl"
 	ctxCloudflareAccount         = "cloudflareAccountId"
 	ctxInstances                 = "instances"
+	ctxR2Bucket                  = "r2Bucket"
+	ctxR2AccountID               = "r2AccountId"
+	ctxR2Endpoint                = "r2Endpoint"
 	ctxSkipInstances             = "skipInstances"
 	ctxSchedule                  = "schedule"
 	ctxIncludeStorage            = "includeStorage"
@@ -106,6 +109,9 @@ type Config struct {
 	AllowInsecureEdgeBaseURL bool
 	// CloudflareAccountID selects Edge mode (with the Cloudflare token secret).
 	CloudflareAccountID string
+	// R2Bucket moves storage through R2 direct (the R2 credentials
+	// secret); the endpoint is R2Endpoint, else derived from R2AccountID.
+	R2Bucket, R2AccountID, R2Endpoint string
 	// Instances lists dynamic DB instances ("ns:id,ns:id") to back up
 	// besides those Edge mode finds; SkipInstances accepts backups that
 	// leave out a dynamic block no source can list.
@@ -365,6 +371,9 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	r.boolean(ctxAllowInsecureEdgeBaseURL, &c.AllowInsecureEdgeBaseURL)
 	r.str(ctxCloudflareAccount, &c.CloudflareAccountID)
 	r.str(ctxInstances, &c.Instances)
+	r.str(ctxR2Bucket, &c.R2Bucket)
+	r.str(ctxR2AccountID, &c.R2AccountID)
+	r.str(ctxR2Endpoint, &c.R2Endpoint)
 	r.boolean(ctxSkipInstances, &c.SkipInstances)
 	r.str(ctxSchedule, &c.Schedule)
 	r.boolean(ctxIncludeStorage, &c.IncludeStorage)
@@ -490,6 +499,7 @@ func (c Config) Validate() error {
 	if c.CloudflareAccountID != "" && !cfAccountRE.MatchString(c.CloudflareAccountID) {
 		bad(ctxCloudflareAccount, c.CloudflareAccountID, "a 32-character hex Cloudflare account id")
 	}
+	c.validateR2(bad)
 	if _, err := lambdaenv.ParseInstances(c.Instances); err != nil {
 		bad(ctxInstances, c.Instances, "ns:id[,ns:id...]: "+err.Error())
 	}
@@ -830,4 +840,34 @@ func objectLockErrors(modeKey, mode, daysKey string, days int) []error {
 		return []error{fmt.Errorf("%w: %s=%q: governance or compliance", ErrConfig, modeKey, mode)}
 	}
 	return nil
+}
+
+// validateR2 checks the R2-direct keys: all or nothing, an https
+// endpoint or a Cloudflare account id.
+func (c Config) validateR2(bad func(key string, v any, want string)) {
+	if c.R2Bucket == "" {
+		if c.R2AccountID != "" || c.R2Endpoint != "" {
+			bad(ctxR2Bucket, `""`, "the R2 bucket bound as EdgeBase's storage (r2AccountId/r2Endpoint need it)")
+		}
+		return
+	}
+	switch u, err := url.Parse(c.R2Endpoint); {
+	case c.R2Endpoint == "" && c.R2AccountID == "":
+		bad(ctxR2AccountID, `""`, "the Cloudflare account id of the R2 bucket (or r2Endpoint)")
+	case c.R2Endpoint == "" && !cfAccountRE.MatchString(c.R2AccountID):
+		bad(ctxR2AccountID, c.R2AccountID, "a 32-character hex Cloudflare account id")
+	case c.R2Endpoint != "" && (err != nil || u.Scheme != "https" || u.Host == ""):
+		bad(ctxR2Endpoint, c.R2Endpoint, "an https URL (the S3 API of R2)")
+	}
+}
+
+// R2EndpointURL is the S3 API endpoint of the R2 bucket ("" without one).
+func (c Config) R2EndpointURL() string {
+	switch {
+	case c.R2Bucket == "":
+		return ""
+	case c.R2Endpoint != "":
+		return c.R2Endpoint
+	}
+	return "https://" + strings.ToLower(c.R2AccountID) + ".r2.cloudflarestorage.com"
 }

@@ -288,6 +288,7 @@ func (s *BackupStack) newSecrets() {
 		{lambdaenv.CloudflareSecret, "CloudflareTokenSecret", "edgevault: Cloudflare API token (Edge mode: Durable Object enumeration)"},
 		{lambdaenv.EdgeBaseSecrets, "EdgeBaseSecrets", "edgevault: JSON object of the EdgeBase deployment's secrets (backed up with includeSecrets, written back by restores)"},
 		{lambdaenv.NotifySecret, "NotifyWebhookSecret", "edgevault: HMAC-SHA256 secret that signs the job notifications to the notifyUrl webhook"},
+		{lambdaenv.R2Secret, "R2CredentialsSecret", `edgevault: R2 direct: {"accessKeyId":…,"secretAccessKey":…} of an R2 API token (Object Read; Object Read & Write for restores)`},
 	} {
 		sec := awssecretsmanager.NewCfnSecret(s.Stack, jsii.String(d.id), &awssecretsmanager.CfnSecretProps{
 			Description: jsii.String(d.desc),
@@ -301,7 +302,7 @@ func (s *BackupStack) newSecrets() {
 }
 
 // secretEnvs are the variables naming the secrets, in a fixed order.
-var secretEnvs = []string{lambdaenv.ServiceKeySecret, lambdaenv.CloudflareSecret, lambdaenv.EdgeBaseSecrets, lambdaenv.NotifySecret}
+var secretEnvs = []string{lambdaenv.ServiceKeySecret, lambdaenv.CloudflareSecret, lambdaenv.EdgeBaseSecrets, lambdaenv.NotifySecret, lambdaenv.R2Secret}
 
 // newSecretPolicies gives each secret a resource policy that refuses its
 // value to every principal but the roles of the functions that read it,
@@ -352,6 +353,9 @@ func (s *BackupStack) envValues() map[string]*string {
 		lambdaenv.Instances:         jsii.String(c.Instances),
 		lambdaenv.SkipInstances:     jsii.String(strconv.FormatBool(c.SkipInstances)),
 		lambdaenv.EdgeBaseSecrets:   s.Secrets[lambdaenv.EdgeBaseSecrets].Ref(),
+		lambdaenv.R2Endpoint:        jsii.String(c.R2EndpointURL()),
+		lambdaenv.R2Bucket:          jsii.String(c.R2Bucket),
+		lambdaenv.R2Secret:          s.Secrets[lambdaenv.R2Secret].Ref(),
 		lambdaenv.Concurrency:       jsii.String(strconv.Itoa(c.Concurrency)),
 		lambdaenv.SpoolDir:          jsii.String(workerSpoolDir),
 		lambdaenv.SpoolBytes:        jsii.String(strconv.FormatInt(workerSpoolBytes, 10)),
@@ -729,6 +733,7 @@ func (s *BackupStack) newOutputs() {
 	out("CloudflareTokenSecretArn", "Put the Cloudflare API token here (Edge mode)", s.Secrets[lambdaenv.CloudflareSecret].Ref())
 	out("EdgeBaseSecretsArn", "JSON object of the EdgeBase deployment's secrets", s.Secrets[lambdaenv.EdgeBaseSecrets].Ref())
 	out("NotifyWebhookSecretArn", "Put the secret that signs job notifications here (with -c notifyUrl=https://...)", s.Secrets[lambdaenv.NotifySecret].Ref())
+	out("R2CredentialsSecretArn", "Put the R2 token's S3 credentials here (R2 direct)", s.Secrets[lambdaenv.R2Secret].Ref())
 	out("AlarmTopicArn", "SNS topic of the alarms", s.AlarmTopic.TopicArn())
 	out("MetricsNamespace", "CloudWatch namespace of the stack's metrics", jsii.String(s.Config.Namespace()))
 }

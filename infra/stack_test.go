@@ -72,6 +72,7 @@ var variantContext = map[string]map[string]any{
 	"base": {ctxEdgeBaseURL: edgebaseURL},
 	"full": withDR(map[string]any{
 		ctxEdgeBaseURL: edgebaseURL, ctxCloudflareAccount: cfAccount,
+		ctxR2Bucket: "edgebase-storage", ctxR2AccountID: cfAccount,
 		ctxObjectLockMode: "governance", ctxObjectLockDays: "30",
 		ctxDRAccount: drAccount, ctxDRBucket: drBucket, ctxDRRoleARN: drRole, ctxDRKMSKeyARN: drKey,
 		ctxTracing: "true", ctxAlarmEmail: "ops@example.com",
@@ -319,8 +320,8 @@ func TestResourceCounts(t *testing.T) {
 		"AWS::S3::BucketPolicy":               {2, 2, 2},
 		"AWS::SQS::Queue":                     {5, 5, 5}, // task, control, their DLQs, invoke DLQ
 		"AWS::SQS::QueuePolicy":               {5, 5, 5},
-		"AWS::SecretsManager::Secret":         {4, 4, 4}, // + the notification signing secret
-		"AWS::SecretsManager::ResourcePolicy": {4, 4, 4},
+		"AWS::SecretsManager::Secret":         {5, 5, 5}, // service key, Cloudflare token, EdgeBase secrets, notification signing, R2 credentials
+		"AWS::SecretsManager::ResourcePolicy": {5, 5, 5},
 		"AWS::Lambda::Function":               {5, 6, 6}, // + CDK's bucket-notification handler with DR
 		"AWS::Lambda::EventSourceMapping":     {2, 2, 2},
 		"AWS::Lambda::EventInvokeConfig":      {2, 2, 2}, // scheduler, drcopy
@@ -733,6 +734,9 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 				lambdaenv.Instances:         c.Instances,
 				lambdaenv.SkipInstances:     strconv.FormatBool(c.SkipInstances),
 				lambdaenv.EdgeBaseSecrets:   ref(logicalID(b.Secrets[lambdaenv.EdgeBaseSecrets])),
+				lambdaenv.R2Endpoint:        c.R2EndpointURL(),
+				lambdaenv.R2Bucket:          c.R2Bucket,
+				lambdaenv.R2Secret:          ref(logicalID(b.Secrets[lambdaenv.R2Secret])),
 				lambdaenv.Concurrency:       fmt.Sprint(c.Concurrency),
 				lambdaenv.SpoolDir:          "/tmp",
 				lambdaenv.SpoolBytes:        fmt.Sprint(workerSpoolBytes),
@@ -776,6 +780,22 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 	}
 	if v := props(full.json, logicalID(full.backup.Functions[lambdaenv.Worker]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.MetricsNamespace] != "EdgeVaultTest/EdgeVault" || v[lambdaenv.Concurrency] != "16" || v[lambdaenv.EdgeBaseURL] != edgebaseURL {
 		t.Errorf("full: worker context values %v", v)
+	}
+	// R2 direct: the scheduler lists and the worker reads and writes the
+	// bucket; nothing else gets the settings (the secret's readers are
+	// checked with every secret).
+	for _, fn := range lambdaenv.Functions {
+		v := props(full.json, logicalID(full.backup.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
+		want := fn == lambdaenv.Scheduler || fn == lambdaenv.Worker
+		if _, ok := v[lambdaenv.R2Secret]; ok != want {
+			t.Errorf("full: %s has %s: %v, want %v", fn, lambdaenv.R2Secret, ok, want)
+		}
+		if want && (v[lambdaenv.R2Endpoint] != "https://"+cfAccount+".r2.cloudflarestorage.com" || v[lambdaenv.R2Bucket] != "edgebase-storage") {
+			t.Errorf("full: %s R2 settings %v %v", fn, v[lambdaenv.R2Endpoint], v[lambdaenv.R2Bucket])
+		}
+	}
+	if v := props(base.json, logicalID(base.backup.Functions[lambdaenv.Worker]))["Environment"].(map[string]any)["Variables"].(map[string]any); v[lambdaenv.R2Bucket] != "" {
+		t.Errorf("base: worker R2 bucket %v, want none (the admin API)", v[lambdaenv.R2Bucket])
 	}
 }
 

@@ -85,6 +85,7 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	}
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now,
 		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, ComposeAbove: -1}}
+	deps.R2 = d.r2
 	if o.includeSecrets {
 		deps.Secrets = devvars.New(a.env.WorkDir)
 	}

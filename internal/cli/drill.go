@@ -154,6 +154,7 @@ func (a *app) drillRestore(ctx context.Context, d *deployment, o drillOpts, from
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now,
 		OpenArchive: func(context.Context, string) (restore.Source, error) { return restore.FileSource(from), nil },
 		Restore:     edgevault.RestoreOptions{Concurrency: ro.concurrency}}
+	deps.R2 = d.r2
 	if a.env.retry != nil {
 		deps.Restore.DORetry = *a.env.retry
 	}

@@ -101,6 +101,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now, Secrets: devvars.New(a.env.WorkDir),
 		OpenArchive: func(context.Context, string) (restore.Source, error) { return src, nil },
 		Restore:     edgevault.RestoreOptions{Concurrency: o.concurrency}}
+	deps.R2 = d.r2
 	if a.env.retry != nil {
 		deps.Restore.DORetry = *a.env.retry
 	}

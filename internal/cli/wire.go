@@ -41,6 +41,7 @@ type connFlags struct {
 	skipInstances               bool
 	allowUnresolved             bool
 	cloudflareURL               string
+	r2                          r2Flags
 }
 
 func (c *connFlags) register(cmd *cobra.Command) {
@@ -56,6 +57,7 @@ func (c *connFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&c.allowUnresolved, "allow-unresolved", false, "Edge mode: accept DO ids that list-dos cannot name (with a warning)")
 	f.StringVar(&c.cloudflareURL, "cloudflare-api-url", "", "Cloudflare API base URL (tests, proxies)")
 	_ = f.MarkHidden("cloudflare-api-url")
+	c.r2.register(f)
 }
 
 // deployment is a connected EdgeBase target.
@@ -65,6 +67,8 @@ type deployment struct {
 	edge   bool
 	hc     *http.Client
 	cf     *cloudflare.Client // Edge mode only
+	// r2 is R2 direct for storage, nil for the admin API.
+	r2 edgevault.StorageDirect
 }
 
 // close drops the idle connections of the command's HTTP client. Run is
@@ -97,6 +101,9 @@ func (a *app) connect(c *connFlags, concurrency int) (*deployment, error) {
 		return nil, failure("invalid_arguments", err)
 	}
 	d := &deployment{client: client, hc: hc}
+	if d.r2, err = a.r2Storage(&c.r2); err != nil {
+		return nil, err
+	}
 	d.enum = &discovery.Enumerator{Client: client, StateDir: c.stateDir, SkipInstances: c.skipInstances, AllowUnresolved: c.allowUnresolved}
 	insts, err := expandList(c.instances)
 	if err != nil {

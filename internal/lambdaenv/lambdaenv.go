@@ -45,6 +45,9 @@ const (
 	Instances         = "EDGEVAULT_INSTANCES"          // dynamic DB instances to back up besides those Edge mode lists: "ns:id,ns:id"
 	SkipInstances     = "EDGEVAULT_SKIP_INSTANCES"     // "true": back up although a dynamic DB block's instances cannot be listed
 	EdgeBaseSecrets   = "EDGEVAULT_EDGEBASE_SECRETS"   // Secrets Manager id of the JSON map of EdgeBase secrets
+	R2Endpoint        = "EDGEVAULT_R2_ENDPOINT"        // R2 direct: S3 API endpoint of the storage bucket ("" = storage through the admin API)
+	R2Bucket          = "EDGEVAULT_R2_BUCKET"          // R2 direct: the R2 bucket bound as EdgeBase's storage
+	R2Secret          = "EDGEVAULT_R2_SECRET"          // Secrets Manager id of the R2 token's S3 credentials: {"accessKeyId":…,"secretAccessKey":…}
 	Concurrency       = "EDGEVAULT_CONCURRENCY"        // in-task fan-out (default 10)
 	SpoolDir          = "EDGEVAULT_SPOOL_DIR"          // where the worker spools large objects (default: the system temp dir, /tmp on Lambda)
 	SpoolBytes        = "EDGEVAULT_SPOOL_BYTES"        // disk budget of the spool directory, shared by every task of the process
@@ -113,6 +116,8 @@ const DrillAgeInput = `{"ageOnly":true}`
 // must set. TestOverrides are test-only and not listed. A function reads
 // only what it uses (and Deployed), and
 // the stack derives each role's permissions from this list:
+//   - the scheduler and the worker read the R2-direct settings: the
+//     scheduler lists the bucket, the worker reads and writes objects;
 //   - the scheduler plans (EdgeBase, Cloudflare for Edge mode) and queues
 //     tasks and the first check; it never reads the EdgeBase secrets;
 //   - the worker runs tasks against EdgeBase and reads/writes the EdgeBase
@@ -127,8 +132,8 @@ const DrillAgeInput = `{"ageOnly":true}`
 //   - drill reads the archives, restores the newest into the scratch
 //     deployment with its own key, and writes only <archive>.drill.json.
 var Reads = map[string][]string{
-	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, NotifyURL, NotifySecret, MetricsNamespace, Deployed},
-	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, MetricsNamespace, Deployed},
+	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, R2Endpoint, R2Bucket, R2Secret, NotifyURL, NotifySecret, MetricsNamespace, Deployed},
+	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, R2Endpoint, R2Bucket, R2Secret, MetricsNamespace, Deployed},
 	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, NotifyURL, NotifySecret, SigningKeyARN, MetricsNamespace, Deployed},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, APIAllowSecrets, MetricsNamespace, Deployed},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, DRRegion, MetricsNamespace, Deployed},

@@ -34,7 +34,10 @@ type Planner struct {
 	// limit is reached first.
 	RangeKeys  int
 	RangeBytes int64
-	Log        *slog.Logger
+	// Direct, when set, lists storage through R2 direct instead of the
+	// admin API (see DirectStorage).
+	Direct DirectStorage
+	Log    *slog.Logger
 }
 
 var _ pipeline.Planner = (*Planner)(nil)
@@ -127,6 +130,13 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(ev
 	if maxBytes <= 0 {
 		maxBytes = DefaultRangeBytes
 	}
+	if p.Direct != nil {
+		internal, err := p.planDirect(ctx, job, maxKeys, maxBytes, next)
+		if err != nil {
+			return err
+		}
+		return p.observe(ctx, job, internal)
+	}
 	var (
 		cur      []edgebase.Object
 		bytes    int64
@@ -162,13 +172,18 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(ev
 	if err != nil {
 		return fmt.Errorf("listing storage: %w", err)
 	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return p.observe(ctx, job, internal)
+}
+
+// observe records what the listing showed of the server.
+func (p *Planner) observe(ctx context.Context, job *events.Job, internal int64) error {
 	if internal > 0 {
 		job.AddWarnings(internalKeysNotice(internal))
 	}
-	if err := p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, ObservationsName), PlanObservations{InternalKeysSkipped: internal}); err != nil {
-		return err
-	}
-	return flush()
+	return p.Jobs.PutJSON(ctx, p.Jobs.PlanKey(job.ID, ObservationsName), PlanObservations{InternalKeysSkipped: internal})
 }
 
 func writeNDJSON[T any](ctx context.Context, j *pipeline.Jobs, key string, items []T) error {

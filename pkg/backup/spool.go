@@ -112,7 +112,7 @@ func (sp *Spool) reserve(ctx context.Context, o edgebase.Object) (held int64, di
 
 // fetch downloads o. held is the budget reserve took for it; it belongs to
 // the result from here on.
-func (sp *Spool) fetch(ctx context.Context, c *edgebase.Client, o edgebase.Object, held int64) spooled {
+func (sp *Spool) fetch(ctx context.Context, c ObjectSource, o edgebase.Object, held int64) spooled {
 	var out spooled
 	err := c.GetObject(ctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
 		out.close()

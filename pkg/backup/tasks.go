@@ -34,6 +34,9 @@ type Tasks struct {
 	Jobs    *pipeline.Jobs
 	Client  *edgebase.Client
 	Secrets secrets.Store // for --include-secrets; nil means none are available
+	// Direct, when set, reads storage through R2 direct (DirectStorage)
+	// instead of the admin API.
+	Direct DirectStorage
 	// Concurrency bounds parallel object downloads inside one storage range.
 	Concurrency int
 	// Spool holds downloaded objects while they wait for their turn in a
@@ -189,7 +192,13 @@ func classify(err error) error {
 // for their turn in the spool, so memory stays bounded by Concurrency x
 // the spool's in-memory limit and disk by the spool's budget.
 func (b *Tasks) storageRange(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
-	objs, err := readRange(ctx, b.Jobs, u.Task.Job, u.Task.Range)
+	var objs []edgebase.Object
+	var err error
+	if isKeyRange(u.Task.Input) {
+		objs, err = relist(ctx, b.Jobs, b.Direct, u.Task.Input)
+	} else {
+		objs, err = readRange(ctx, b.Jobs, u.Task.Job, u.Task.Range)
+	}
 	if err != nil {
 		return pipeline.Result{}, err
 	}
@@ -255,7 +264,7 @@ func (b *Tasks) addObject(ctx context.Context, m *archive.StorageMember, o edgeb
 		return archive.Object{}, false, false, err
 	}
 	ct, masked := recordedType(o, s.info)
-	return archiveObject(o, s.size, ct, e), true, masked, nil
+	return archiveObject(o, s.info, s.size, ct, e), true, masked, nil
 }
 
 // streamObject fetches an object too large for the spool directly into
@@ -266,7 +275,11 @@ func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o ed
 		obj    archive.Object
 		masked bool
 	)
-	err := b.Client.WithRetry(edgebase.RetryPolicy{MaxAttempts: 1}).GetObject(ctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
+	var src ObjectSource = b.Client.WithRetry(edgebase.RetryPolicy{MaxAttempts: 1})
+	if b.Direct != nil {
+		src = b.Direct
+	}
+	err := src.GetObject(ctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
 		size := info.Size
 		if size < 0 {
 			size = o.Size
@@ -277,7 +290,7 @@ func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o ed
 		}
 		var ct string
 		ct, masked = recordedType(o, info)
-		obj = archiveObject(o, size, ct, e)
+		obj = archiveObject(o, info, size, ct, e)
 		return nil
 	})
 	if errors.Is(err, edgebase.ErrNotFound) {
@@ -286,12 +299,27 @@ func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o ed
 	return obj, err == nil, masked, err
 }
 
-func archiveObject(o edgebase.Object, size int64, contentType string, e archive.Entry) archive.Object {
-	obj := archive.Object{Key: o.Key, Size: size, ETag: o.ETag, ContentType: contentType, SHA256: e.SHA256}
+// archiveObject records an object as read: the etag of the reply when it
+// sent one (R2 direct, which checked the bytes against it), else the
+// listing's.
+func archiveObject(o edgebase.Object, info edgebase.ObjectInfo, size int64, contentType string, e archive.Entry) archive.Object {
+	etag := o.ETag
+	if info.ETag != "" {
+		etag = info.ETag
+	}
+	obj := archive.Object{Key: o.Key, Size: size, ETag: etag, ContentType: contentType, SHA256: e.SHA256}
 	if e.Escaped {
 		obj.Path = e.Name
 	}
 	return obj
+}
+
+// source is where objects are read from.
+func (b *Tasks) source() ObjectSource {
+	if b.Direct != nil {
+		return b.Direct
+	}
+	return b.Client
 }
 
 // prefetcher downloads the objects of a range ahead of the member writer,
@@ -333,7 +361,7 @@ func (b *Tasks) prefetch(ctx context.Context, objs []edgebase.Object) *prefetche
 			}
 			go func() {
 				defer func() { <-sem }()
-				p.slots[i] <- b.Spool.fetch(ctx, b.Client, o, held)
+				p.slots[i] <- b.Spool.fetch(ctx, b.source(), o, held)
 			}()
 		}
 	}()

@@ -252,6 +252,9 @@ type ObjectInfo struct {
 	Masked bool
 	// ServedContentType is the Content-Type header exactly as sent.
 	ServedContentType string
+	// ETag is the object's etag when the source reports one (R2 direct;
+	// the admin API's get sends none).
+	ETag string
 }
 
 // GetObject streams one R2 object to fn. Like DumpDO, the whole call is

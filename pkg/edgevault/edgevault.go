@@ -31,6 +31,9 @@ type Deps struct {
 	// Secrets is where --include-secrets reads and a restore writes
 	// EdgeBase secrets (nil: none are available).
 	Secrets secrets.Store
+	// R2, when set, moves storage through R2 direct (pkg/r2) instead of
+	// the admin API: backups list and read, restores write and wipe.
+	R2 StorageDirect
 	// OpenArchive resolves the archive a restore job names.
 	OpenArchive func(ctx context.Context, name string) (restore.Source, error)
 	// Source overrides the archive "source" derived from the URL.
@@ -42,6 +45,12 @@ type Deps struct {
 	Restore RestoreOptions
 	// NewID makes the id of a job started without one.
 	NewID func(kind events.JobKind, now time.Time) string
+}
+
+// StorageDirect is what both job kinds need of R2 direct (*r2.Store).
+type StorageDirect interface {
+	backup.DirectStorage
+	restore.DirectStorage
 }
 
 // BackupOptions tune backup jobs.
@@ -83,6 +92,11 @@ func New(d Deps) (*pipeline.Engine, error) {
 	bt := &backup.Tasks{Jobs: jobs, Client: d.Client, Secrets: d.Secrets, Concurrency: d.Backup.Concurrency, Spool: d.Backup.Spool}
 	rt := &restore.Tasks{Jobs: jobs, Client: d.Client, Secrets: d.Secrets, Concurrency: d.Restore.Concurrency,
 		ChunkBytes: d.Restore.ChunkBytes, DORetry: d.Restore.DORetry}
+	planner := &backup.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum,
+		RangeKeys: d.Backup.RangeKeys, RangeBytes: d.Backup.RangeBytes, Log: d.Log}
+	if d.R2 != nil {
+		bt.Direct, rt.Direct, planner.Direct = d.R2, d.R2, d.R2
+	}
 	target := ""
 	if d.Client != nil {
 		target = d.Client.BaseURL()
@@ -96,14 +110,13 @@ func New(d Deps) (*pipeline.Engine, error) {
 		Target: target, Source: source, NewID: d.NewID, Log: d.Log,
 		Domains: map[events.JobKind]pipeline.Domain{
 			events.KindBackup: {
-				Planner: &backup.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum,
-					RangeKeys: d.Backup.RangeKeys, RangeBytes: d.Backup.RangeBytes, Log: d.Log},
+				Planner:  planner,
 				Handlers: bt.Handlers(),
 				Finisher: &backup.Assembler{Jobs: jobs, ComposeAbove: d.Backup.ComposeAbove, Log: d.Log, Sealer: d.Backup.Sealer},
 			},
 			events.KindRestore: {
 				Planner: &restore.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum, Open: d.OpenArchive,
-					RangeKeys: d.Restore.RangeKeys, Log: d.Log},
+					RangeKeys: d.Restore.RangeKeys, DirectWipe: d.R2 != nil, Log: d.Log},
 				Handlers: rt.Handlers(),
 			},
 		},

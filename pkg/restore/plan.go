@@ -43,7 +43,10 @@ type Planner struct {
 	Open func(ctx context.Context, name string) (Source, error)
 	// RangeKeys is how many objects one storage task uploads.
 	RangeKeys int
-	Log       *slog.Logger
+	// DirectWipe says the storage wipe goes through R2 direct (only the
+	// keys the archive lacks); it changes what the report announces.
+	DirectWipe bool
+	Log        *slog.Logger
 }
 
 var _ pipeline.Planner = (*Planner)(nil)
@@ -298,7 +301,11 @@ func (w *planWriter) writeUnits(onTarget map[string]bool) error {
 func (w *planWriter) writeStorage() error {
 	in := w.in
 	if w.sel.all {
-		w.rep.Wipes = append(w.rep.Wipes, "R2: every object")
+		wipe := "R2: every object"
+		if w.p.DirectWipe {
+			wipe = "R2: every object the archive lacks (R2 direct; EdgeBase's internal keys are kept)"
+		}
+		w.rep.Wipes = append(w.rep.Wipes, wipe)
 		if err := w.add(PhaseWipeStorage, events.Task{Kind: events.TaskWipeStorage, Unit: "storage wipe", Wipes: true}); err != nil {
 			return err
 		}

@@ -51,6 +51,9 @@ type Tasks struct {
 	Jobs    *pipeline.Jobs
 	Client  *edgebase.Client
 	Secrets secrets.Store // where restored secrets go; nil: skipped with a warning
+	// Direct, when set, writes storage through R2 direct (DirectStorage)
+	// instead of the admin API.
+	Direct DirectStorage
 	// ChunkBytes splits D1 restores larger than this into a wipe call and
 	// per-table calls with skipWipe (spec 2.8); 0 = 8 MiB.
 	ChunkBytes  int64
@@ -410,7 +413,11 @@ func (t *Tasks) createInstance(ctx context.Context, name string) error {
 	return t.Client.TouchTable(ctx, ns, id, blk.Tables[0].Name)
 }
 
-func (t *Tasks) wipeStorage(ctx context.Context, _ pipeline.Unit) (pipeline.Result, error) {
+func (t *Tasks) wipeStorage(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	if t.Direct != nil {
+		n, err := t.wipeDirect(ctx, u.Task.Job)
+		return pipeline.Result{Objects: n}, classify(err)
+	}
 	n, err := t.Client.WipeStorage(ctx)
 	return pipeline.Result{Objects: n}, classify(err)
 }
@@ -479,7 +486,7 @@ func (t *Tasks) putStorage(ctx context.Context, u pipeline.Unit) (pipeline.Resul
 					io.Closer
 				}{pipeline.MeteredReader(gctx, rc), rc}, nil
 			}
-			if err := t.Client.PutObject(gctx, u.key, u.contentType, u.size, body); err != nil {
+			if err := t.target().PutObject(gctx, u.key, u.contentType, u.size, body); err != nil {
 				return fmt.Errorf("object %q: %w", u.key, err)
 			}
 			mu.Lock()

@@ -102,6 +102,9 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 		if err := connectEdgeBase(ctx, cfg, sm, time.Now, &d); err != nil {
 			return cfg, d, err
 		}
+		if d.R2, err = ConnectR2(ctx, cfg, sm.GetString); err != nil {
+			return cfg, d, err
+		}
 	}
 	if cfg.EdgeBaseSecrets != "" && reads(lambdaenv.EdgeBaseSecrets) {
 		if d.Secrets, err = secretsmanager.NewStore(clients.SecretsManager(), cfg.EdgeBaseSecrets); err != nil {

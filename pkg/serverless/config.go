@@ -76,6 +76,9 @@ type Config struct {
 	ServiceKeySecret  string // Secrets Manager id; the value is read at cold start, then again after SecretTTL
 	CloudflareAccount string
 	CloudflareSecret  string
+	// R2Endpoint, R2Bucket and R2Secret move storage through R2 direct
+	// (pkg/r2) when R2Bucket is set; R2Secret names the credentials.
+	R2Endpoint, R2Bucket, R2Secret string
 	// Instances are dynamic DB instances ("ns:id") the scheduler backs up
 	// besides those Edge mode lists; SkipInstances accepts a backup that
 	// leaves out a dynamic block nothing can list (backup.Enumerator).
@@ -220,6 +223,9 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 	str(lambdaenv.EdgeBaseSecrets, &c.EdgeBaseSecrets)
 	str(lambdaenv.NotifyURL, &c.NotifyURL)
 	str(lambdaenv.NotifySecret, &c.NotifySecret)
+	str(lambdaenv.R2Endpoint, &c.R2Endpoint)
+	str(lambdaenv.R2Bucket, &c.R2Bucket)
+	str(lambdaenv.R2Secret, &c.R2Secret)
 	if insts, err := lambdaenv.ParseInstances(get(lambdaenv.Instances)); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", lambdaenv.Instances, err))
 	} else {
@@ -373,4 +379,10 @@ func (c Config) Validate() error {
 func (c Config) needEdgeBase(need func(v, name string)) {
 	need(c.EdgeBaseURL, lambdaenv.EdgeBaseURL)
 	need(c.ServiceKeySecret, lambdaenv.ServiceKeySecret)
+	// R2 direct is on when a bucket is named; it then needs the rest.
+	if c.R2Bucket != "" || c.R2Endpoint != "" {
+		need(c.R2Endpoint, lambdaenv.R2Endpoint)
+		need(c.R2Bucket, lambdaenv.R2Bucket)
+		need(c.R2Secret, lambdaenv.R2Secret)
+	}
 }

@@ -63,6 +63,8 @@ type Deps struct {
 	Tasks, Control pipeline.Queue
 	EdgeBase       *edgebase.Client
 	Enum           *discovery.Enumerator
+	// R2 is R2 direct for storage (scheduler, worker); nil: the admin API.
+	R2 edgevault.StorageDirect
 	// Secrets is the store of the deployment's EdgeBase secrets (worker).
 	Secrets secrets.Store
 	// Invoker hands start requests to the scheduler (api).
@@ -125,7 +127,7 @@ func newBase(cfg Config, rt Runtime, d Deps) (*base, error) {
 	}
 	b.engine, err = edgevault.New(edgevault.Deps{
 		Store: d.Store, Staging: cfg.StagingPrefix, Archives: cfg.ArchivePrefix, Tasks: d.Tasks, Control: d.Control,
-		Client: d.EdgeBase, Enum: d.Enum, Secrets: d.Secrets, OpenArchive: b.openArchive, Now: rt.Now, Log: log,
+		Client: d.EdgeBase, Enum: d.Enum, R2: d.R2, Secrets: d.Secrets, OpenArchive: b.openArchive, Now: rt.Now, Log: log,
 		Engine: cfg.engineOptions(),
 		Backup: edgevault.BackupOptions{Concurrency: cfg.Concurrency, ComposeAbove: cfg.ComposeAbove,
 			Spool: backup.NewSpool(cfg.SpoolDir, cfg.SpoolBytes, 0), Sealer: sealer(cfg, d)},

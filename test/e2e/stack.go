@@ -49,6 +49,10 @@ type StackOptions struct {
 	APIAllowSecrets bool
 	// MetricsNamespace (context metricsNamespace, default EdgeVault).
 	MetricsNamespace string
+	// R2Credentials is the value put into the R2 credentials secret
+	// ({"accessKeyId":…,"secretAccessKey":…}; "" = none). R2 direct is
+	// on only where a test also sets EDGEVAULT_R2_ENDPOINT/_BUCKET.
+	R2Credentials string
 }
 
 func (o *StackOptions) defaults() {
@@ -72,6 +76,7 @@ type Stack struct {
 	Bucket, DRBucket                                          string
 	TaskQueueURL, TaskDLQURL, ControlQueueURL, ControlDLQURL  string
 	ServiceKeySecret, CloudflareSecret, EdgeBaseSecretsSecret string
+	R2Secret                                                  string
 }
 
 // SetupStack creates the resources of infra's NewBackupStack that the
@@ -83,7 +88,7 @@ type Stack struct {
 //   - the task and control queues, each with a dead-letter queue
 //     (redrive maxReceiveCount), visibility timeout 6x the consumer's
 //     timeout, retention 4 days (DLQs 14 days);
-//   - the three secrets, with the values an operator puts after deploying;
+//   - the four secrets, with the values an operator puts after deploying;
 //   - with DR, the destination bucket of the DR stack (versioned).
 //
 // The stack's SQS-managed encryption, KMS keys, alarms, API Gateway and
@@ -166,6 +171,9 @@ func SetupStack(ctx context.Context, c *awsconfig.Clients, o StackOptions) (*Sta
 	if st.EdgeBaseSecretsSecret, err = secret(o.Name+"-edgebase-secrets", string(vals)); err != nil {
 		return nil, err
 	}
+	if st.R2Secret, err = secret(o.Name+"-r2-credentials", o.R2Credentials); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -189,6 +197,9 @@ func (s *Stack) Env(fn string, extra map[string]string) map[string]string {
 		lambdaenv.Instances:         "",
 		lambdaenv.SkipInstances:     "false",
 		lambdaenv.EdgeBaseSecrets:   s.EdgeBaseSecretsSecret,
+		lambdaenv.R2Endpoint:        "",
+		lambdaenv.R2Bucket:          "",
+		lambdaenv.R2Secret:          s.R2Secret,
 		lambdaenv.Concurrency:       "10",
 		lambdaenv.DRBucket:          s.DRBucket,
 		lambdaenv.DRRoleARN:         "",

@@ -99,10 +99,21 @@ func (b *bench) scenarioGroup(ctx context.Context, n int, ms []int) (profile str
 		return "", err
 	}
 	defer b.stopPeer(dst)
+	if b.cfg.r2Direct {
+		if b.r2, err = startR2Mirror(); err != nil {
+			return "", err
+		}
+		defer func() { _ = b.r2.close(); b.r2 = nil }()
+	}
 	seeded := 0
 	for _, m := range ms {
 		if err := b.seedBench(ctx, src, n, m, seeded+1); err != nil {
 			return profile, err
+		}
+		if b.r2 != nil {
+			if err := b.r2.fill(seeded+1, m); err != nil {
+				return profile, err
+			}
 		}
 		seeded = m
 		sc := scenario{n, m}
@@ -154,8 +165,12 @@ func (b *bench) measureScenario(ctx context.Context, sc string, src, dst *target
 	latest := map[string]string{} // tool -> archive of the last create of the restore's kind
 	for _, op := range ops {
 		withStorage := op == "create-storage"
+		tools := []string{"official", "edgevault", "floor"}
+		if withStorage && b.r2 != nil {
+			tools = append(tools, "edgevault-r2", "r2-floor")
+		}
 		for rep := 1; rep <= b.cfg.reps; rep++ {
-			for _, tool := range []string{"official", "edgevault", "floor"} {
+			for _, tool := range tools {
 				r, err := b.create(ctx, tool, src, withStorage)
 				if err != nil {
 					return err
@@ -278,6 +293,10 @@ func (b *bench) create(ctx context.Context, tool string, src *target, storage bo
 			args = append(args, "-storage")
 		}
 		r.m, err = b.timedOn(ctx, src, out, environ(), b.cfg.rawfloor, args...)
+	case "edgevault-r2", "r2-floor":
+		var rr toolRun
+		rr, err = b.createR2(ctx, tool, src, out)
+		r.m = rr.m
 	}
 	if err != nil {
 		return r, err

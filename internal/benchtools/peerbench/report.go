@@ -222,6 +222,7 @@ func writeMarkdown(w io.Writer, rows []row, meta []string, profile string) {
 	p("")
 
 	writePeerTables(p, st, order)
+	writeR2Table(p, st, order)
 	writeEmulatorTable(p, st, order)
 	writeArchiveTables(p, st, order)
 	if profile != "" {
@@ -356,4 +357,46 @@ func writeArchiveTables(p printer, st map[key]stat, order []key) {
 		}
 		p("")
 	}
+}
+
+// writeR2Table renders create --include-storage with storage through R2
+// direct (an in-process S3 server holding the peer's objects) against the
+// official CLI through the Worker, and the raw floor against that server.
+func writeR2Table(p printer, st map[key]stat, order []key) {
+	var scenarios []string
+	seen := map[string]bool{}
+	for _, k := range order {
+		if k.suite == "peer" && k.tool == "edgevault-r2" && !seen[k.scenario] {
+			seen[k.scenario] = true
+			scenarios = append(scenarios, k.scenario)
+		}
+	}
+	if len(scenarios) == 0 {
+		return
+	}
+	p("## Storage through R2 direct (issue 13)")
+	p("")
+	p("create --include-storage: the official CLI through the Worker; edgevault with database parts from the peer and")
+	p("storage from an in-process S3 server holding the same objects (the peer's Miniflare store has no S3 API);")
+	p("r2-floor: list + parallel GETs of every object from that server (2 x --concurrency in flight, the same Go client), bodies discarded.")
+	p("Target: edgevault-r2 ≤ %.2f× the official CLI, peak RSS ≤ %d MiB.", targetOfficial, targetRSSMiB)
+	p("")
+	p("| scenario | official | edgevault (Worker) | edgevault-r2 | r2-floor | r2/official | r2/r2-floor | r2 RSS ≤ %d MiB | load |", targetRSSMiB)
+	p("|---|---|---|---|---|---|---|---|---|")
+	for _, sc := range scenarios {
+		off, okO := st[key{"peer", sc, "create-storage", "official"}]
+		ev, okE := st[key{"peer", sc, "create-storage", "edgevault"}]
+		r2, okR := st[key{"peer", sc, "create-storage", "edgevault-r2"}]
+		fl, okF := st[key{"peer", sc, "create-storage", "r2-floor"}]
+		rssOK := "–"
+		if okR && r2.n > r2.failed {
+			rssOK = "yes"
+			if r2.rss/1024 > targetRSSMiB {
+				rssOK = "**no**"
+			}
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %.2f |", sc, cell(off, okO), cell(ev, okE), cell(r2, okR), cell(fl, okF),
+			ratio(r2.wall, off.wall), ratio(r2.wall, fl.wall), rssOK, r2.load)
+	}
+	p("")
 }

@@ -1,0 +1,132 @@
+package main
+
+// R2 direct on the real peer: the peer keeps its storage in Miniflare's
+// on-disk store, which has no S3 API, so R2's role is played by an
+// in-process S3 server (gofakes3, in memory) holding the same objects as
+// the peer (seed-bench.sh's keys, bytes and types: edgebasetest.BenchObject).
+// edgevault then backs up the database parts from the peer and storage
+// from that server ("edgevault-r2"), beside the official CLI through the
+// Worker. "r2-floor" is the raw floor against the same server: the same
+// listing and parallel GETs through the same adapter, bodies discarded.
+// The server lives in peerbench's process, so its memory is not counted
+// in edgevault's peak RSS.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
+	"github.com/edgevault/edgevault/pkg/r2"
+	"github.com/edgevault/edgevault/pkg/sensitive"
+)
+
+// Bucket and credentials of the stand-in (it checks none).
+const (
+	mirrorBucket = "edgebase-storage"
+	mirrorKeyID  = "bench-r2-key"
+	mirrorSecret = "bench-r2-secret"
+)
+
+// r2Mirror is the stand-in for the peer's R2 bucket.
+type r2Mirror struct {
+	backend *s3mem.Backend
+	srv     *http.Server
+	url     string
+}
+
+func startR2Mirror() (*r2Mirror, error) {
+	be := s3mem.New()
+	if err := be.CreateBucket(mirrorBucket); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	m := &r2Mirror{backend: be, url: "http://" + ln.Addr().String(),
+		srv: &http.Server{Handler: gofakes3.New(be, gofakes3.WithoutVersioning()).Server(), ReadHeaderTimeout: 30 * time.Second}}
+	go func() { _ = m.srv.Serve(ln) }()
+	return m, nil
+}
+
+func (m *r2Mirror) close() error { return m.srv.Close() }
+
+// fill stores bench objects from..to (seed-bench.sh's numbering).
+func (m *r2Mirror) fill(from, to int) error {
+	for i := from; i <= to; i++ {
+		o := edgebasetest.BenchObject(i)
+		_, err := m.backend.PutObject(mirrorBucket, o.Key, map[string]string{"Content-Type": o.ContentType},
+			edgebasetest.GeneratedContent(o.Seed, o.Size), o.Size, nil)
+		if err != nil {
+			return fmt.Errorf("r2 mirror: put %s: %w", o.Key, err)
+		}
+	}
+	return nil
+}
+
+// args are edgevault's R2-direct flags and environment.
+func (m *r2Mirror) args() (flags, env []string) {
+	return []string{"--r2-endpoint", m.url, "--r2-bucket", mirrorBucket},
+		[]string{"R2_ACCESS_KEY_ID=" + mirrorKeyID, "R2_SECRET_ACCESS_KEY=" + mirrorSecret}
+}
+
+// floor lists the bucket and GETs every object with inFlight requests in
+// flight, discarding the bodies, and returns the wall time in seconds.
+func (m *r2Mirror) floor(ctx context.Context, inFlight int) (secs float64, objects, bytes int64, err error) {
+	s, err := r2.New(r2.Config{Endpoint: m.url, Bucket: mirrorBucket, AccessKeyID: mirrorKeyID, SecretAccessKey: sensitive.String(mirrorSecret)})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	start := time.Now()
+	var n, total atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(inFlight + 1)
+	g.Go(func() error {
+		return s.ListPages(gctx, "", "", 0, func(page []edgebase.Object) error {
+			for _, o := range page {
+				g.Go(func() error {
+					return s.GetObject(gctx, o.Key, func(r io.Reader, _ edgebase.ObjectInfo) error {
+						c, err := io.Copy(io.Discard, r)
+						n.Add(1)
+						total.Add(c)
+						return err
+					})
+				})
+			}
+			return nil
+		})
+	})
+	err = g.Wait()
+	return time.Since(start).Seconds(), n.Load(), total.Load(), err
+}
+
+// createR2 runs the R2-direct tools: "edgevault-r2" as its own process
+// like every tool, "r2-floor" in-process.
+func (b *bench) createR2(ctx context.Context, tool string, src *target, out string) (toolRun, error) {
+	r := toolRun{tool: tool}
+	if tool == "r2-floor" {
+		secs, _, _, err := b.r2.floor(ctx, 2*b.cfg.concurrency)
+		r.m = measure{wall: secs, load: load1()}
+		if err != nil {
+			r.m.rc, r.m.errOut = 1, err.Error()
+		}
+		r.wall = secs
+		return r, nil
+	}
+	flags, env := b.r2.args()
+	args := append([]string{"--json", "backup", "create", "--url", src.URL, "--service-key", src.Key, "--output", out,
+		"--concurrency", fmt.Sprint(b.cfg.concurrency), "--include-storage"}, flags...)
+	m, err := b.timedOn(ctx, src, out, environ(env...), b.cfg.edgevault, args...)
+	r.m, r.wall = m, m.wall
+	return r, err
+}

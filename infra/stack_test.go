@@ -1134,7 +1134,7 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("%s: DeletionPolicy %v", env, r["DeletionPolicy"])
 		}
 	}
-	if len(v.backup.Secrets) != 4 {
+	if len(v.backup.Secrets) != 5 { // service key, Cloudflare token, EdgeBase secrets, notification signing, R2 credentials
 		t.Errorf("%d secrets", len(v.backup.Secrets))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/edgevault/edgevault/pkg/blob"
 )
@@ -173,6 +174,10 @@ func lastSlash(s string) int {
 
 // loadIndex reads every index file into memory.
 func (r *Repository) loadIndex(ctx context.Context) error {
+	st := &pruneState{marks: map[ID]time.Time{}}
+	if err := r.readMarks(ctx, st); err != nil {
+		return fmt.Errorf("repository: load marks: %w", err)
+	}
 	idx := map[ID]location{}
 	packs := map[ID]int64{}
 	err := r.listIDs(ctx, prefixIndex, func(id ID, _ int64) error {
@@ -182,8 +187,12 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 		}
 		for _, p := range f.Packs {
 			packs[p.ID] = p.Size
+			_, marked := st.marks[p.ID]
 			for _, b := range p.Blobs {
-				idx[b.ID] = location{Pack: p.ID, blobEntry: b}
+				// Prefer a copy in an unmarked pack.
+				if old, ok := idx[b.ID]; !ok || !marked || st.marks[old.Pack] != (time.Time{}) {
+					idx[b.ID] = location{Pack: p.ID, blobEntry: b}
+				}
 			}
 		}
 		return nil
@@ -194,6 +203,7 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 	r.mu.Lock()
 	r.index = idx
 	r.packs = packs
+	r.marked = st.marks
 	r.mu.Unlock()
 	return nil
 }

@@ -123,9 +123,10 @@ type Repository struct {
 
 	mu      sync.Mutex // guards everything below
 	index   map[ID]location
-	packs   map[ID]int64 // indexed packs and their sizes
-	pack    *packer      // the open pack, nil when none
-	pending []packRecord // packs written since the last index file
+	packs   map[ID]int64     // indexed packs and their sizes
+	marked  map[ID]time.Time // packs a prune marked: never reused
+	pack    *packer          // the open pack, nil when none
+	pending []packRecord     // packs written since the last index file
 	stats   Stats
 }
 

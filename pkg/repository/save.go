@@ -66,7 +66,8 @@ func (r *Repository) SaveBytes(ctx context.Context, b []byte) (ChunkList, error)
 func (r *Repository) saveChunk(ctx context.Context, id ID, data []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.index[id]; ok || (r.pack != nil && r.pack.ids[id]) {
+	loc, ok := r.index[id]
+	if _, marked := r.marked[loc.Pack]; (ok && !marked) || (r.pack != nil && r.pack.ids[id]) {
 		r.stats.ChunksDup++
 		r.stats.BytesDup += int64(len(data))
 		return nil

@@ -173,14 +173,12 @@ func (r *Repository) readPack(ctx context.Context, id ID) (int64, error) {
 		return 0, err
 	}
 	ider := newChunkIDer(r.macK)
-	var buf []byte
+	var bufs chunkBufs
 	var n int64
 	for _, e := range entries {
-		plain, err := r.openChunk(ider, e.ID, b[e.Offset:e.Offset+e.Length], int(e.RawLength), buf, id)
-		if err != nil {
+		if _, err := r.openChunk(ider, e.ID, b[e.Offset:e.Offset+e.Length], int(e.RawLength), &bufs, id); err != nil {
 			return n, err
 		}
-		buf = plain[:0]
 		n++
 		r.mu.Lock()
 		loc, ok := r.index[e.ID]

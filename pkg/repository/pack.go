@@ -36,19 +36,36 @@ type location struct {
 	blobEntry
 }
 
-// packer accumulates sealed blobs of one pack in memory.
+// packer accumulates sealed blobs of one pack in one buffer, allocated
+// once at its full size and reused for every pack.
 type packer struct {
-	buf     bytes.Buffer
+	buf     []byte
 	entries []blobEntry
 	ids     map[ID]bool
 }
 
-func newPacker() *packer { return &packer{ids: map[ID]bool{}} }
+func newPacker(capacity int) *packer {
+	return &packer{buf: make([]byte, 0, capacity), ids: map[ID]bool{}}
+}
 
-func (p *packer) add(id ID, sealed []byte, raw int) {
-	p.entries = append(p.entries, blobEntry{ID: id, Offset: uint32(p.buf.Len()), Length: uint32(len(sealed)), RawLength: uint32(raw)})
-	p.buf.Write(sealed)
+// reset empties p for the next pack, keeping its buffer.
+func (p *packer) reset() {
+	p.buf = p.buf[:0]
+	p.entries = nil
+	clear(p.ids)
+}
+
+// add seals z (the compressed chunk id) straight into the pack.
+func (p *packer) add(s sealer, id ID, z []byte, raw int) error {
+	off := len(p.buf)
+	b, err := s.seal(p.buf, z, id[:])
+	if err != nil {
+		return err
+	}
+	p.buf = b
+	p.entries = append(p.entries, blobEntry{ID: id, Offset: uint32(off), Length: uint32(len(b) - off), RawLength: uint32(raw)})
 	p.ids[id] = true
+	return nil
 }
 
 func packKey(id ID) string {
@@ -65,12 +82,13 @@ func (p *packer) finish(s sealer) (packRecord, []byte, error) {
 		hdr = binary.LittleEndian.AppendUint32(hdr, e.Length)
 		hdr = binary.LittleEndian.AppendUint32(hdr, e.RawLength)
 	}
-	sealed, err := s.seal(nil, hdr, aadPackHeader)
+	start := len(p.buf)
+	b, err := s.seal(p.buf, hdr, aadPackHeader)
 	if err != nil {
 		return packRecord{}, nil, err
 	}
-	p.buf.Write(sealed)
-	b := binary.LittleEndian.AppendUint32(p.buf.Bytes(), uint32(len(sealed)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(b)-start))
+	p.buf = b
 	return packRecord{ID: sha256.Sum256(b), Size: int64(len(b)), Blobs: p.entries}, b, nil
 }
 

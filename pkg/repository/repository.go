@@ -56,6 +56,10 @@ type Options struct {
 	MinChunk, MaxChunk uint
 	// PackSize is the size at which a pack is closed (4 MiB).
 	PackSize int
+	// Polynomial is the chunker's; zero picks a random one (the default:
+	// a secret polynomial keeps chunk boundaries from revealing content).
+	// A fixed one makes chunking reproducible in tests.
+	Polynomial chunker.Pol
 	// ScryptN, ScryptR, ScryptP are the passphrase KDF's cost (32768, 8, 1).
 	ScryptN, ScryptR, ScryptP int
 	// Now is the clock (time.Now).
@@ -127,6 +131,7 @@ type Repository struct {
 	marked  map[ID]time.Time // packs a prune marked: never reused
 	pack    *packer          // the open pack, nil when none
 	pending []packRecord     // packs written since the last index file
+	zbuf    []byte           // compressed chunk, reused
 	stats   Stats
 }
 
@@ -152,9 +157,14 @@ func Init(ctx context.Context, store pipeline.BlobStore, passphrase string, o Op
 	} else if !errors.Is(err, blob.ErrNotExist) {
 		return nil, fmt.Errorf("repository: init: %w", err)
 	}
-	pol, err := chunker.RandomPolynomial()
-	if err != nil {
-		return nil, err
+	pol := o.Polynomial
+	if pol == 0 {
+		var err error
+		if pol, err = chunker.RandomPolynomial(); err != nil {
+			return nil, err
+		}
+	} else if !pol.Irreducible() {
+		return nil, fmt.Errorf("repository: chunker polynomial %v is not irreducible", pol)
 	}
 	mk, err := newMasterKey()
 	if err != nil {
@@ -232,7 +242,7 @@ func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time)
 	if err != nil {
 		return nil, err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<20))
 	if err != nil {
 		return nil, err
 	}

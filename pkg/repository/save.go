@@ -20,7 +20,11 @@ type ChunkList []ID
 // flushes).
 func (r *Repository) SaveStream(ctx context.Context, rd io.Reader) (ChunkList, int64, error) {
 	cs := r.chunkers.Get().(*chunkState)
-	defer r.chunkers.Put(cs)
+	defer func() {
+		// A pooled chunker must not keep the caller's reader alive.
+		cs.c.ResetWithBoundaries(nil, r.cfg.ChunkerPolynomial, r.cfg.MinChunk, r.cfg.MaxChunk)
+		r.chunkers.Put(cs)
+	}()
 	cs.c.ResetWithBoundaries(rd, r.cfg.ChunkerPolynomial, r.cfg.MinChunk, r.cfg.MaxChunk)
 	c, buf := cs.c, cs.buf
 	ider := newChunkIDer(r.macK)
@@ -72,18 +76,20 @@ func (r *Repository) saveChunk(ctx context.Context, id ID, data []byte) error {
 		r.stats.BytesDup += int64(len(data))
 		return nil
 	}
+	// The buffers are allocated once and reused: a few MiB allocated per
+	// chunk would let the heap run far ahead of what is live.
+	bound := int(r.cfg.MaxChunk) + int(r.cfg.MaxChunk)/64 + 4096 // zstd's worst case, with room
 	if r.pack == nil {
-		r.pack = newPacker()
+		r.pack = newPacker(r.cfg.PackSize + bound + sealOverhead)
+		r.zbuf = make([]byte, 0, bound)
 	}
-	z := r.enc.EncodeAll(data, make([]byte, 0, len(data)/2+64))
-	sealed, err := r.seal.seal(make([]byte, 0, len(z)+sealOverhead), z, id[:])
-	if err != nil {
+	r.zbuf = r.enc.EncodeAll(data, r.zbuf[:0])
+	if err := r.pack.add(r.seal, id, r.zbuf, len(data)); err != nil {
 		return err
 	}
-	r.pack.add(id, sealed, len(data))
 	r.stats.ChunksNew++
 	r.stats.BytesNew += int64(len(data))
-	if r.pack.buf.Len() >= r.cfg.PackSize {
+	if len(r.pack.buf) >= r.cfg.PackSize {
 		return r.writePackLocked(ctx)
 	}
 	return nil
@@ -96,14 +102,19 @@ func (r *Repository) writePackLocked(ctx context.Context) error {
 	if p == nil || len(p.entries) == 0 {
 		return nil
 	}
+	// A failed pack is dropped whole: its chunks are in no index, so a
+	// snapshot naming one fails SaveSnapshot's check, and saving again
+	// stores them again.
 	rec, b, err := p.finish(r.seal)
 	if err != nil {
+		p.reset()
 		return err
 	}
 	if err := r.store.Put(ctx, packKey(rec.ID), bytes.NewReader(b)); err != nil {
+		p.reset()
 		return fmt.Errorf("repository: write pack %s: %w", rec.ID, err)
 	}
-	r.pack = nil
+	r.pack.reset()
 	for _, e := range rec.Blobs {
 		r.index[e.ID] = location{Pack: rec.ID, blobEntry: e}
 	}
@@ -126,6 +137,8 @@ func (r *Repository) flushLocked(ctx context.Context) error {
 	if err := r.writePackLocked(ctx); err != nil {
 		return err
 	}
+	// The pack and compression buffers go until the next save.
+	r.pack, r.zbuf = nil, nil
 	if len(r.pending) == 0 {
 		return nil
 	}
@@ -142,16 +155,15 @@ func (r *Repository) flushLocked(ctx context.Context) error {
 // must open under the repository key and hash to its id).
 func (r *Repository) LoadStream(ctx context.Context, list ChunkList, w io.Writer) error {
 	ider := newChunkIDer(r.macK)
-	var buf []byte
+	var bufs chunkBufs
 	for _, id := range list {
-		b, err := r.loadChunk(ctx, ider, id, buf)
+		b, err := r.loadChunk(ctx, ider, id, &bufs)
 		if err != nil {
 			return err
 		}
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
-		buf = b[:0]
 	}
 	return nil
 }
@@ -171,7 +183,10 @@ func (r *Repository) lookup(ctx context.Context, id ID) (location, error) {
 	return loc, nil
 }
 
-func (r *Repository) loadChunk(ctx context.Context, ider *chunkIDer, id ID, dst []byte) ([]byte, error) {
+// chunkBufs are the buffers one reader reuses from chunk to chunk.
+type chunkBufs struct{ sealed, plain []byte }
+
+func (r *Repository) loadChunk(ctx context.Context, ider *chunkIDer, id ID, bufs *chunkBufs) ([]byte, error) {
 	loc, err := r.lookup(ctx, id)
 	if err != nil {
 		return nil, err
@@ -180,25 +195,33 @@ func (r *Repository) loadChunk(ctx context.Context, ider *chunkIDer, id ID, dst 
 	if err != nil {
 		return nil, fmt.Errorf("repository: chunk %s: read pack %s: %w", id, loc.Pack, err)
 	}
-	sealed := make([]byte, loc.Length)
+	if cap(bufs.sealed) < int(loc.Length) {
+		bufs.sealed = make([]byte, loc.Length)
+	}
+	sealed := bufs.sealed[:loc.Length]
 	_, err = io.ReadFull(rc, sealed)
 	_ = rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%w: chunk %s: pack %s is short: %v", ErrCorrupt, id, loc.Pack, err)
 	}
-	return r.openChunk(ider, id, sealed, int(loc.RawLength), dst, loc.Pack)
+	return r.openChunk(ider, id, sealed, int(loc.RawLength), bufs, loc.Pack)
 }
 
 // openChunk decrypts, decompresses and re-hashes one sealed blob.
-func (r *Repository) openChunk(ider *chunkIDer, id ID, sealed []byte, raw int, dst []byte, pack ID) ([]byte, error) {
-	z, err := r.seal.open(nil, sealed, id[:])
+func (r *Repository) openChunk(ider *chunkIDer, id ID, sealed []byte, raw int, bufs *chunkBufs, pack ID) ([]byte, error) {
+	// Decrypted in place: the plaintext overwrites the ciphertext.
+	z, err := r.seal.open(sealed[nonceSize:nonceSize], sealed, id[:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: chunk %s in pack %s does not decrypt (changed bytes or wrong key)", ErrCorrupt, id, pack)
 	}
-	plain, err := r.dec.DecodeAll(z, dst[:0])
+	if cap(bufs.plain) < raw {
+		bufs.plain = make([]byte, 0, raw)
+	}
+	plain, err := r.dec.DecodeAll(z, bufs.plain[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: chunk %s in pack %s: decompress: %v", ErrCorrupt, id, pack, err)
 	}
+	bufs.plain = plain
 	if len(plain) != raw || ider.id(plain) != id {
 		return nil, fmt.Errorf("%w: chunk %s in pack %s: content does not hash to its id", ErrCorrupt, id, pack)
 	}

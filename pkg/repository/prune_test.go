@@ -236,3 +236,59 @@ func TestPruneCrashAtEveryStep(t *testing.T) {
 		}
 	}
 }
+
+func TestForgetDryRunAndCheckSubset(t *testing.T) {
+	ctx := context.Background()
+	store, _ := newStore(t)
+	r, err := Init(ctx, store, testPass, smallOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		l, err := r.SaveBytes(ctx, randomBytes(uint64(70+i), 200<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := "http://a"
+		if i == 3 {
+			src = "http://b" // another source keeps its own newest
+		}
+		if _, err := r.SaveSnapshot(ctx, &Snapshot{SourceURL: src, Time: t0.Add(time.Duration(i) * time.Hour), Units: []Unit{{Section: "config", Chunks: l}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := r.Forget(ctx, Policy{Last: 1}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := 0
+	for _, d := range ds {
+		if d.Keep {
+			keep++
+		}
+	}
+	if len(ds) != 4 || keep != 2 {
+		t.Fatalf("dry run: %d decisions, %d kept; want 4 and 2 (one per source)", len(ds), keep)
+	}
+	if snaps, _ := r.ListSnapshots(ctx); len(snaps) != 4 {
+		t.Fatalf("a dry run deleted snapshots: %d left", len(snaps))
+	}
+	if _, err := r.Forget(ctx, Policy{Last: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	if snaps, _ := r.ListSnapshots(ctx); len(snaps) != 2 {
+		t.Fatalf("%d snapshots after forget, want 2", len(snaps))
+	}
+	all, err := r.Check(ctx, true, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, err := r.Check(ctx, true, 25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read-data check: all %d packs; a 25%% subset read %d", all.PacksRead, part.PacksRead)
+	if all.PacksRead != all.IndexedPacks || part.PacksRead >= all.PacksRead {
+		t.Fatalf("subset read %d of %d packs", part.PacksRead, all.PacksRead)
+	}
+}

@@ -14,6 +14,7 @@ import (
 // grow with the number of objects. A key out of order is never matched:
 // the object is fetched, which is always safe.
 type Reuser struct {
+	r    *Repository
 	next func() (StorageEntry, error, bool)
 	stop func()
 	cur  *StorageEntry
@@ -26,7 +27,7 @@ type Reuser struct {
 // NewReuser starts a Reuser over parent's storage table; a nil parent
 // reuses nothing. Close it when done.
 func (r *Repository) NewReuser(ctx context.Context, parent *Snapshot) *Reuser {
-	u := &Reuser{}
+	u := &Reuser{r: r}
 	if parent == nil || parent.Storage.Objects == 0 {
 		u.next = func() (StorageEntry, error, bool) { return StorageEntry{}, nil, false }
 		u.stop = func() {}
@@ -71,12 +72,29 @@ func (u *Reuser) Lookup(key string, size int64, etag string) (StorageEntry, bool
 		}
 		u.cur = &e
 	}
-	if u.cur != nil && u.cur.Key == key && u.cur.Size == size && u.cur.ETag == etag && etag != "" {
+	if u.cur != nil && u.cur.Key == key && u.cur.Size == size && u.cur.ETag == etag && etag != "" && u.r.usable(u.cur.Chunks) {
 		u.Reused++
 		return *u.cur, true, nil
 	}
 	u.Fetched++
 	return StorageEntry{}, false, nil
+}
+
+// usable reports whether every chunk of l is indexed outside the packs a
+// prune marked (those may be deleted; their chunks are stored again).
+func (r *Repository) usable(l ChunkList) bool {
+	if l == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range l {
+		loc, ok := r.index[id]
+		if _, marked := r.marked[loc.Pack]; !ok || marked {
+			return false
+		}
+	}
+	return true
 }
 
 // Close ends the walk of the parent's table.

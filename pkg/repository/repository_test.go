@@ -303,3 +303,40 @@ func TestStorageTableRoundTrip(t *testing.T) {
 }
 
 func keyName(i int) string { return fmt.Sprintf("bucket/obj-%05d.bin", i) }
+
+func TestMissingIndexIsAClearError(t *testing.T) {
+	ctx := context.Background()
+	store, dir := newStore(t)
+	r := initRepo(t, store)
+	list, err := r.SaveBytes(ctx, randomBytes(5, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.SaveSnapshot(ctx, &Snapshot{Units: []Unit{{Section: "config", Chunks: list}}}); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := filepath.Glob(filepath.Join(dir, "index", "*"))
+	if err != nil || len(idx) != 1 {
+		t.Fatalf("index files: %v, %v", idx, err)
+	}
+	if err := os.Remove(idx[0]); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(ctx, store, testPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r2.LoadStream(ctx, list, new(bytes.Buffer))
+	if !errors.Is(err, ErrMissing) {
+		t.Fatalf("load without an index: %v, want ErrMissing", err)
+	}
+	rep, err := r2.Check(ctx, false, 0)
+	if !errors.Is(err, ErrMissing) || len(rep.Unreferenced) == 0 {
+		t.Fatalf("check without an index: %v (%+v), want ErrMissing and unindexed packs", err, rep)
+	}
+	t.Logf("check: %v", err)
+	// A snapshot naming an unstored chunk is refused.
+	if _, err := r2.SaveSnapshot(ctx, &Snapshot{Units: []Unit{{Section: "config", Chunks: ChunkList{{1}}}}}); !errors.Is(err, ErrMissing) {
+		t.Fatalf("snapshot of an unstored chunk: %v", err)
+	}
+}

@@ -1,0 +1,213 @@
+package repository
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/edgevault/edgevault/pkg/archive"
+)
+
+// ErrNoStorageBytes is returned by Export of a .tar.gz from a snapshot
+// whose storage table lists objects without their bytes (imported from a
+// .json archive).
+var ErrNoStorageBytes = errors.New("repository: snapshot lists storage objects without their bytes")
+
+// openStream returns a reader of list's plaintext. Close it to stop early.
+func (r *Repository) openStream(ctx context.Context, list ChunkList) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() { _ = pw.CloseWithError(r.LoadStream(ctx, list, pw)) }()
+	return pr
+}
+
+// Export writes snapshot s as a v1.1 archive: backup.json alone (JSON) or
+// in a .tar.gz with every storage object (TarGz). backup.json is written by
+// archive.JSONWriter from the units' raw values in their original order, so
+// it equals what the backup that made the snapshot wrote; the tar headers
+// carry the backup's start time, as `backup create` writes them. A .tar.gz
+// reads the snapshot twice (backup.json's size comes first in tar); memory
+// stays one chunk.
+func (r *Repository) Export(ctx context.Context, s *Snapshot, w io.Writer, f archive.Format) error {
+	switch f {
+	case archive.JSON:
+		return r.writeDocument(ctx, s, w)
+	case archive.TarGz:
+	default:
+		return fmt.Errorf("repository: export: unknown format %v", f)
+	}
+	var count countWriter
+	if err := r.writeDocument(ctx, s, &count); err != nil {
+		return err
+	}
+	mtime, err := time.Parse(time.RFC3339Nano, s.Header.Timestamp)
+	if err != nil {
+		mtime = s.Time
+	}
+	tw := archive.NewTarGzWriter(w, mtime)
+	pr, pw := io.Pipe()
+	go func() { _ = pw.CloseWithError(r.writeDocument(ctx, s, pw)) }()
+	err = tw.WriteBackupJSON(pr, count.n)
+	_ = pr.Close()
+	if err != nil {
+		return fmt.Errorf("repository: export: backup.json: %w", err)
+	}
+	err = r.ReadTable(ctx, s.Storage, func(e StorageEntry) error {
+		if e.Chunks == nil && e.Size > 0 {
+			return fmt.Errorf("%w: %q", ErrNoStorageBytes, e.Key)
+		}
+		rc := r.openStream(ctx, e.Chunks)
+		defer func() { _ = rc.Close() }()
+		if _, err := tw.AddObject(e.Key, e.Size, rc); err != nil {
+			return fmt.Errorf("repository: export: object %q: %w", e.Key, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// writeDocument writes backup.json.
+func (r *Repository) writeDocument(ctx context.Context, s *Snapshot, w io.Writer) error {
+	jw, err := archive.NewJSONWriter(w, s.Header)
+	if err != nil {
+		return fmt.Errorf("repository: export: %w", err)
+	}
+	for _, u := range s.Units {
+		if err := r.writeUnit(ctx, jw, u); err != nil {
+			return fmt.Errorf("repository: export: %s %s: %w", u.Section, u.Name, err)
+		}
+	}
+	err = r.ReadTable(ctx, s.Storage, func(e StorageEntry) error {
+		return jw.StorageObject(archive.Object{Key: e.Key, Size: e.Size, ETag: e.ETag, ContentType: e.ContentType, SHA256: e.SHA256, Path: e.Path})
+	})
+	if err != nil {
+		return fmt.Errorf("repository: export: storage: %w", err)
+	}
+	return jw.Close()
+}
+
+func (r *Repository) writeUnit(ctx context.Context, jw *archive.JSONWriter, u Unit) error {
+	rc := r.openStream(ctx, u.Chunks)
+	defer func() { _ = rc.Close() }()
+	var err error
+	switch u.Section {
+	case archive.SectionControlD1:
+		_, err = jw.ControlD1(rc)
+	case archive.SectionAuthD1:
+		_, err = jw.AuthD1(rc)
+	case archive.SectionAuthShard:
+		_, err = jw.AuthShard(u.Name, rc)
+	case archive.SectionDatabase:
+		_, err = jw.Database(u.Name, rc)
+	case archive.SectionConfig:
+		_, err = jw.Config(rc)
+	case archive.SectionDataNamespace:
+		_, err = jw.DataNamespace(u.Name, rc)
+	case archive.SectionSecrets:
+		var m map[string]string
+		if err = json.NewDecoder(rc).Decode(&m); err == nil {
+			_, err = jw.Secrets(m)
+		}
+	default:
+		err = fmt.Errorf("%w: unknown section %q", ErrCorrupt, u.Section)
+	}
+	return err
+}
+
+// importer is the archive.Visitor of Import.
+type importer struct {
+	archive.NopVisitor
+	r       *Repository
+	snap    *Snapshot
+	pw      *io.PipeWriter
+	done    chan tableResult
+	size    int64
+	objects []archive.Object
+	chunks  map[string]ChunkList
+}
+
+// Import reads a v1.1 archive into a new snapshot: every section value
+// becomes a unit, every storage object an entry of the storage table (with
+// its bytes when the archive carries them). meta supplies what the archive
+// cannot (source URL, tags, versions). Nothing names the new chunks until
+// the archive has validated in full.
+func (r *Repository) Import(ctx context.Context, rd io.Reader, f archive.Format, meta Snapshot) (ID, *Snapshot, error) {
+	s := meta
+	s.Units = nil
+	imp := &importer{r: r, snap: &s, chunks: map[string]ChunkList{}}
+	_, err := archive.Read(ctx, rd, f, imp)
+	if imp.pw != nil {
+		_ = imp.pw.CloseWithError(errors.New("repository: import aborted"))
+		<-imp.done
+	}
+	if err != nil {
+		return ID{}, nil, fmt.Errorf("repository: import: %w", err)
+	}
+	tw := r.NewTableWriter(ctx)
+	for _, o := range imp.objects {
+		e := StorageEntry{Key: o.Key, Size: o.Size, ETag: o.ETag, ContentType: o.ContentType, SHA256: o.SHA256, Path: o.Path, Chunks: imp.chunks[o.Key]}
+		if err := tw.Add(e); err != nil {
+			tw.Abort()
+			return ID{}, nil, err
+		}
+	}
+	if s.Storage, err = tw.Close(); err != nil {
+		return ID{}, nil, err
+	}
+	id, err := r.SaveSnapshot(ctx, &s)
+	return id, &s, err
+}
+
+func (imp *importer) Header(_ context.Context, h archive.Header) error {
+	imp.snap.Header = h
+	return nil
+}
+
+func (imp *importer) BeginValue(ctx context.Context, _ archive.ValueRef) (io.Writer, error) {
+	pr, pw := io.Pipe()
+	imp.pw, imp.done = pw, make(chan tableResult, 1)
+	go func() {
+		l, n, err := imp.r.SaveStream(ctx, pr)
+		_ = pr.CloseWithError(err)
+		imp.size = n
+		imp.done <- tableResult{l, err}
+	}()
+	return pw, nil
+}
+
+func (imp *importer) EndValue(_ context.Context, ref archive.ValueRef, _ archive.ValueStats) error {
+	_ = imp.pw.Close()
+	res := <-imp.done
+	imp.pw = nil
+	if res.err != nil {
+		return res.err
+	}
+	imp.snap.Units = append(imp.snap.Units, Unit{Section: ref.Section, Name: ref.Name, Size: imp.size, Chunks: res.list})
+	return nil
+}
+
+func (imp *importer) StorageObject(_ context.Context, o archive.Object) error {
+	imp.objects = append(imp.objects, o)
+	return nil
+}
+
+func (imp *importer) StorageMember(ctx context.Context, m archive.Member, rd io.Reader) error {
+	l, _, err := imp.r.SaveStream(ctx, rd)
+	if err != nil {
+		return err
+	}
+	if l == nil {
+		l = ChunkList{}
+	}
+	imp.chunks[m.Key] = l
+	return nil
+}

@@ -1,0 +1,380 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/restic/chunker"
+	"golang.org/x/crypto/scrypt"
+
+	"github.com/edgevault/edgevault/pkg/blob"
+	"github.com/edgevault/edgevault/pkg/pipeline"
+)
+
+// FormatVersion is the only repository format version read and written.
+const FormatVersion = 1
+
+// Sentinels callers branch on.
+var (
+	// ErrWrongPassphrase: no key file opens with the passphrase given.
+	ErrWrongPassphrase = errors.New("repository: wrong passphrase (no key file opens with it)")
+	// ErrNotRepository: there is no config at the location.
+	ErrNotRepository = errors.New("repository: no repository here (config not found)")
+	// ErrExists: Init found a repository already.
+	ErrExists = errors.New("repository: a repository already exists here")
+	// ErrVersion: the config names a format version this code does not read.
+	ErrVersion = errors.New("repository: unsupported format version")
+	// ErrCorrupt: stored content fails its check (authentication, hash,
+	// structure).
+	ErrCorrupt = errors.New("repository: corrupt data")
+	// ErrMissing: something referenced is not stored (a chunk not in the
+	// index, a pack not in the store).
+	ErrMissing = errors.New("repository: missing data")
+)
+
+const (
+	keyConfig    = "config"
+	prefixKeys   = "keys/"
+	prefixData   = "data/"
+	prefixIndex  = "index/"
+	prefixSnaps  = "snapshots/"
+	maxMetaBytes = 64 << 20 // bound on a config, key, index or snapshot file
+)
+
+// Options are the parameters of a new repository. Zero values take the
+// defaults.
+type Options struct {
+	// MinChunk and MaxChunk bound chunk sizes (restic's 512 KiB and 8 MiB).
+	MinChunk, MaxChunk uint
+	// PackSize is the size at which a pack is closed (4 MiB).
+	PackSize int
+	// Polynomial is the chunker's; zero picks a random one (the default:
+	// a secret polynomial keeps chunk boundaries from revealing content).
+	// A fixed one makes chunking reproducible in tests.
+	Polynomial chunker.Pol
+	// ScryptN, ScryptR, ScryptP are the passphrase KDF's cost (32768, 8, 1).
+	ScryptN, ScryptR, ScryptP int
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.MinChunk == 0 {
+		o.MinChunk = chunker.MinSize
+	}
+	if o.MaxChunk == 0 {
+		o.MaxChunk = chunker.MaxSize
+	}
+	if o.PackSize == 0 {
+		o.PackSize = 4 << 20
+	}
+	if o.ScryptN == 0 {
+		o.ScryptN, o.ScryptR, o.ScryptP = 32768, 8, 1
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// configFile is the plain JSON of config.
+type configFile struct {
+	Version int       `json:"version"`
+	ID      ID        `json:"id"`
+	Created time.Time `json:"created"`
+	Data    []byte    `json:"data"`
+}
+
+// configData is config's sealed part.
+type configData struct {
+	ChunkerPolynomial chunker.Pol `json:"chunkerPolynomial"`
+	MinChunk          uint        `json:"minChunk"`
+	MaxChunk          uint        `json:"maxChunk"`
+	PackSize          int         `json:"packSize"`
+}
+
+// keyFile is a keys/<id> file.
+type keyFile struct {
+	KDF     string    `json:"kdf"`
+	N       int       `json:"n"`
+	R       int       `json:"r"`
+	P       int       `json:"p"`
+	Salt    []byte    `json:"salt"`
+	Created time.Time `json:"created"`
+	Data    []byte    `json:"data"`
+}
+
+// Repository is an open repository. Its methods are safe for concurrent
+// use; saving is serialised on the one open pack.
+type Repository struct {
+	store pipeline.BlobStore
+	id    ID
+	cfg   configData
+	seal  sealer
+	macK  []byte
+	enc   *zstd.Encoder
+	dec   *zstd.Decoder
+	now   func() time.Time
+
+	chunkers sync.Pool // of *chunkState
+
+	mu      sync.Mutex // guards everything below
+	index   map[ID]location
+	packs   map[ID]int64     // indexed packs and their sizes
+	marked  map[ID]time.Time // packs a prune marked: never reused
+	pack    *packer          // the open pack, nil when none
+	pending []packRecord     // packs written since the last index file
+	zbuf    []byte           // compressed chunk, reused
+	stats   Stats
+}
+
+// Stats counts what this Repository value wrote.
+type Stats struct {
+	// ChunksNew/BytesNew are chunks stored (raw bytes); ChunksDup/BytesDup
+	// those found already stored.
+	ChunksNew, ChunksDup int64
+	BytesNew, BytesDup   int64
+	// Written is the bytes of packs, index and snapshot files written.
+	Written int64
+	Packs   int64
+}
+
+// Init creates a repository in an empty store location and opens it.
+func Init(ctx context.Context, store pipeline.BlobStore, passphrase string, o Options) (*Repository, error) {
+	o.defaults()
+	if passphrase == "" {
+		return nil, errors.New("repository: empty passphrase")
+	}
+	if _, err := store.Stat(ctx, keyConfig); err == nil {
+		return nil, ErrExists
+	} else if !errors.Is(err, blob.ErrNotExist) {
+		return nil, fmt.Errorf("repository: init: %w", err)
+	}
+	pol := o.Polynomial
+	if pol == 0 {
+		var err error
+		if pol, err = chunker.RandomPolynomial(); err != nil {
+			return nil, err
+		}
+	} else if !pol.Irreducible() {
+		return nil, fmt.Errorf("repository: chunker polynomial %v is not irreducible", pol)
+	}
+	mk, err := newMasterKey()
+	if err != nil {
+		return nil, err
+	}
+	kf, err := wrapKey(mk, passphrase, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := putJSON(ctx, store, prefixKeys, kf); err != nil {
+		return nil, err
+	}
+	r, err := newRepository(store, mk, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	r.cfg = configData{ChunkerPolynomial: pol, MinChunk: o.MinChunk, MaxChunk: o.MaxChunk, PackSize: o.PackSize}
+	plain, err := json.Marshal(r.cfg)
+	if err != nil {
+		return nil, err
+	}
+	cf := configFile{Version: FormatVersion, Created: o.Now().UTC()}
+	if _, err := rand.Read(cf.ID[:]); err != nil {
+		return nil, err
+	}
+	if cf.Data, err = r.seal.seal(nil, plain, aadConfig); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(cf)
+	if err != nil {
+		return nil, err
+	}
+	// Create fences two concurrent inits: one config wins.
+	if err := store.Create(ctx, keyConfig, bytes.NewReader(b)); err != nil {
+		if errors.Is(err, blob.ErrExist) {
+			return nil, ErrExists
+		}
+		return nil, fmt.Errorf("repository: init: write config: %w", err)
+	}
+	r.id = cf.ID
+	r.chunkers.New = r.newChunkState
+	return r, nil
+}
+
+func wrapKey(mk masterKey, passphrase string, o Options) (keyFile, error) {
+	kf := keyFile{KDF: "scrypt", N: o.ScryptN, R: o.ScryptR, P: o.ScryptP, Salt: make([]byte, 32), Created: o.Now().UTC()}
+	if _, err := rand.Read(kf.Salt); err != nil {
+		return kf, err
+	}
+	s, err := kdfSealer(kf, passphrase)
+	if err != nil {
+		return kf, err
+	}
+	plain, err := json.Marshal(mk)
+	if err != nil {
+		return kf, err
+	}
+	kf.Data, err = s.seal(nil, plain, aadKey)
+	return kf, err
+}
+
+func kdfSealer(kf keyFile, passphrase string) (sealer, error) {
+	if kf.KDF != "scrypt" {
+		return sealer{}, fmt.Errorf("repository: key file kdf %q not supported", kf.KDF)
+	}
+	k, err := scrypt.Key([]byte(passphrase), kf.Salt, kf.N, kf.R, kf.P, 32)
+	if err != nil {
+		return sealer{}, fmt.Errorf("repository: scrypt: %w", err)
+	}
+	return newSealer(k)
+}
+
+func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time) (*Repository, error) {
+	s, err := newSealer(mk.Encrypt)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<20))
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	return &Repository{store: store, seal: s, macK: mk.MAC, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}, nil
+}
+
+// Open opens the repository in store with passphrase. A wrong passphrase,
+// a missing config or an unknown version fails here, before anything is
+// written.
+func Open(ctx context.Context, store pipeline.BlobStore, passphrase string) (*Repository, error) {
+	var cf configFile
+	if err := getJSON(ctx, store, keyConfig, &cf); err != nil {
+		if errors.Is(err, blob.ErrNotExist) {
+			return nil, ErrNotRepository
+		}
+		return nil, err
+	}
+	if cf.Version != FormatVersion {
+		return nil, fmt.Errorf("%w: config says %d, this edgevault reads %d", ErrVersion, cf.Version, FormatVersion)
+	}
+	mk, err := unlock(ctx, store, passphrase)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRepository(store, mk, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.seal.open(nil, cf.Data, aadConfig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: config does not open with the repository key", ErrCorrupt)
+	}
+	if err := json.Unmarshal(plain, &r.cfg); err != nil {
+		return nil, fmt.Errorf("%w: config: %v", ErrCorrupt, err)
+	}
+	if r.cfg.MinChunk == 0 || r.cfg.MaxChunk < r.cfg.MinChunk || r.cfg.PackSize <= 0 {
+		return nil, fmt.Errorf("%w: config: bad chunker or pack parameters", ErrCorrupt)
+	}
+	r.id = cf.ID
+	r.chunkers.New = r.newChunkState
+	if err := r.loadIndex(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// unlock tries every key file with passphrase.
+func unlock(ctx context.Context, store pipeline.BlobStore, passphrase string) (masterKey, error) {
+	var mk masterKey
+	found := false
+	err := store.List(ctx, prefixKeys, func(info blob.Info) error {
+		var kf keyFile
+		if err := getJSON(ctx, store, info.Key, &kf); err != nil {
+			return err
+		}
+		found = true
+		s, err := kdfSealer(kf, passphrase)
+		if err != nil {
+			return err
+		}
+		plain, err := s.open(nil, kf.Data, aadKey)
+		if err != nil {
+			return nil // not this key
+		}
+		if err := json.Unmarshal(plain, &mk); err != nil {
+			return fmt.Errorf("%w: key file %s: %v", ErrCorrupt, info.Key, err)
+		}
+		return errStop
+	})
+	switch {
+	case errors.Is(err, errStop):
+		return mk, nil
+	case err != nil:
+		return mk, fmt.Errorf("repository: open: keys: %w", err)
+	case !found:
+		return mk, fmt.Errorf("%w: no key files", ErrCorrupt)
+	}
+	return mk, ErrWrongPassphrase
+}
+
+var errStop = errors.New("stop")
+
+// ID is the repository's random id.
+func (r *Repository) ID() ID { return r.id }
+
+// Stats reports what this Repository value wrote so far.
+func (r *Repository) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// putJSON writes v as JSON under prefix + SHA-256 of the bytes.
+func putJSON(ctx context.Context, store pipeline.BlobStore, prefix string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	key := prefix + hashID(b).String()
+	if err := store.Put(ctx, key, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("repository: write %s: %w", key, err)
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, store pipeline.BlobStore, key string, v any) error {
+	b, err := getAll(ctx, store, key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, key, err)
+	}
+	return nil
+}
+
+func getAll(ctx context.Context, store pipeline.BlobStore, key string) ([]byte, error) {
+	rc, err := store.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("repository: read %s: %w", key, err)
+	}
+	defer func() { _ = rc.Close() }()
+	b, err := io.ReadAll(io.LimitReader(rc, maxMetaBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("repository: read %s: %w", key, err)
+	}
+	if len(b) > maxMetaBytes {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrCorrupt, key, maxMetaBytes)
+	}
+	return b, nil
+}

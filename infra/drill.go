@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskms"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
@@ -210,30 +209,15 @@ func (s *BackupStack) newDrillTriggers() error {
 	fn := s.Functions[lambdaenv.Drill]
 	// A drill that could not run records that itself (DrillFailed); Lambda
 	// retries only invocations that could record nothing.
-	s.DrillRule = awsevents.NewRule(s.Stack, jsii.String("DrillSchedule"), &awsevents.RuleProps{
-		Description: jsii.String("edgevault: restore drill of the newest archive into the scratch deployment"),
-		Schedule:    awsevents.Schedule_Expression(jsii.String(c.Drill.Schedule)),
-		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
-			Event:           awsevents.RuleTargetInput_FromObject(map[string]any{}),
-			DeadLetterQueue: s.InvokeDLQ,
-			RetryAttempts:   jsii.Number(2),
-			MaxEventAge:     awscdk.Duration_Hours(jsii.Number(2)),
-		})},
-	})
+	s.DrillRule = s.invokeRule("DrillSchedule", "edgevault: restore drill of the newest archive into the scratch deployment",
+		awsevents.Schedule_Expression(jsii.String(c.Drill.Schedule)), fn, awsevents.RuleTargetInput_FromObject(map[string]any{}), 2, awscdk.Duration_Hours(jsii.Number(2)))
 	age, err := constantInput(lambdaenv.DrillAgeInput)
 	if err != nil {
 		return err
 	}
-	s.DrillAgeRule = awsevents.NewRule(s.Stack, jsii.String("DrillAge"), &awsevents.RuleProps{
-		Description: jsii.String("edgevault: the drill function reports the age of the last archive a drill proved"),
-		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(drillAgeRate.Minutes()))),
-		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
-			Event:           age,
-			DeadLetterQueue: s.InvokeDLQ,
-			RetryAttempts:   jsii.Number(2),
-			MaxEventAge:     awscdk.Duration_Minutes(jsii.Number(drillAgeRate.Minutes())),
-		})},
-	})
+	every := awscdk.Duration_Minutes(jsii.Number(drillAgeRate.Minutes()))
+	s.DrillAgeRule = s.invokeRule("DrillAge", "edgevault: the drill function reports the age of the last archive a drill proved",
+		awsevents.Schedule_Rate(every), fn, age, 2, every)
 	doc := awsiam.NewPolicyDocument(nil)
 	doc.AddStatements(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 		Sid:        jsii.String("OnlyTheFunctionsThatUseItReadIt"),

@@ -634,32 +634,17 @@ func (s *BackupStack) newTriggers() error {
 
 	scheduler := s.Functions[lambdaenv.Scheduler]
 	if c.Schedule != "off" {
-		s.Schedule = awsevents.NewRule(s.Stack, jsii.String("Schedule"), &awsevents.RuleProps{
-			Description: jsii.String("edgevault: scheduled backup"),
-			Schedule:    awsevents.Schedule_Expression(jsii.String(c.Schedule)),
-			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(scheduler, &awseventstargets.LambdaFunctionProps{
-				Event:           awsevents.RuleTargetInput_FromObject(scheduledStart(c)),
-				DeadLetterQueue: s.InvokeDLQ,
-				RetryAttempts:   jsii.Number(4),
-				MaxEventAge:     awscdk.Duration_Hours(jsii.Number(2)),
-			})},
-		})
+		s.Schedule = s.invokeRule("Schedule", "edgevault: scheduled backup", awsevents.Schedule_Expression(jsii.String(c.Schedule)),
+			scheduler, awsevents.RuleTargetInput_FromObject(scheduledStart(c)), 4, awscdk.Duration_Hours(jsii.Number(2)))
 	}
 	// The next run replaces a lost one, so events expire within a run.
 	watchdog, err := constantInput(lambdaenv.WatchdogInput)
 	if err != nil {
 		return err
 	}
-	s.Watchdog = awsevents.NewRule(s.Stack, jsii.String("Watchdog"), &awsevents.RuleProps{
-		Description: jsii.String("edgevault: the scheduler re-queues stalled checks and fails jobs past their timeout"),
-		Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(watchdogRate.Minutes()))),
-		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(scheduler, &awseventstargets.LambdaFunctionProps{
-			Event:           watchdog,
-			DeadLetterQueue: s.InvokeDLQ,
-			RetryAttempts:   jsii.Number(2),
-			MaxEventAge:     awscdk.Duration_Minutes(jsii.Number(watchdogRate.Minutes())),
-		})},
-	})
+	every := awscdk.Duration_Minutes(jsii.Number(watchdogRate.Minutes()))
+	s.Watchdog = s.invokeRule("Watchdog", "edgevault: the scheduler re-queues stalled checks and fails jobs past their timeout",
+		awsevents.Schedule_Rate(every), scheduler, watchdog, 2, every)
 
 	s.newAPI()
 
@@ -678,16 +663,8 @@ func (s *BackupStack) newTriggers() error {
 		if err != nil {
 			return err
 		}
-		s.Reconcile = awsevents.NewRule(s.Stack, jsii.String("DRReconcile"), &awsevents.RuleProps{
-			Description: jsii.String("edgevault: drcopy copies every archive the DR bucket lacks"),
-			Schedule:    awsevents.Schedule_Rate(awscdk.Duration_Hours(jsii.Number(reconcileRate.Hours()))),
-			Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(drcopy, &awseventstargets.LambdaFunctionProps{
-				Event:           reconcile,
-				DeadLetterQueue: s.InvokeDLQ,
-				RetryAttempts:   jsii.Number(4),
-				MaxEventAge:     awscdk.Duration_Hours(jsii.Number(2)),
-			})},
-		})
+		s.Reconcile = s.invokeRule("DRReconcile", "edgevault: drcopy copies every archive the DR bucket lacks",
+			awsevents.Schedule_Rate(awscdk.Duration_Hours(jsii.Number(reconcileRate.Hours()))), drcopy, reconcile, 4, awscdk.Duration_Hours(jsii.Number(2)))
 	}
 	return nil
 }
@@ -736,4 +713,21 @@ func (s *BackupStack) newOutputs() {
 	out("R2CredentialsSecretArn", "Put the R2 token's S3 credentials here (R2 direct)", s.Secrets[lambdaenv.R2Secret].Ref())
 	out("AlarmTopicArn", "SNS topic of the alarms", s.AlarmTopic.TopicArn())
 	out("MetricsNamespace", "CloudWatch namespace of the stack's metrics", jsii.String(s.Config.Namespace()))
+}
+
+// invokeRule is an EventBridge rule that invokes fn with input on
+// schedule; events still failing after retries go to the invoke
+// dead-letter queue, and events older than maxAge are dropped (the next
+// run replaces them).
+func (s *BackupStack) invokeRule(id, description string, schedule awsevents.Schedule, fn awslambda.IFunction, input awsevents.RuleTargetInput, retries int, maxAge awscdk.Duration) awsevents.Rule {
+	return awsevents.NewRule(s.Stack, jsii.String(id), &awsevents.RuleProps{
+		Description: jsii.String(description),
+		Schedule:    schedule,
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fn, &awseventstargets.LambdaFunctionProps{
+			Event:           input,
+			DeadLetterQueue: s.InvokeDLQ,
+			RetryAttempts:   jsii.Number(retries),
+			MaxEventAge:     maxAge,
+		})},
+	})
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -245,40 +244,16 @@ func TestRoundTripPerProfile(t *testing.T) {
 // markers looks like.
 func repackWith(ctx context.Context, t *testing.T, file string, src *edgebasetest.Emulator, keys []string) string {
 	t.Helper()
-	in, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	zr, err := gzip.NewReader(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type member struct {
-		hdr  *tar.Header
-		data []byte
-	}
-	var members []member
+	var members []tarMember
 	var doc []byte
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachMember(t, file, func(h *tar.Header, b []byte) bool {
 		if h.Name == "backup.json" {
 			doc = b
-			continue
+		} else {
+			members = append(members, tarMember{hdr: tar.Header{Name: h.Name, Typeflag: h.Typeflag, Mode: h.Mode}, data: b})
 		}
-		members = append(members, member{h, b})
-	}
+		return true
+	})
 	// backup.json, member by member in its own order, with the extra
 	// storage.objects entries.
 	var out bytes.Buffer
@@ -307,7 +282,7 @@ func repackWith(ctx context.Context, t *testing.T, file string, src *edgebasetes
 			// Listed first, as the official CLI's sorted listing has them
 			// ('_' sorts before the lower-case bucket names).
 			var objs []archive.Object
-			var extra []member
+			var extra []tarMember
 			for _, key := range keys {
 				data, ct, err := src.ObjectContent(ctx, key)
 				if err != nil {
@@ -317,7 +292,7 @@ func repackWith(ctx context.Context, t *testing.T, file string, src *edgebasetes
 					ct = edgebase.DefaultContentType
 				}
 				objs = append(objs, archive.Object{Key: key, Size: int64(len(data)), ETag: "grant", ContentType: ct})
-				extra = append(extra, member{&tar.Header{Name: "storage/" + key, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Now()}, data})
+				extra = append(extra, tarMember{hdr: tar.Header{Name: "storage/" + key}, data: data})
 			}
 			st.Objects = append(objs, st.Objects...)
 			members = append(extra, members...)
@@ -336,28 +311,9 @@ func repackWith(ctx context.Context, t *testing.T, file string, src *edgebasetes
 	out.WriteString("}")
 
 	dst := filepath.Join(t.TempDir(), filepath.Base(file))
-	f, err := os.Create(dst)
-	if err != nil {
+	tarball := makeTarGz(t, append([]tarMember{{hdr: tar.Header{Name: "backup.json", Mode: 0o600}, data: out.Bytes()}}, members...)...)
+	if err := os.WriteFile(dst, tarball, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	zw := gzip.NewWriter(f)
-	tw := tar.NewWriter(zw)
-	write := func(h *tar.Header, b []byte) {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(&tar.Header{Name: "backup.json", Mode: 0o600, Size: int64(out.Len()), Typeflag: tar.TypeReg, ModTime: time.Now()}, out.Bytes())
-	for _, m := range members {
-		write(m.hdr, m.data)
-	}
-	for _, c := range []io.Closer{tw, zw, f} {
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dst
 }

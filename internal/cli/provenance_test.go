@@ -1,11 +1,7 @@
 package cli
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,53 +32,18 @@ func keygen(ctx context.Context, t *testing.T) (key, pub string) {
 // changed: a valid tar.gz whose content no longer matches.
 func flipMemberByte(t *testing.T, file string) string {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	tw := tar.NewWriter(zw)
-	tr := tar.NewReader(zr)
 	flipped := ""
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if flipped == "" && strings.HasPrefix(h.Name, "storage/") && len(b) > 0 {
+	out := repack(t, file, func(name string, b []byte) ([]byte, bool) {
+		if flipped == "" && strings.HasPrefix(name, "storage/") && len(b) > 0 {
 			b[len(b)/2] ^= 0x01
-			flipped = h.Name
+			flipped = name
 		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(b); err != nil {
-			t.Fatal(err)
-		}
-	}
+		return b, true
+	})
 	if flipped == "" {
 		t.Fatal("no storage member to flip")
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, out.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(file, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return strings.TrimPrefix(flipped, "storage/")

@@ -2,13 +2,10 @@ package cli
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"maps"
-	"os"
 	"strings"
 	"testing"
 
@@ -195,30 +192,9 @@ func TestR2DirectRefusals(t *testing.T) {
 // SHA-256 of each storage member.
 func storageOf(t *testing.T, file string) (string, map[string]string) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
 	members := map[string]string{}
 	objs := ""
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return objs, members
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachMember(t, file, func(h *tar.Header, b []byte) bool {
 		switch {
 		case h.Name == "backup.json":
 			var doc struct {
@@ -234,5 +210,7 @@ func storageOf(t *testing.T, file string) (string, map[string]string) {
 			sum := sha256.Sum256(b)
 			members[h.Name] = hex.EncodeToString(sum[:])
 		}
-	}
+		return true
+	})
+	return objs, members
 }

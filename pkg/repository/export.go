@@ -141,17 +141,11 @@ type importer struct {
 // cannot (source URL, tags, versions). Nothing names the new chunks until
 // the archive has validated in full.
 func (r *Repository) Import(ctx context.Context, rd io.Reader, f archive.Format, meta Snapshot) (ID, *Snapshot, error) {
-	s := meta
-	s.Units = nil
-	imp := &importer{r: r, snap: &s, chunks: map[string]ChunkList{}}
-	_, err := archive.Read(ctx, rd, f, imp)
-	if imp.pw != nil {
-		_ = imp.pw.CloseWithError(errors.New("repository: import aborted"))
-		<-imp.done
-	}
+	imp, err := r.readArchive(ctx, rd, f, meta)
 	if err != nil {
-		return ID{}, nil, fmt.Errorf("repository: import: %w", err)
+		return ID{}, nil, err
 	}
+	s := imp.snap
 	tw := r.NewTableWriter(ctx)
 	for _, o := range imp.objects {
 		e := StorageEntry{Key: o.Key, Size: o.Size, ETag: o.ETag, ContentType: o.ContentType, SHA256: o.SHA256, Path: o.Path, Chunks: imp.chunks[o.Key]}
@@ -163,8 +157,37 @@ func (r *Repository) Import(ctx context.Context, rd io.Reader, f archive.Format,
 	if s.Storage, err = tw.Close(); err != nil {
 		return ID{}, nil, err
 	}
-	id, err := r.SaveSnapshot(ctx, &s)
-	return id, &s, err
+	id, err := r.SaveSnapshot(ctx, s)
+	return id, s, err
+}
+
+// ImportUnits reads the sections of a v1.1 backup.json that lists no
+// storage objects into the units of a snapshot it returns unsaved: the
+// caller adds a storage table taken another way and saves it.
+func (r *Repository) ImportUnits(ctx context.Context, rd io.Reader, meta Snapshot) (*Snapshot, error) {
+	imp, err := r.readArchive(ctx, rd, archive.JSON, meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(imp.objects) > 0 {
+		return nil, fmt.Errorf("repository: import: the document lists %d storage objects; their bytes are not in it", len(imp.objects))
+	}
+	return imp.snap, nil
+}
+
+func (r *Repository) readArchive(ctx context.Context, rd io.Reader, f archive.Format, meta Snapshot) (*importer, error) {
+	s := meta
+	s.Units = nil
+	imp := &importer{r: r, snap: &s, chunks: map[string]ChunkList{}}
+	_, err := archive.Read(ctx, rd, f, imp)
+	if imp.pw != nil {
+		_ = imp.pw.CloseWithError(errors.New("repository: import aborted"))
+		<-imp.done
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository: import: %w", err)
+	}
+	return imp, nil
 }
 
 func (imp *importer) Header(_ context.Context, h archive.Header) error {

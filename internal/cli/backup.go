@@ -34,6 +34,7 @@ type createOpts struct {
 	rangeKeys      int
 	rangeBytes     int64
 	signKey        string
+	repo           repoFlags
 }
 
 func (a *app) createCommand() *cobra.Command {
@@ -63,6 +64,7 @@ under its final name once every unit was backed up.`,
 	f.IntVar(&o.rangeKeys, "range-keys", backup.DefaultRangeKeys, "storage objects per page range (task)")
 	f.Int64Var(&o.rangeBytes, "range-bytes", backup.DefaultRangeBytes, "storage bytes per page range (task)")
 	f.StringVar(&o.signKey, "sign-key", "", "Ed25519 key file (edgevault keygen): chain the manifest to the previous one of the source and sign it")
+	o.repo.register(cmd, "write a snapshot into this repository (created on first use) instead of an archive")
 	return cmd
 }
 
@@ -82,6 +84,9 @@ func (a *app) runCreate(ctx context.Context, o createOpts) error {
 	defer d.close()
 	if o.estimate {
 		return a.estimateBackup(ctx, d, o)
+	}
+	if o.repo.where(a) != "" {
+		return a.runCreateSnapshot(ctx, d, o, start)
 	}
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now,
 		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, RangeKeys: o.rangeKeys, RangeBytes: o.rangeBytes, ComposeAbove: -1}}

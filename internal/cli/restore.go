@@ -33,6 +33,9 @@ type restoreOpts struct {
 	workDir          string
 	aws              awsFlags
 	notify           string
+	repo             repoFlags
+	fromSnapshot     string
+	noUndo           bool
 }
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -68,7 +71,11 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 	f.IntVar(&o.concurrency.Namespaces, "namespace-concurrency", 4, "data namespaces restored in parallel")
 	f.IntVar(&o.concurrency.Objects, "storage-concurrency", 5, "objects uploaded in parallel per storage range")
 	f.StringVar(&o.workDir, "work-dir", "", "where the archive is unpacked while restoring (default: next to the archive)")
-	_ = cmd.MarkFlagRequired("from")
+	f.StringVar(&o.fromSnapshot, "from-snapshot", "", "restore a repository snapshot instead of an archive: an id, a unique id prefix, or latest (needs --repo)")
+	o.repo.register(cmd, "repository of --from-snapshot, and of the undo snapshot taken before the first write")
+	f.BoolVar(&o.noUndo, "no-undo-snapshot", false, "with a repository configured, do not snapshot the target before restoring (the restore cannot be undone)")
+	cmd.MarkFlagsOneRequired("from", "from-snapshot")
+	cmd.MarkFlagsMutuallyExclusive("from", "from-snapshot")
 	return cmd
 }
 
@@ -82,8 +89,20 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	if err != nil {
 		return err
 	}
+	repo, err := a.restoreRepo(ctx, o)
+	if err != nil {
+		return err
+	}
+	if repo != nil {
+		defer repo.close()
+	}
 	var src restore.Source = restore.FileSource(from)
-	if isS3(from) {
+	switch {
+	case o.fromSnapshot != "":
+		if src, from, err = a.snapshotToRestore(ctx, repo, o.fromSnapshot); err != nil {
+			return err
+		}
+	case isS3(from):
 		if src, err = a.s3Source(ctx, o.aws, from); err != nil {
 			return err
 		}
@@ -93,7 +112,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 		return err
 	}
 	defer d.close()
-	work, err := a.restoreWorkDir(o.workDir, from)
+	work, err := a.restoreWorkDir(o.workDir, o.from)
 	if err != nil {
 		return failure("backup_restore_failed", err)
 	}
@@ -118,25 +137,31 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	if ok := a.confirmRestore(o); !ok {
 		return nil
 	}
-	final, err := a.executeRestore(ctx, e, job)
-	a.notifyEnd(ctx, e, hook, job)
+	undo, err := a.undoSnapshot(ctx, repo, d, o)
 	if err != nil {
 		return err
 	}
-	return a.reportRestore(d, rep, final, from, time.Since(start))
+	final, err := a.executeRestore(ctx, e, job)
+	a.notifyEnd(ctx, e, hook, job)
+	if err != nil {
+		return withUndo(err, undo)
+	}
+	return a.reportRestore(d, rep, final, from, time.Since(start), undo)
 }
 
 // checkRestoreArgs refuses bad arguments before any request: nothing is
 // read from the target either.
 func (a *app) checkRestoreArgs(o restoreOpts) (string, error) {
 	from := o.from
-	if isS3(from) {
+	switch {
+	case o.fromSnapshot != "":
+	case isS3(from):
 		p, err := parseS3(from)
 		if err != nil {
 			return "", failure("invalid_arguments", err)
 		}
 		from = p.String()
-	} else {
+	default:
 		abs, err := filepath.Abs(o.from)
 		if err != nil {
 			return "", failure("backup_restore_failed", err)
@@ -234,19 +259,26 @@ func (a *app) executeRestore(ctx context.Context, e *embedded, job *events.Job) 
 }
 
 // reportRestore prints the outcome of a finished restore.
-func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Job, from string, took time.Duration) error {
+func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Job, from string, took time.Duration, undo *snapshotResult) error {
 	for _, w := range final.Warnings {
 		a.warn("%s", w)
 	}
 	if a.jsonOut {
-		a.printJSON(map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
+		doc := map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
 			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "rowsBy": rep.RowsBy, "objects": rep.Objects,
 			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": took.Seconds(),
-			"internalKeysSkipped": rep.InternalKeysSkipped, "uncompared": rep.UncomparedCount})
+			"internalKeysSkipped": rep.InternalKeysSkipped, "uncompared": rep.UncomparedCount}
+		if undo != nil {
+			doc["undoSnapshot"] = undo.ID.String()
+		}
+		a.printJSON(doc)
 		return nil
 	}
 	a.say("Restore complete: %d DOs, %d data namespaces, %s, %d objects (%s) into %s in %s\n",
 		rep.DOCount, len(rep.Namespaces), rep.RowsBy, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
+	if undo != nil {
+		a.say("  undo: snapshot %s\n", undo.ID)
+	}
 	return nil
 }
 
@@ -256,7 +288,7 @@ func (a *app) restoreWorkDir(flag, from string) (string, error) {
 	if flag != "" {
 		return os.MkdirTemp(flag, ".edgevault-restore-")
 	}
-	if isS3(from) {
+	if from == "" || isS3(from) {
 		return os.MkdirTemp("", "edgevault-restore-")
 	}
 	if d, err := os.MkdirTemp(filepath.Dir(from), ".edgevault-restore-"); err == nil {

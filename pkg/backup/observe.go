@@ -41,14 +41,14 @@ type ConfigInfo struct {
 	Redacted int `json:"redacted"`
 }
 
-// recordedType decides the content type the archive records for an
+// RecordedType decides the content type the archive records for an
 // object fetched with info. A masked reply (an octet-stream download)
 // hides the real type, so the archive never records the served type as if
 // it were real: it takes the listing's type when the listing knows one
 // (a server that lists httpMetadata), else DefaultContentType, which the
 // official CLI restores as it is and which a 0.4+ server serves exactly
 // like the masked original. masked reports the fallback.
-func recordedType(o edgebase.Object, info edgebase.ObjectInfo) (ct string, masked bool) {
+func RecordedType(o edgebase.Object, info edgebase.ObjectInfo) (ct string, masked bool) {
 	if !info.Masked {
 		return info.ContentType, false
 	}

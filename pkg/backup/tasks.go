@@ -70,7 +70,7 @@ type StorageIndex struct {
 	SHA256  string           `json:"sha256"`
 	Missing []string         `json:"missing,omitempty"`
 	// Masked counts the objects whose type the server masked (see
-	// recordedType); the assembler adds them up for the manifest.
+	// RecordedType); the assembler adds them up for the manifest.
 	Masked int64 `json:"masked,omitempty"`
 }
 
@@ -263,7 +263,7 @@ func (b *Tasks) addObject(ctx context.Context, m *archive.StorageMember, o edgeb
 	if err != nil {
 		return archive.Object{}, false, false, err
 	}
-	ct, masked := recordedType(o, s.info)
+	ct, masked := RecordedType(o, s.info)
 	return archiveObject(o, s.info, s.size, ct, e), true, masked, nil
 }
 
@@ -289,7 +289,7 @@ func (b *Tasks) streamObject(ctx context.Context, m *archive.StorageMember, o ed
 			return err
 		}
 		var ct string
-		ct, masked = recordedType(o, info)
+		ct, masked = RecordedType(o, info)
 		obj = archiveObject(o, info, size, ct, e)
 		return nil
 	})

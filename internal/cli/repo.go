@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -101,6 +102,9 @@ func (a *app) openRepo(ctx context.Context, f *repoFlags, aws awsFlags, create b
 		closeStore()
 		return nil, false, repoFailure(loc, err)
 	}
+	// The passphrase KDF (scrypt) used 32 MiB that nothing needs now:
+	// hand it back before the backup's own memory comes on top.
+	debug.FreeOSMemory()
 	return &openedRepo{Repository: r, location: loc, close: closeStore}, created, nil
 }
 

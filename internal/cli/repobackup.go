@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/edgevault/edgevault/pkg/archive"
@@ -82,6 +83,7 @@ func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 		return nil, repoFailure(repo.location, err)
 	}
 	if o.includeStorage {
+		debug.FreeOSMemory() // the engine's buffers are garbage now
 		if err := a.takeStorage(ctx, repo, d, o, parent, snap, res); err != nil {
 			return nil, err
 		}

@@ -55,6 +55,11 @@ func (p *packer) reset() {
 	clear(p.ids)
 }
 
+// headerRoom is the room the sealed header takes with more blobs added.
+func (p *packer) headerRoom(more int) int {
+	return (len(p.entries)+more)*headerEntrySize + sealOverhead + 4
+}
+
 // add seals z (the compressed chunk id) straight into the pack.
 func (p *packer) add(s sealer, id ID, z []byte, raw int) error {
 	off := len(p.buf)

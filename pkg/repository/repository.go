@@ -125,14 +125,18 @@ type Repository struct {
 
 	chunkers sync.Pool // of *chunkState
 
-	mu      sync.Mutex // guards everything below
-	index   map[ID]location
-	packs   map[ID]int64     // indexed packs and their sizes
-	marked  map[ID]time.Time // packs a prune marked: never reused
-	pack    *packer          // the open pack, nil when none
-	pending []packRecord     // packs written since the last index file
-	zbuf    []byte           // compressed chunk, reused
-	stats   Stats
+	mu        sync.Mutex // guards everything below
+	index     map[ID]location
+	packs     map[ID]int64     // indexed packs and their sizes
+	marked    map[ID]time.Time // packs a prune marked: never reused
+	pack      *packer          // the open pack, nil when none
+	spare     []*packer        // emptied pack buffers, reused
+	uploading map[ID]bool      // chunks of packs being uploaded
+	uploads   sync.WaitGroup   // packs being uploaded
+	inFlight  int              // their number
+	uploaded  *sync.Cond       // signalled (on mu) when one finishes
+	pending   []packRecord     // packs written since the last index file
+	stats     Stats
 }
 
 // Stats counts what this Repository value wrote.
@@ -250,7 +254,9 @@ func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time)
 	if err != nil {
 		return nil, err
 	}
-	return &Repository{store: store, seal: s, macK: mk.MAC, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}, nil
+	r := &Repository{store: store, seal: s, macK: mk.MAC, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}
+	r.uploaded = sync.NewCond(&r.mu)
+	return r, nil
 }
 
 // Open opens the repository in store with passphrase. A wrong passphrase,

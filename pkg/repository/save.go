@@ -14,10 +14,13 @@ import (
 type ChunkList []ID
 
 // SaveStream cuts r into content-defined chunks and stores the ones the
-// repository does not hold yet. Memory is one chunk buffer (MaxChunk) and
-// the open pack (about PackSize); r is read once. The chunks become
-// durable, and visible to other processes, with the next Flush (SaveSnapshot
-// flushes).
+// repository does not hold yet. Memory is one chunk buffer (it grows to
+// the largest chunk seen) and the open pack (about PackSize); r is read
+// once. Streams may be saved concurrently: chunking, compression and
+// encryption run in the caller's goroutine, and a full pack is uploaded
+// by the save that filled it while the others go on filling the next.
+// The chunks become durable, and visible to other processes, with the
+// next Flush (SaveSnapshot flushes).
 func (r *Repository) SaveStream(ctx context.Context, rd io.Reader) (ChunkList, int64, error) {
 	cs := r.chunkers.Get().(*chunkState)
 	defer func() {
@@ -26,23 +29,22 @@ func (r *Repository) SaveStream(ctx context.Context, rd io.Reader) (ChunkList, i
 		r.chunkers.Put(cs)
 	}()
 	cs.c.ResetWithBoundaries(rd, r.cfg.ChunkerPolynomial, r.cfg.MinChunk, r.cfg.MaxChunk)
-	c, buf := cs.c, cs.buf
-	ider := newChunkIDer(r.macK)
 	var list ChunkList
 	var size int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
-		ch, err := c.Next(buf)
+		ch, err := cs.c.Next(cs.buf)
 		if errors.Is(err, io.EOF) {
 			return list, size, nil
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("repository: save: %w", err)
 		}
-		id := ider.id(ch.Data)
-		if err := r.saveChunk(ctx, id, ch.Data); err != nil {
+		cs.buf = ch.Data[:0] // Next grows the buffer as a chunk needs
+		id := cs.ider.id(ch.Data)
+		if err := r.saveChunk(ctx, cs, id, ch.Data); err != nil {
 			return nil, 0, err
 		}
 		list = append(list, id)
@@ -50,15 +52,17 @@ func (r *Repository) SaveStream(ctx context.Context, rd io.Reader) (ChunkList, i
 	}
 }
 
-// chunkState is a chunker and its chunk buffer, reused across streams so
-// that many small objects do not each allocate MaxChunk bytes.
+// chunkState is a chunker and the buffers of one saving goroutine, reused
+// across streams so that many small objects do not each allocate them.
 type chunkState struct {
-	c   *chunker.Chunker
-	buf []byte
+	c      *chunker.Chunker
+	ider   *chunkIDer
+	buf, z []byte
 }
 
 func (r *Repository) newChunkState() any {
-	return &chunkState{c: chunker.NewWithBoundaries(nil, r.cfg.ChunkerPolynomial, r.cfg.MinChunk, r.cfg.MaxChunk), buf: make([]byte, r.cfg.MaxChunk)}
+	return &chunkState{c: chunker.NewWithBoundaries(nil, r.cfg.ChunkerPolynomial, r.cfg.MinChunk, r.cfg.MaxChunk), ider: newChunkIDer(r.macK),
+		buf: make([]byte, 0, r.cfg.MinChunk)}
 }
 
 // SaveBytes is SaveStream for a small value in memory.
@@ -67,54 +71,131 @@ func (r *Repository) SaveBytes(ctx context.Context, b []byte) (ChunkList, error)
 	return l, err
 }
 
-func (r *Repository) saveChunk(ctx context.Context, id ID, data []byte) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// storedLocked reports whether chunk id needs no storing: indexed outside
+// a pack a prune marked, in the open pack, or in a pack being uploaded.
+func (r *Repository) storedLocked(id ID) bool {
 	loc, ok := r.index[id]
-	if _, marked := r.marked[loc.Pack]; (ok && !marked) || (r.pack != nil && r.pack.ids[id]) {
+	if _, marked := r.marked[loc.Pack]; ok && !marked {
+		return true
+	}
+	return (r.pack != nil && r.pack.ids[id]) || r.uploading[id]
+}
+
+func (r *Repository) saveChunk(ctx context.Context, cs *chunkState, id ID, data []byte) error {
+	r.mu.Lock()
+	dup := r.storedLocked(id)
+	if dup {
 		r.stats.ChunksDup++
 		r.stats.BytesDup += int64(len(data))
+	}
+	r.mu.Unlock()
+	if dup {
 		return nil
 	}
-	// The buffers are allocated once and reused: a few MiB allocated per
-	// chunk would let the heap run far ahead of what is live.
-	bound := int(r.cfg.MaxChunk) + int(r.cfg.MaxChunk)/64 + 4096 // zstd's worst case, with room
-	if r.pack == nil {
-		r.pack = newPacker(r.cfg.PackSize + bound + sealOverhead)
-		r.zbuf = make([]byte, 0, bound)
+	cs.z = r.enc.EncodeAll(data, cs.z[:0])
+	r.mu.Lock()
+	// A pack waits while maxUploads others are being uploaded: memory
+	// stays a few packs however slow the store is.
+	for r.inFlight >= maxUploads {
+		r.uploaded.Wait()
 	}
-	r.zbuf = r.enc.EncodeAll(data, r.zbuf[:0])
-	if err := r.pack.add(r.seal, id, r.zbuf, len(data)); err != nil {
+	if r.storedLocked(id) { // another save stored it meanwhile
+		r.stats.ChunksDup++
+		r.stats.BytesDup += int64(len(data))
+		r.mu.Unlock()
+		return nil
+	}
+	// A blob that does not fit the open pack's buffer closes it, so pack
+	// buffers keep their size.
+	var full []*packer
+	if r.pack != nil && len(r.pack.buf)+len(cs.z)+sealOverhead+r.pack.headerRoom(1) > cap(r.pack.buf) {
+		full = append(full, r.detachPackLocked(0))
+	}
+	if r.pack == nil {
+		r.pack = r.newPackLocked()
+	}
+	if err := r.pack.add(r.seal, id, cs.z, len(data)); err != nil {
+		r.mu.Unlock()
 		return err
 	}
 	r.stats.ChunksNew++
 	r.stats.BytesNew += int64(len(data))
-	if len(r.pack.buf) >= r.cfg.PackSize {
-		return r.writePackLocked(ctx)
+	full = append(full, r.detachPackLocked(r.cfg.PackSize))
+	r.mu.Unlock()
+	var err error
+	for _, p := range full {
+		err = errors.Join(err, r.uploadPack(ctx, p))
 	}
-	return nil
+	return err
 }
 
-// writePackLocked uploads the open pack and indexes its chunks in memory;
-// the index file that makes them visible to others follows at Flush.
-func (r *Repository) writePackLocked(ctx context.Context) error {
+// maxUploads bounds the packs being uploaded at once.
+const maxUploads = 1
+
+// newPackLocked is an empty pack, on a spare buffer when one is free.
+func (r *Repository) newPackLocked() *packer {
+	if n := len(r.spare); n > 0 {
+		p := r.spare[n-1]
+		r.spare = r.spare[:n-1]
+		return p
+	}
+	return newPacker(r.packCap())
+}
+
+// packCap is a pack buffer's size: a blob larger than its room closes the
+// pack, and only a blob larger than the whole buffer grows one.
+func (r *Repository) packCap() int {
+	return r.cfg.PackSize + 1<<20
+}
+
+// detachPackLocked takes the open pack for upload once it holds at least
+// min bytes (and any blob); its chunks count as stored meanwhile.
+func (r *Repository) detachPackLocked(min int) *packer {
 	p := r.pack
-	if p == nil || len(p.entries) == 0 {
+	if p == nil || len(p.entries) == 0 || len(p.buf) < min {
 		return nil
 	}
-	// A failed pack is dropped whole: its chunks are in no index, so a
-	// snapshot naming one fails SaveSnapshot's check, and saving again
-	// stores them again.
+	r.pack = nil
+	if r.uploading == nil {
+		r.uploading = map[ID]bool{}
+	}
+	for id := range p.ids {
+		r.uploading[id] = true
+	}
+	r.uploads.Add(1)
+	r.inFlight++
+	return p
+}
+
+// uploadPack writes a detached pack and indexes its chunks in memory; the
+// index file that makes them visible to others follows at Flush. A failed
+// pack is dropped whole: its chunks are in no index, so a snapshot naming
+// one fails SaveSnapshot's check, and saving again stores them again.
+func (r *Repository) uploadPack(ctx context.Context, p *packer) error {
+	if p == nil {
+		return nil
+	}
+	defer r.uploads.Done()
 	rec, b, err := p.finish(r.seal)
+	if err == nil {
+		if err = r.store.Put(ctx, packKey(rec.ID), bytes.NewReader(b)); err != nil {
+			err = fmt.Errorf("repository: write pack %s: %w", rec.ID, err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inFlight--
+	r.uploaded.Broadcast()
+	for id := range p.ids {
+		delete(r.uploading, id)
+	}
+	p.reset()
+	if len(r.spare) == 0 && cap(p.buf) <= r.packCap() {
+		r.spare = append(r.spare, p) // one spare of the usual size
+	}
 	if err != nil {
-		p.reset()
 		return err
 	}
-	if err := r.store.Put(ctx, packKey(rec.ID), bytes.NewReader(b)); err != nil {
-		p.reset()
-		return fmt.Errorf("repository: write pack %s: %w", rec.ID, err)
-	}
-	r.pack.reset()
 	for _, e := range rec.Blobs {
 		r.index[e.ID] = location{Pack: rec.ID, blobEntry: e}
 	}
@@ -125,20 +206,21 @@ func (r *Repository) writePackLocked(ctx context.Context) error {
 	return nil
 }
 
-// Flush writes the open pack and an index file for every pack written
-// since the last Flush.
+// Flush writes the open pack, waits for the packs being uploaded, and
+// writes an index file for every pack written since the last Flush.
 func (r *Repository) Flush(ctx context.Context) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.flushLocked(ctx)
-}
-
-func (r *Repository) flushLocked(ctx context.Context) error {
-	if err := r.writePackLocked(ctx); err != nil {
+	p := r.detachPackLocked(0)
+	r.mu.Unlock()
+	err := r.uploadPack(ctx, p)
+	r.uploads.Wait()
+	if err != nil {
 		return err
 	}
-	// The pack and compression buffers go until the next save.
-	r.pack, r.zbuf = nil, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Pack buffers go until the next save.
+	r.spare = nil
 	if len(r.pending) == 0 {
 		return nil
 	}
@@ -170,12 +252,15 @@ func (r *Repository) LoadStream(ctx context.Context, list ChunkList, w io.Writer
 
 func (r *Repository) lookup(ctx context.Context, id ID) (location, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.pack != nil && r.pack.ids[id] {
-		if err := r.flushLocked(ctx); err != nil {
+	unsaved := (r.pack != nil && r.pack.ids[id]) || r.uploading[id]
+	r.mu.Unlock()
+	if unsaved {
+		if err := r.Flush(ctx); err != nil {
 			return location{}, err
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	loc, ok := r.index[id]
 	if !ok {
 		return loc, fmt.Errorf("%w: chunk %s is not in the index", ErrMissing, id)

@@ -70,11 +70,11 @@ func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) (ID, error) 
 	if s.Time.IsZero() {
 		s.Time = r.now().UTC()
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.flushLocked(ctx); err != nil {
+	if err := r.Flush(ctx); err != nil {
 		return ID{}, err
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, l := range s.chunkLists() {
 		for _, id := range l {
 			if _, ok := r.index[id]; !ok {

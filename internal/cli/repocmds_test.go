@@ -278,6 +278,20 @@ func TestRepoVerifyForgetPrune(t *testing.T) {
 	} else {
 		t.Logf("verify of a flipped byte:\n%s", badText.stderr)
 	}
+
+	// An export that fails part-way leaves nothing behind.
+	for _, p := range packs {
+		b := readFile(t, p)
+		b[len(b)/2] ^= 1
+		writeFile(t, filepath.Dir(p), filepath.Base(p), b)
+	}
+	out := t.TempDir()
+	if e := cliRun(ctx, t, tr.args("backup", "export", "latest", "-o", out, "--json")...); e.code == 0 || e.jsonDoc(t)["code"] != "backup_export_failed" {
+		t.Fatalf("export from corrupt packs:\n%s", e)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Fatalf("a failed export left %d files", len(entries))
+	}
 }
 
 func TestParseWithin(t *testing.T) {

@@ -125,8 +125,12 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.progressMode, "progress", progressAuto, "progress display on stderr: auto (a bar on a terminal), bar, json (one event per line, for other tools) or none")
 	backup := &cobra.Command{Use: "backup", Short: "Create, restore, verify and list backups"}
 	backup.AddCommand(a.createCommand(), a.restoreCommand(), a.verifyCommand(), a.listCommand())
+	backup.AddCommand(a.repoExportCommand())
 	root.AddCommand(backup, a.exportCommand(), a.versionCommand(), a.keygenCommand(), a.drillCommand())
 	root.AddCommand(a.remoteCommand(), a.doctorCommand())
+	root.AddCommand(a.snapshotsCommand())
+	root.AddCommand(a.forgetCommand())
+	root.AddCommand(a.pruneCommand())
 	return root
 }
 

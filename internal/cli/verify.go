@@ -17,16 +17,18 @@ import (
 )
 
 type verifyOpts struct {
-	trust  []string
-	deep   bool
-	aws    awsFlags
-	subset string
+	trust    []string
+	deep     bool
+	aws      awsFlags
+	subset   string
+	repo     repoFlags
+	readData bool
 }
 
 func (a *app) verifyCommand() *cobra.Command {
 	var o verifyOpts
 	cmd := &cobra.Command{
-		Use:   "verify FILE|DIR|s3://bucket/prefix/ARCHIVE...",
+		Use:   "verify FILE|DIR|s3://bucket/prefix/ARCHIVE... | --repo REPO [--read-data | --read-data-subset N%]",
 		Short: "Check archives end to end (ours or the official CLI's), their signatures and their chain",
 		Long: `Check each archive end to end against its manifest. With --trust, every
 manifest must carry a valid signature by one of the trusted public keys
@@ -35,13 +37,30 @@ the manifests of each source must also form an unbroken hash chain:
 an archive removed from the middle, or archives out of order, are named.
 --deep also re-hashes every object against its recorded size and etag
 (MD5 where the etag is a single-part MD5) and checks that the tar members
-and the JSON's storage.objects agree entry by entry.`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return a.runVerify(cmd.Context(), args, o) },
+and the JSON's storage.objects agree entry by entry.
+
+With --repo (and no archive), check a repository instead: its structure,
+and with --read-data every pack re-read and every chunk re-hashed; when
+that passes, each snapshot checked is recorded as verified (forget always
+keeps a source's newest verified snapshot). --read-data-subset N% reads
+only N% of the packs and records nothing.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0 && o.repo.where(a) != "":
+				return a.runRepoVerify(cmd.Context(), o)
+			case len(args) == 0:
+				return failure("invalid_arguments", errors.New("backup verify needs archives to check, or --repo"))
+			case o.repo.location != "" || o.readData:
+				return failure("invalid_arguments", errors.New("--repo and --read-data check a repository: pass them without archives"))
+			}
+			return a.runVerify(cmd.Context(), args, o)
+		},
 	}
 	cmd.Flags().StringArrayVar(&o.trust, "trust", nil, "public key file (PEM) whose signatures are trusted; repeatable; unsigned archives are then refused")
 	cmd.Flags().BoolVar(&o.deep, "deep", false, "also check every object's size and etag and that the tar and the JSON agree entry by entry")
-	cmd.Flags().StringVar(&o.subset, "read-data-subset", "", "for s3:// archives: read back only N% of the archive's manifest parts (at least one), chosen at random, and check each one's SHA-256; the manifest's signature and chain are checked as always")
+	cmd.Flags().StringVar(&o.subset, "read-data-subset", "", "for s3:// archives: read back only N% of the archive's manifest parts (at least one), chosen at random, and check each one's SHA-256; the manifest's signature and chain are checked as always. With --repo: re-read N% of the packs")
+	cmd.Flags().BoolVar(&o.readData, "read-data", false, "with --repo: re-read every pack and re-hash every chunk, and record the snapshots as verified")
+	o.repo.register(cmd, "repository to check instead of archives")
 	o.aws.register(cmd)
 	return cmd
 }

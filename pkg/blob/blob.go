@@ -37,6 +37,12 @@ func ValidateKey(key string) error {
 // ErrExist is returned (wrapped) by Create when the key is already present.
 var ErrExist = errors.New("blob: already exists")
 
+// ErrLocked is returned (wrapped) by Delete when the store refuses to
+// remove the blob: it is under retention (an R2 bucket lock, an S3 Object
+// Lock on the version deleted) or a policy forbids deleting it. The blob
+// is still there; deleting it again later may succeed.
+var ErrLocked = errors.New("blob: delete refused (locked or protected)")
+
 // ErrConflict is returned (wrapped) by Replace when the blob is no longer
 // the version the caller read (another writer came first, or it is gone).
 var ErrConflict = errors.New("blob: changed since it was read")

@@ -20,6 +20,9 @@ type CheckReport struct {
 	BlobsRead    int64    `json:"blobsRead"`
 	Unreferenced []ID     `json:"unreferenced,omitempty"` // packs no index names (left by an interrupted save)
 	Errors       []string `json:"errors,omitempty"`
+	// Verified lists the snapshots Verify recorded as verified.
+	Verified []ID `json:"verified,omitempty"`
+	checked  []ID // the snapshots checked
 }
 
 // checkLimit bounds the packs read at once.
@@ -103,6 +106,7 @@ func (r *Repository) checkSnapshots(ctx context.Context, rep *CheckReport) ([]er
 		}
 	}
 	for _, s := range snaps {
+		rep.checked = append(rep.checked, s.ID)
 		for _, u := range s.Units {
 			use(fmt.Sprintf("snapshot %s: %s %s", s.ID, u.Section, u.Name), u.Chunks)
 		}

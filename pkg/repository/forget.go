@@ -1,9 +1,13 @@
 package repository
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/edgevault/edgevault/pkg/blob"
 )
 
 // Policy says which snapshots to keep, with restic's semantics: each Keep*
@@ -87,6 +91,105 @@ func ApplyPolicy(times []time.Time, p Policy) []Decision {
 		if p.Within > 0 && !d.Time.Before(newest.Add(-p.Within)) {
 			d.Keep = true
 			d.Reasons = append(d.Reasons, "within "+p.Within.String())
+		}
+	}
+	return out
+}
+
+// ReasonVerified is the reason Forget keeps the newest verified snapshot
+// of a source, whatever the policy says.
+const ReasonVerified = "newest verified"
+
+// ForgetDecision is Forget's verdict on one snapshot.
+type ForgetDecision struct {
+	Snapshot SnapshotInfo
+	Decision
+	// Verified: the snapshot passed a full data check (Verify).
+	Verified bool
+	// Locked: the store refused to delete the forgotten snapshot
+	// (blob.ErrLocked); it is still there.
+	Locked bool
+}
+
+// Forget deletes the snapshots p does not keep, grouped by source URL
+// (each source keeps its own newest, daily, … snapshots). The newest
+// verified snapshot of each source is always kept (ReasonVerified): a
+// policy never leaves a source without its last proven-good backup. With
+// dryRun it only decides. A snapshot's verified marker is deleted after
+// the snapshot; markers left by an interrupted forget are deleted by the
+// next one. Prune then frees what only the forgotten snapshots used.
+func (r *Repository) Forget(ctx context.Context, p Policy, dryRun bool) ([]ForgetDecision, error) {
+	snaps, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	verified, err := r.VerifiedSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := planForget(snaps, verified, p)
+	if dryRun {
+		return out, nil
+	}
+	present := map[ID]bool{}
+	for i := range out {
+		d := &out[i]
+		id := d.Snapshot.ID
+		if d.Keep {
+			present[id] = true
+			continue
+		}
+		if err := r.store.Delete(ctx, prefixSnaps+id.String()); errors.Is(err, blob.ErrLocked) {
+			d.Locked, present[id] = true, true
+			continue
+		} else if err != nil {
+			return out, fmt.Errorf("repository: forget %s: %w", id, err)
+		}
+	}
+	// Markers of snapshots that are gone: this forget's, and any an
+	// interrupted one left.
+	for id := range verified {
+		if present[id] {
+			continue
+		}
+		if err := r.store.Delete(ctx, prefixVerified+id.String()); err != nil && !errors.Is(err, blob.ErrLocked) {
+			return out, fmt.Errorf("repository: forget: verified marker of %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// planForget applies p to each source's snapshots and keeps each
+// source's newest verified one. The decisions come source by source (in
+// the order of their oldest snapshot), newest first within a source.
+func planForget(snaps []SnapshotInfo, verified map[ID]time.Time, p Policy) []ForgetDecision {
+	groups := map[string][]SnapshotInfo{}
+	var order []string
+	for _, s := range snaps {
+		if _, ok := groups[s.SourceURL]; !ok {
+			order = append(order, s.SourceURL)
+		}
+		groups[s.SourceURL] = append(groups[s.SourceURL], s)
+	}
+	var out []ForgetDecision
+	for _, src := range order {
+		g := groups[src]
+		times := make([]time.Time, len(g))
+		for i, s := range g {
+			times[i] = s.Time
+		}
+		newestVerified := true
+		for _, d := range ApplyPolicy(times, p) {
+			fd := ForgetDecision{Snapshot: g[d.Index], Decision: d}
+			if _, ok := verified[fd.Snapshot.ID]; ok {
+				fd.Verified = true
+				if newestVerified {
+					newestVerified = false
+					fd.Keep = true
+					fd.Reasons = append(fd.Reasons, ReasonVerified)
+				}
+			}
+			out = append(out, fd)
 		}
 	}
 	return out

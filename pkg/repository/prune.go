@@ -2,9 +2,12 @@ package repository
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/edgevault/edgevault/pkg/blob"
 )
 
 const prefixMarks = "marks/"
@@ -32,11 +35,17 @@ type PruneReport struct {
 	Rescued int   `json:"rescued"` // marked packs referenced again, unmarked
 	Deleted []ID  `json:"deleted"` // packs deleted
 	Freed   int64 `json:"freed"`   // their bytes
+	// Locked are the files the store refused to delete (blob.ErrLocked:
+	// retention, a bucket lock). A refused pack stays marked, so no
+	// writer reuses it and a later prune tries again; the packs an index
+	// file that could not be deleted names are not deleted either.
+	Locked []string `json:"locked,omitempty"`
 }
 
 // pruneState is what Prune reads before it changes anything.
 type pruneState struct {
 	indexFiles []ID
+	indexPacks map[ID][]ID       // index file -> the packs it names
 	packs      map[ID]packRecord // indexed packs
 	stored     map[ID]int64
 	markFiles  []ID
@@ -61,6 +70,11 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (PruneReport, er
 	if err := r.Flush(ctx); err != nil {
 		return rep, err
 	}
+	// The snapshots' storage tables are read through the index: it must
+	// include what other writers indexed since this value loaded it.
+	if err := r.loadIndex(ctx); err != nil {
+		return rep, err
+	}
 	st, err := r.readPruneState(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("repository: prune: %w", err)
@@ -68,11 +82,15 @@ func (r *Repository) Prune(ctx context.Context, o PruneOptions) (PruneReport, er
 	now := o.Now().UTC()
 	doomed, marks := planPrune(st, now, o.Grace, &rep)
 	if len(doomed) > 0 {
-		if err := r.dropPacks(ctx, st, doomed, &rep); err != nil {
+		left, err := r.dropPacks(ctx, st, doomed, &rep)
+		if err != nil {
 			return rep, fmt.Errorf("repository: prune: %w", err)
 		}
+		for _, p := range left {
+			marks[p] = st.marks[p]
+		}
 	}
-	if err := r.rewriteMarks(ctx, st, marks); err != nil {
+	if err := r.rewriteMarks(ctx, st, marks, &rep); err != nil {
 		return rep, fmt.Errorf("repository: prune: %w", err)
 	}
 	return rep, r.loadIndex(ctx)
@@ -142,7 +160,7 @@ func planPrune(st *pruneState, now time.Time, grace time.Duration, rep *PruneRep
 }
 
 func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
-	st := &pruneState{packs: map[ID]packRecord{}, stored: map[ID]int64{}, marks: map[ID]time.Time{}, used: map[ID]bool{}}
+	st := &pruneState{packs: map[ID]packRecord{}, indexPacks: map[ID][]ID{}, stored: map[ID]int64{}, marks: map[ID]time.Time{}, used: map[ID]bool{}}
 	err := r.listIDs(ctx, prefixIndex, func(id ID, _ int64) error {
 		var f indexFile
 		if err := r.getSealed(ctx, prefixIndex, id, aadIndex, &f); err != nil {
@@ -151,6 +169,7 @@ func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
 		st.indexFiles = append(st.indexFiles, id)
 		for _, p := range f.Packs {
 			st.packs[p.ID] = p
+			st.indexPacks[id] = append(st.indexPacks[id], p.ID)
 		}
 		return nil
 	})
@@ -173,12 +192,20 @@ func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
 				st.used[id] = true
 			}
 		}
-		err := r.ReadTable(ctx, s.Storage, func(e StorageEntry) error {
+		use := func(e StorageEntry) error {
 			for _, id := range e.Chunks {
 				st.used[id] = true
 			}
 			return nil
-		})
+		}
+		err := r.ReadTable(ctx, s.Storage, use)
+		if errors.Is(err, ErrMissing) {
+			// A snapshot saved after the index was loaded: its index
+			// file is stored by now.
+			if err = r.loadIndex(ctx); err == nil {
+				err = r.ReadTable(ctx, s.Storage, use)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", s.ID, err)
 		}
@@ -203,8 +230,10 @@ func (r *Repository) readMarks(ctx context.Context, st *pruneState) error {
 }
 
 // dropPacks writes an index without the doomed packs, deletes the index
-// files it replaces, then the packs.
-func (r *Repository) dropPacks(ctx context.Context, st *pruneState, doomed map[ID]bool, rep *PruneReport) error {
+// files it replaces, then the packs. It returns the doomed packs the
+// store would not delete, or that an index file it would not delete
+// still names.
+func (r *Repository) dropPacks(ctx context.Context, st *pruneState, doomed map[ID]bool, rep *PruneReport) ([]ID, error) {
 	var keep indexFile
 	for id, p := range st.packs {
 		if !doomed[id] {
@@ -216,15 +245,24 @@ func (r *Repository) dropPacks(ctx context.Context, st *pruneState, doomed map[I
 	if len(keep.Packs) > 0 {
 		var err error
 		if newID, _, err = r.putSealed(ctx, prefixIndex, aadIndex, keep); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	stillIndexed := map[ID]bool{}
 	for _, id := range st.indexFiles {
 		if id == newID {
 			continue
 		}
-		if err := r.store.Delete(ctx, prefixIndex+id.String()); err != nil {
-			return fmt.Errorf("delete index %s: %w", id, err)
+		err := r.store.Delete(ctx, prefixIndex+id.String())
+		if errors.Is(err, blob.ErrLocked) {
+			rep.Locked = append(rep.Locked, prefixIndex+id.String())
+			for _, p := range st.indexPacks[id] {
+				stillIndexed[p] = true
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("delete index %s: %w", id, err)
 		}
 	}
 	ids := make([]ID, 0, len(doomed))
@@ -232,19 +270,30 @@ func (r *Repository) dropPacks(ctx context.Context, st *pruneState, doomed map[I
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+	var left []ID
 	for _, id := range ids {
-		if err := r.store.Delete(ctx, packKey(id)); err != nil {
-			return fmt.Errorf("delete pack %s: %w", id, err)
+		if stillIndexed[id] {
+			left = append(left, id)
+			continue
+		}
+		err := r.store.Delete(ctx, packKey(id))
+		if errors.Is(err, blob.ErrLocked) {
+			rep.Locked = append(rep.Locked, packKey(id))
+			left = append(left, id)
+			continue
+		}
+		if err != nil {
+			return left, fmt.Errorf("delete pack %s: %w", id, err)
 		}
 		rep.Deleted = append(rep.Deleted, id)
 		rep.Freed += st.stored[id]
 	}
-	return nil
+	return left, nil
 }
 
 // rewriteMarks writes the marks that remain as one file, then deletes the
 // files it replaces.
-func (r *Repository) rewriteMarks(ctx context.Context, st *pruneState, marks map[ID]time.Time) error {
+func (r *Repository) rewriteMarks(ctx context.Context, st *pruneState, marks map[ID]time.Time, rep *PruneReport) error {
 	var newID ID
 	if len(marks) > 0 {
 		var err error
@@ -256,51 +305,15 @@ func (r *Repository) rewriteMarks(ctx context.Context, st *pruneState, marks map
 		if id == newID {
 			continue
 		}
-		if err := r.store.Delete(ctx, prefixMarks+id.String()); err != nil {
+		err := r.store.Delete(ctx, prefixMarks+id.String())
+		if errors.Is(err, blob.ErrLocked) {
+			// An old mark only keeps a pack from reuse a while longer.
+			rep.Locked = append(rep.Locked, prefixMarks+id.String())
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("delete marks %s: %w", id, err)
 		}
 	}
 	return nil
-}
-
-// Forget deletes the snapshots p does not keep, grouped by source URL
-// (each source keeps its own newest, daily, … snapshots). With dryRun it
-// only decides. Prune then frees what only they used.
-func (r *Repository) Forget(ctx context.Context, p Policy, dryRun bool) ([]ForgetDecision, error) {
-	snaps, err := r.ListSnapshots(ctx)
-	if err != nil {
-		return nil, err
-	}
-	groups := map[string][]SnapshotInfo{}
-	var order []string
-	for _, s := range snaps {
-		if _, ok := groups[s.SourceURL]; !ok {
-			order = append(order, s.SourceURL)
-		}
-		groups[s.SourceURL] = append(groups[s.SourceURL], s)
-	}
-	var out []ForgetDecision
-	for _, src := range order {
-		g := groups[src]
-		times := make([]time.Time, len(g))
-		for i, s := range g {
-			times[i] = s.Time
-		}
-		for _, d := range ApplyPolicy(times, p) {
-			out = append(out, ForgetDecision{Snapshot: g[d.Index], Decision: d})
-			if d.Keep || dryRun {
-				continue
-			}
-			if err := r.store.Delete(ctx, prefixSnaps+g[d.Index].ID.String()); err != nil {
-				return out, fmt.Errorf("repository: forget %s: %w", g[d.Index].ID, err)
-			}
-		}
-	}
-	return out, nil
-}
-
-// ForgetDecision is Forget's verdict on one snapshot.
-type ForgetDecision struct {
-	Snapshot SnapshotInfo
-	Decision
 }

@@ -508,10 +508,15 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("s3: delete %s: %w", key, err)
 	}
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: s.key(key)})
-	if err != nil && !isNotFound(err) {
-		return s.fail("delete", key, err)
+	switch {
+	case err == nil, isNotFound(err):
+		return nil
+	case hasCode(err, "AccessDenied"):
+		// Retention (Object Lock, an R2 bucket lock) or a policy: the
+		// object stays, which a caller may skip and report.
+		return fmt.Errorf("s3: delete %s: %w: %w", key, blob.ErrLocked, classify(err))
 	}
-	return nil
+	return s.fail("delete", key, err)
 }
 
 // copySource is the URL-encoded bucket/key of UploadPartCopy. '+' is

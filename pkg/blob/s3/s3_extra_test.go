@@ -338,6 +338,12 @@ func TestErrorClasses(t *testing.T) {
 		if got := errors.Is(err, blob.ErrNotExist); got != c.notExist {
 			t.Errorf("%s: not-exist = %v, want %v", c.code, got, c.notExist)
 		}
+		// A refused delete is blob.ErrLocked (retention, a bucket lock,
+		// a policy), and only that one.
+		err = s.Delete(context.Background(), "k")
+		if got, want := errors.Is(err, blob.ErrLocked), c.code == "AccessDenied"; got != want {
+			t.Errorf("%s: delete: locked = %v, want %v (%v)", c.code, got, want, err)
+		}
 	}
 }
 

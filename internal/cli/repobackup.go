@@ -176,7 +176,7 @@ func (a *app) reportSnapshot(repo *openedRepo, res *snapshotResult, took time.Du
 		a.printJSON(doc)
 		return nil
 	}
-	a.say("Snapshot %s saved in %s\n", res.ID.String()[:12], repo.location)
+	a.say("Snapshot %s saved in %s\n", shortSnap(res.ID), repo.location)
 	a.say("  %d units (%s), %d objects (%s): %d reused, %d fetched (%s) in %s\n", len(res.Snap.Units), archive.HumanBytes(dbBytes),
 		res.Snap.Storage.Objects, archive.HumanBytes(res.Snap.Storage.Bytes), st.Reused, st.Fetched, archive.HumanBytes(st.FetchedBytes), fmtDuration(took))
 	a.say("  added to the repository: %s (%d new chunks)\n", archive.HumanBytes(res.Stats.Written), res.Stats.ChunksNew)

@@ -23,9 +23,9 @@ type snapshotSource struct {
 }
 
 func newSnapshotSource(r *repository.Repository, info repository.SnapshotInfo) snapshotSource {
-	s := snapshotSource{repo: r, snap: info.Snapshot, name: "snapshot-" + info.ID.String()[:12] + ".json", format: archive.JSON}
+	s := snapshotSource{repo: r, snap: info.Snapshot, name: "snapshot-" + shortSnap(info.ID) + ".json", format: archive.JSON}
 	if info.Storage.Objects > 0 {
-		s.name, s.format = "snapshot-"+info.ID.String()[:12]+".tar.gz", archive.TarGz
+		s.name, s.format = "snapshot-"+shortSnap(info.ID)+".tar.gz", archive.TarGz
 	}
 	return s
 }
@@ -78,7 +78,7 @@ func (a *app) undoSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 		ce.hint = "nothing was written to the target; fix the cause, or pass --no-undo-snapshot to restore without a way back"
 		return nil, ce
 	}
-	a.say("  undo: snapshot %s (restore it with --from-snapshot %s)\n", res.ID, res.ID.String()[:12])
+	a.say("  undo: snapshot %s (restore it with --from-snapshot %s)\n", res.ID, shortSnap(res.ID))
 	return res, nil
 }
 
@@ -91,7 +91,7 @@ func withUndo(err error, undo *snapshotResult) error {
 	if !errors.As(err, &ce) {
 		ce = failure("backup_restore_failed", err)
 	}
-	ce.hint = fmt.Sprintf("the target's state before this restore is snapshot %s: restore it with --from-snapshot %s", undo.ID, undo.ID.String()[:12])
+	ce.hint = fmt.Sprintf("the target's state before this restore is snapshot %s: restore it with --from-snapshot %s", undo.ID, shortSnap(undo.ID))
 	if ce.extra == nil {
 		ce.extra = map[string]any{}
 	}

@@ -40,6 +40,8 @@ type config struct {
 	skipPeer, skipEmulator, skipArchive         bool
 	profile                                     bool
 	r2Direct                                    bool
+	repo                                        []scenario
+	repoDays                                    int
 	concurrency                                 int
 	meta                                        []string
 }
@@ -93,6 +95,8 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.profile, "profile", true, "CPU-profile edgevault in-process at the largest scenario")
 	fs.BoolVar(&c.r2Direct, "r2-direct", true, "also time create --include-storage with storage through R2 direct (an in-process S3 server holding the peer's objects) and its raw floor")
 	fs.IntVar(&c.concurrency, "concurrency", 10, "edgevault --concurrency (the floor keeps 2x this many requests in flight, like edgevault)")
+	repo := fs.String("repo", "500:2000", "repository-mode benchmark at these N:M (empty: skip)")
+	fs.IntVar(&c.repoDays, "repo-days", 30, "snapshots of the repository benchmark (the first full, then one a day after 1 % of objects and one DO changed)")
 	loadBefore := fs.String("load-before", "", "load average noted by the caller before starting")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -105,6 +109,9 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.emulatorSizes, err = parseScenarios(*emu); err != nil {
+		return err
+	}
+	if c.repo, err = parseScenarios(*repo); err != nil {
 		return err
 	}
 	for _, p := range []*string{&c.edgevault, &c.rawfloor, &c.emulator, &c.archivebench, &c.out, &c.work} {
@@ -133,6 +140,14 @@ func run(ctx context.Context, args []string) error {
 	if !c.skipPeer {
 		if profile, err = b.peerSuite(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("peer benchmarks: %w", err))
+		}
+	}
+	for _, sc := range c.repo {
+		if c.skipPeer || ctx.Err() != nil {
+			break
+		}
+		if err := b.repoSuite(ctx, sc); err != nil {
+			errs = append(errs, fmt.Errorf("repository benchmark %s: %w", sc, err))
 		}
 	}
 	if !c.skipEmulator && ctx.Err() == nil {

@@ -151,6 +151,7 @@ func (b *bench) seedBench(ctx context.Context, t *target, n, m, from int) error 
 type toolRun struct {
 	tool    string
 	archive string // create: the archive written
+	size    int64  // bytes to report when there is no archive (a repository)
 	m       measure
 	wall    float64
 }
@@ -228,7 +229,7 @@ func (b *bench) measureScenario(ctx context.Context, sc string, src, dst *target
 }
 
 func (b *bench) record(suite, sc, op, tool string, rep int, r toolRun, verified string) {
-	size := int64(0)
+	size := r.size
 	if r.archive != "" {
 		if fi, err := os.Stat(r.archive); err == nil {
 			size = fi.Size()

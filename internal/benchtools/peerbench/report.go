@@ -223,6 +223,7 @@ func writeMarkdown(w io.Writer, rows []row, meta []string, profile string) {
 
 	writePeerTables(p, st, order)
 	writeR2Table(p, st, order)
+	writeRepoTables(p, st, order)
 	writeEmulatorTable(p, st, order)
 	writeArchiveTables(p, st, order)
 	if profile != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
@@ -114,5 +115,42 @@ func TestSnapshotWrongPassphrase(t *testing.T) {
 	args = append(append([]string{"backup", "restore", "--from-snapshot", "latest", "--yes", "--json"}, conn(dst)...), repoArgs(t, dir, "wrong")...)
 	if r := cliRun(ctx, t, args...); r.code == 0 || len(dst.Requests()) != 0 {
 		t.Fatalf("restore with a wrong passphrase: code %d, %d requests to the target\n%s", r.code, len(dst.Requests()), r)
+	}
+}
+
+// A flipped byte in a pack fails a restore from the snapshot before any
+// write to the target, with the repository named as the cause.
+func TestSnapshotRestoreRefusesACorruptPack(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	src := newSource(t, edgebasetest.Options{})
+	dir := filepath.Join(t.TempDir(), "repo")
+	repo := repoArgs(t, dir, "pw")
+	snapshotOf(ctx, t, src.emu, repo)
+	packs, err := filepath.Glob(filepath.Join(dir, "data", "*", "*"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no packs: %v", err)
+	}
+	b, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/3] ^= 0x40
+	if err := os.WriteFile(packs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := newEmulator(t, edgebasetest.Options{})
+	args := append(append([]string{"backup", "restore", "--from-snapshot", "latest", "--yes", "--no-undo-snapshot", "--json"}, conn(dst)...), repo...)
+	r := cliRun(ctx, t, args...)
+	if r.code == 0 {
+		t.Fatalf("a restore from a corrupt repository succeeded:\n%s", r)
+	}
+	if msg, _ := r.jsonDoc(t)["message"].(string); !strings.Contains(msg, "corrupt") {
+		t.Errorf("the error does not say the repository is corrupt: %s", msg)
+	}
+	for _, q := range dst.Requests() {
+		if strings.HasPrefix(q.Endpoint, "restore") || strings.HasPrefix(q.Endpoint, "wipe") {
+			t.Errorf("the target got a write: %s %s", q.Endpoint, q.Path)
+		}
 	}
 }

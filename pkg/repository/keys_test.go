@@ -23,6 +23,7 @@ type fakeWrapper struct {
 	s       sealer
 	wrapErr error // returned by Wrap when set
 	unwrap  error // returned by Unwrap when set
+	unwraps int   // calls of Unwrap
 }
 
 func newFakeWrapper(t *testing.T, id string) *fakeWrapper {
@@ -47,6 +48,7 @@ func (w *fakeWrapper) Wrap(_ context.Context, repo ID, key []byte) ([]byte, stri
 }
 
 func (w *fakeWrapper) Unwrap(_ context.Context, repo ID, wrapped []byte) ([]byte, error) {
+	w.unwraps++
 	if w.unwrap != nil {
 		return nil, w.unwrap
 	}
@@ -292,11 +294,22 @@ func TestKMSFailsClosed(t *testing.T) {
 		t.Errorf("a key file from another repository: %v, want ErrWrongKey", err)
 	}
 
-	// An outage is not a wrong key: Open fails with it.
-	store, _ = newRepo()
+	// An outage is not a wrong key: Open fails with it, without trying
+	// the other KMS key files.
+	store, _ = newStore(t)
+	r, err := InitWith(ctx, store, Credentials{Wrapper: w}, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddKey(ctx, Credentials{Wrapper: newFakeWrapper(t, "two")}); err != nil {
+		t.Fatal(err)
+	}
 	down := &fakeWrapper{id: "one", unwrap: errors.New("dial tcp: connection refused")}
 	if _, err := OpenWith(ctx, store, Credentials{Wrapper: down}); err == nil || errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("unreachable wrapper: %v, want the outage, not ErrWrongKey", err)
+	}
+	if down.unwraps != 1 {
+		t.Errorf("unreachable wrapper: %d unwraps, want 1 (stop at the outage)", down.unwraps)
 	}
 
 	// The sealed part changed, the wrapped key intact.

@@ -14,6 +14,8 @@ import (
 	"github.com/edgevault/edgevault/pkg/blob/fs"
 	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/repository"
+	kmswrap "github.com/edgevault/edgevault/pkg/repository/kms"
+	"github.com/edgevault/edgevault/pkg/sensitive"
 )
 
 // Repository settings: a flag, or the environment.
@@ -21,17 +23,28 @@ const (
 	envRepository   = "EDGEVAULT_REPOSITORY"
 	envPassword     = "EDGEVAULT_PASSWORD"
 	envPasswordFile = "EDGEVAULT_PASSWORD_FILE"
+	envKMSKeyID     = "EDGEVAULT_KMS_KEY_ID"
 )
 
 // repoFlags are the flags of commands that read or write a repository.
 type repoFlags struct {
 	location     string
 	passwordFile string
+	kmsKeyID     string
 }
 
 func (f *repoFlags) register(cmd *cobra.Command, usage string) {
 	cmd.Flags().StringVar(&f.location, "repo", "", usage+": a directory or s3://bucket/prefix ("+envRepository+")")
 	cmd.Flags().StringVar(&f.passwordFile, "password-file", "", "file holding the repository passphrase ("+envPasswordFile+"; or the passphrase itself in "+envPassword+")")
+	cmd.Flags().StringVar(&f.kmsKeyID, "kms-key-id", "", "symmetric AWS KMS key (id, ARN or alias) that wraps the repository key: a new repository needs no passphrase, and one given too becomes a second way in ("+envKMSKeyID+")")
+}
+
+// kmsKey is the KMS key from the flag or the environment, "" when none.
+func (f *repoFlags) kmsKey(a *app) string {
+	if f.kmsKeyID != "" {
+		return f.kmsKeyID
+	}
+	return a.env.Getenv(envKMSKeyID)
 }
 
 // where is the repository location from the flag or the environment, ""
@@ -58,7 +71,7 @@ func (a *app) openRepo(ctx context.Context, f *repoFlags, aws awsFlags, create b
 		return nil, false, &cmdError{code: "invalid_arguments", exit: ExitError,
 			msg: "no repository: pass --repo DIR|s3://bucket/prefix or set " + envRepository}
 	}
-	pass, err := a.repoPassword(f)
+	creds, err := a.repoCredentials(ctx, f, aws)
 	if err != nil {
 		return nil, false, err
 	}
@@ -92,10 +105,10 @@ func (a *app) openRepo(ctx context.Context, f *repoFlags, aws awsFlags, create b
 		}
 		store, loc, closeStore = st, abs, func() { _ = st.Close() }
 	}
-	r, err := repository.Open(ctx, store, pass)
+	r, err := repository.OpenWith(ctx, store, creds)
 	created := false
 	if errors.Is(err, repository.ErrNotRepository) && create {
-		r, err = repository.Init(ctx, store, pass, repository.Options{})
+		r, err = repository.InitWith(ctx, store, creds, repository.Options{})
 		created = true
 	}
 	if err != nil {
@@ -106,6 +119,37 @@ func (a *app) openRepo(ctx context.Context, f *repoFlags, aws awsFlags, create b
 	// hand it back before the backup's own memory comes on top.
 	debug.FreeOSMemory()
 	return &openedRepo{Repository: r, location: loc, close: closeStore}, created, nil
+}
+
+// repoCredentials are the passphrase and, with --kms-key-id, the KMS key
+// wrapper. With a KMS key the passphrase is optional.
+func (a *app) repoCredentials(ctx context.Context, f *repoFlags, aws awsFlags) (repository.Credentials, error) {
+	var c repository.Credentials
+	pass, err := a.repoPassword(f)
+	key := f.kmsKey(a)
+	var ce *cmdError
+	switch {
+	case err == nil:
+		c.Passphrase = sensitive.String(pass)
+	case key == "" || !errors.As(err, &ce) || ce.code != "repository_password_required":
+		return c, err
+	}
+	if key == "" {
+		return c, nil
+	}
+	clients, err := a.awsClients(ctx, aws)
+	if err != nil {
+		return c, failure("invalid_arguments", err)
+	}
+	if clients.Region() == "" {
+		return c, failure("invalid_arguments", errors.New("no AWS region for the KMS key "+key+": pass --region or set AWS_REGION (or a profile's region)"))
+	}
+	w, err := kmswrap.New(clients.KMS(), key)
+	if err != nil {
+		return c, failure("invalid_arguments", err)
+	}
+	c.Wrapper = w
+	return c, nil
 }
 
 // repoPassword reads the passphrase: --password-file, then
@@ -130,7 +174,7 @@ func (a *app) repoPassword(f *repoFlags) (string, error) {
 		return pass, nil
 	}
 	return "", &cmdError{status: "needs_input", code: "repository_password_required", exit: ExitNeedsInput, field: "password",
-		msg:  "the repository is encrypted: give its passphrase with --password-file or " + envPassword,
+		msg:  "the repository is encrypted: give its passphrase with --password-file or " + envPassword + ", or its KMS key with --kms-key-id or " + envKMSKeyID,
 		hint: "a new repository takes the passphrase it is first used with; keep it safe, nothing can be read without it"}
 }
 
@@ -139,6 +183,8 @@ func (a *app) repoPassword(f *repoFlags) (string, error) {
 func repoFailure(loc string, err error) *cmdError {
 	code := "repository_failed"
 	switch {
+	case errors.Is(err, repository.ErrWrongKey):
+		code = "repository_wrong_key"
 	case errors.Is(err, repository.ErrWrongPassphrase):
 		code = "repository_wrong_password"
 	case errors.Is(err, repository.ErrNotRepository):

@@ -13,10 +13,10 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/restic/chunker"
-	"golang.org/x/crypto/scrypt"
 
 	"github.com/edgevault/edgevault/pkg/blob"
 	"github.com/edgevault/edgevault/pkg/pipeline"
+	"github.com/edgevault/edgevault/pkg/sensitive"
 )
 
 // FormatVersion is the only repository format version read and written.
@@ -26,6 +26,10 @@ const FormatVersion = 1
 var (
 	// ErrWrongPassphrase: no key file opens with the passphrase given.
 	ErrWrongPassphrase = errors.New("repository: wrong passphrase (no key file opens with it)")
+	// ErrWrongKey: no key file opens with the key wrapper given (another
+	// KMS key, access denied, a changed wrapped key), or the wrapper
+	// refused to wrap a new key.
+	ErrWrongKey = errors.New("repository: wrong key")
 	// ErrNotRepository: there is no config at the location.
 	ErrNotRepository = errors.New("repository: no repository here (config not found)")
 	// ErrExists: Init found a repository already.
@@ -100,17 +104,6 @@ type configData struct {
 	PackSize          int         `json:"packSize"`
 }
 
-// keyFile is a keys/<id> file.
-type keyFile struct {
-	KDF     string    `json:"kdf"`
-	N       int       `json:"n"`
-	R       int       `json:"r"`
-	P       int       `json:"p"`
-	Salt    []byte    `json:"salt"`
-	Created time.Time `json:"created"`
-	Data    []byte    `json:"data"`
-}
-
 // Repository is an open repository. Its methods are safe for concurrent
 // use; saving is serialised on the one open pack.
 type Repository struct {
@@ -119,6 +112,8 @@ type Repository struct {
 	cfg   configData
 	seal  sealer
 	macK  []byte
+	mk    masterKey // for AddKey
+	kdf   Options   // the scrypt cost of passphrase key files AddKey writes
 	enc   *zstd.Encoder
 	dec   *zstd.Decoder
 	now   func() time.Time
@@ -150,11 +145,20 @@ type Stats struct {
 	Packs   int64
 }
 
-// Init creates a repository in an empty store location and opens it.
+// Init creates a repository in an empty store location, with one
+// passphrase key file, and opens it.
 func Init(ctx context.Context, store pipeline.BlobStore, passphrase string, o Options) (*Repository, error) {
+	return InitWith(ctx, store, Credentials{Passphrase: sensitive.String(passphrase)}, o)
+}
+
+// InitWith creates a repository in an empty store location and opens it.
+// It writes one key file per credential given (a passphrase, a key
+// wrapper, or both). A wrapper that cannot wrap, or cannot unwrap what it
+// wrapped, fails here before anything is written.
+func InitWith(ctx context.Context, store pipeline.BlobStore, c Credentials, o Options) (*Repository, error) {
 	o.defaults()
-	if passphrase == "" {
-		return nil, errors.New("repository: empty passphrase")
+	if err := c.validate(); err != nil {
+		return nil, err
 	}
 	if _, err := store.Stat(ctx, keyConfig); err == nil {
 		return nil, ErrExists
@@ -174,24 +178,28 @@ func Init(ctx context.Context, store pipeline.BlobStore, passphrase string, o Op
 	if err != nil {
 		return nil, err
 	}
-	kf, err := wrapKey(mk, passphrase, o)
-	if err != nil {
-		return nil, err
-	}
-	if err := putJSON(ctx, store, prefixKeys, kf); err != nil {
-		return nil, err
-	}
 	r, err := newRepository(store, mk, o.Now)
 	if err != nil {
 		return nil, err
 	}
-	r.cfg = configData{ChunkerPolynomial: pol, MinChunk: o.MinChunk, MaxChunk: o.MaxChunk, PackSize: o.PackSize}
-	plain, err := json.Marshal(r.cfg)
+	r.kdf = o
+	cf := configFile{Version: FormatVersion, Created: o.Now().UTC()}
+	if _, err := rand.Read(cf.ID[:]); err != nil {
+		return nil, err
+	}
+	r.id = cf.ID // a wrapped key is bound to it
+	kfs, err := r.keyFiles(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	cf := configFile{Version: FormatVersion, Created: o.Now().UTC()}
-	if _, err := rand.Read(cf.ID[:]); err != nil {
+	for _, kf := range kfs {
+		if err := putJSON(ctx, store, prefixKeys, kf); err != nil {
+			return nil, err
+		}
+	}
+	r.cfg = configData{ChunkerPolynomial: pol, MinChunk: o.MinChunk, MaxChunk: o.MaxChunk, PackSize: o.PackSize}
+	plain, err := json.Marshal(r.cfg)
+	if err != nil {
 		return nil, err
 	}
 	if cf.Data, err = r.seal.seal(nil, plain, aadConfig); err != nil {
@@ -208,37 +216,8 @@ func Init(ctx context.Context, store pipeline.BlobStore, passphrase string, o Op
 		}
 		return nil, fmt.Errorf("repository: init: write config: %w", err)
 	}
-	r.id = cf.ID
 	r.chunkers.New = r.newChunkState
 	return r, nil
-}
-
-func wrapKey(mk masterKey, passphrase string, o Options) (keyFile, error) {
-	kf := keyFile{KDF: "scrypt", N: o.ScryptN, R: o.ScryptR, P: o.ScryptP, Salt: make([]byte, 32), Created: o.Now().UTC()}
-	if _, err := rand.Read(kf.Salt); err != nil {
-		return kf, err
-	}
-	s, err := kdfSealer(kf, passphrase)
-	if err != nil {
-		return kf, err
-	}
-	plain, err := json.Marshal(mk)
-	if err != nil {
-		return kf, err
-	}
-	kf.Data, err = s.seal(nil, plain, aadKey)
-	return kf, err
-}
-
-func kdfSealer(kf keyFile, passphrase string) (sealer, error) {
-	if kf.KDF != "scrypt" {
-		return sealer{}, fmt.Errorf("repository: key file kdf %q not supported", kf.KDF)
-	}
-	k, err := scrypt.Key([]byte(passphrase), kf.Salt, kf.N, kf.R, kf.P, 32)
-	if err != nil {
-		return sealer{}, fmt.Errorf("repository: scrypt: %w", err)
-	}
-	return newSealer(k)
 }
 
 func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time) (*Repository, error) {
@@ -254,7 +233,9 @@ func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time)
 	if err != nil {
 		return nil, err
 	}
-	r := &Repository{store: store, seal: s, macK: mk.MAC, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}
+	var kdf Options
+	kdf.defaults()
+	r := &Repository{store: store, seal: s, macK: mk.MAC, mk: mk, kdf: kdf, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}
 	r.uploaded = sync.NewCond(&r.mu)
 	return r, nil
 }
@@ -263,6 +244,18 @@ func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time)
 // a missing config or an unknown version fails here, before anything is
 // written.
 func Open(ctx context.Context, store pipeline.BlobStore, passphrase string) (*Repository, error) {
+	return OpenWith(ctx, store, Credentials{Passphrase: sensitive.String(passphrase)})
+}
+
+// OpenWith opens the repository in store: the key wrapper tries the
+// wrapped key files, the passphrase the passphrase key files; either
+// opening is enough. Wrong credentials (ErrWrongPassphrase, ErrWrongKey),
+// a missing config or an unknown version fail here, before anything is
+// written.
+func OpenWith(ctx context.Context, store pipeline.BlobStore, c Credentials) (*Repository, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	var cf configFile
 	if err := getJSON(ctx, store, keyConfig, &cf); err != nil {
 		if errors.Is(err, blob.ErrNotExist) {
@@ -273,7 +266,7 @@ func Open(ctx context.Context, store pipeline.BlobStore, passphrase string) (*Re
 	if cf.Version != FormatVersion {
 		return nil, fmt.Errorf("%w: config says %d, this edgevault reads %d", ErrVersion, cf.Version, FormatVersion)
 	}
-	mk, err := unlock(ctx, store, passphrase)
+	mk, err := unlock(ctx, store, cf.ID, c)
 	if err != nil {
 		return nil, err
 	}
@@ -297,40 +290,6 @@ func Open(ctx context.Context, store pipeline.BlobStore, passphrase string) (*Re
 		return nil, err
 	}
 	return r, nil
-}
-
-// unlock tries every key file with passphrase.
-func unlock(ctx context.Context, store pipeline.BlobStore, passphrase string) (masterKey, error) {
-	var mk masterKey
-	found := false
-	err := store.List(ctx, prefixKeys, func(info blob.Info) error {
-		var kf keyFile
-		if err := getJSON(ctx, store, info.Key, &kf); err != nil {
-			return err
-		}
-		found = true
-		s, err := kdfSealer(kf, passphrase)
-		if err != nil {
-			return err
-		}
-		plain, err := s.open(nil, kf.Data, aadKey)
-		if err != nil {
-			return nil // not this key
-		}
-		if err := json.Unmarshal(plain, &mk); err != nil {
-			return fmt.Errorf("%w: key file %s: %v", ErrCorrupt, info.Key, err)
-		}
-		return errStop
-	})
-	switch {
-	case errors.Is(err, errStop):
-		return mk, nil
-	case err != nil:
-		return mk, fmt.Errorf("repository: open: keys: %w", err)
-	case !found:
-		return mk, fmt.Errorf("%w: no key files", ErrCorrupt)
-	}
-	return mk, ErrWrongPassphrase
 }
 
 var errStop = errors.New("stop")

@@ -307,7 +307,7 @@ func (m *merge) visit(ctx context.Context, o edgebase.Object) (extra bool, err e
 		}
 		m.advance()
 		if a.Key == o.Key {
-			if m.compare && Unchanged(a, o) {
+			if m.compare && sameObject(a, o) {
 				return false, m.addSkip(ctx, a.Key)
 			}
 			return false, nil
@@ -316,10 +316,10 @@ func (m *merge) visit(ctx context.Context, o edgebase.Object) (extra bool, err e
 	}
 }
 
-// Unchanged says whether the target's object equals the archive's entry:
+// sameObject says whether the target's object equals the archive's entry:
 // same key, size and etag, both etags as the listings give them (quotes
 // stripped). An entry without an etag is never unchanged.
-func Unchanged(a archive.Object, o edgebase.Object) bool {
+func sameObject(a archive.Object, o edgebase.Object) bool {
 	ae, oe := strings.Trim(a.ETag, `"`), strings.Trim(o.ETag, `"`)
 	return a.Key == o.Key && a.Size == o.Size && ae != "" && ae == oe
 }

@@ -53,6 +53,9 @@ type Options struct {
 	SkipSecrets      bool     `json:"skipSecrets,omitempty"`
 	Only             []string `json:"only,omitempty"`
 	AllowSchemaDrift bool     `json:"allowSchemaDrift,omitempty"`
+	// FullStorage makes a restore wipe R2 and upload every object, instead
+	// of keeping the objects the target already holds unchanged.
+	FullStorage bool `json:"fullStorage,omitempty"`
 }
 
 // Job is the job record, stored at <staging>/<id>/job.json. It changes
@@ -155,6 +158,10 @@ type Summary struct {
 	Rows        int64 `json:"rows"`
 	Objects     int64 `json:"objects"`
 	Bytes       int64 `json:"bytes"` // payload bytes moved (dumps + objects)
+	// Skipped and Deleted sum the tasks' counts (a restore's storage:
+	// objects kept unchanged, objects deleted).
+	Skipped     int64 `json:"skipped,omitempty"`
+	Deleted     int64 `json:"deleted,omitempty"`
 	ArchiveSize int64 `json:"archiveSize,omitempty"`
 }
 
@@ -239,8 +246,12 @@ type TaskStatus struct {
 	Rows     int64     `json:"rows,omitempty"`
 	Objects  int64     `json:"objects,omitempty"`
 	Bytes    int64     `json:"bytes,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Warnings []string  `json:"warnings,omitempty"`
+	// Skipped counts objects found already in place and not written
+	// again; Deleted counts objects the task deleted.
+	Skipped  int64    `json:"skipped,omitempty"`
+	Deleted  int64    `json:"deleted,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 	// WarningsOmitted counts warnings past MaxWarnings.
 	WarningsOmitted int `json:"warningsOmitted,omitempty"`
 	// Warning marks a failure that must not fail the job (resync, secrets).

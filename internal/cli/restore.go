@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ type restoreOpts struct {
 	dryRun           bool
 	only             []string
 	allowSchemaDrift bool
+	fullStorage      bool
 	concurrency      restore.Concurrency
 	workDir          string
 	aws              awsFlags
@@ -47,6 +49,12 @@ func (a *app) restoreCommand() *cobra.Command {
 the target, in the official order: control D1, auth D1, wipe of DOs the
 archive does not have, every DB DO, data namespaces, R2 (wipe, then every
 object with its content type), _users_public resync, secrets last.
+
+R2 objects the target already holds unchanged (same key, size and etag)
+are kept and not uploaded again. With R2 direct the objects the archive
+lacks are deleted one by one; through the admin API, which can only wipe
+everything, they make the restore wipe R2 and upload every object.
+--full-storage-restore always wipes and uploads everything.
 
 The whole archive is validated and the target's schema compared with the
 archive's before the first write. Without --yes the plan is shown and you
@@ -67,6 +75,7 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 	f.BoolVar(&o.dryRun, "dry-run", false, "validate and print the plan; change nothing")
 	f.StringArrayVar(&o.only, "only", nil, "restore only these units (repeatable): db:NS, db:NS:ID, storage, storage:PREFIX, auth, control, secrets")
 	f.BoolVar(&o.allowSchemaDrift, "allow-schema-drift", false, "restore even when the target's schema would drop or reject archived data")
+	f.BoolVar(&o.fullStorage, "full-storage-restore", false, "wipe R2 and upload every object, instead of keeping the objects the target already holds unchanged (same key, size and etag)")
 	f.IntVar(&o.concurrency.DOs, "concurrency", 10, "DOs restored in parallel")
 	f.IntVar(&o.concurrency.Namespaces, "namespace-concurrency", 4, "data namespaces restored in parallel")
 	f.IntVar(&o.concurrency.Objects, "storage-concurrency", 5, "objects uploaded in parallel per storage range")
@@ -188,7 +197,7 @@ func (a *app) checkRestoreArgs(o restoreOpts) (string, error) {
 func (a *app) planRestore(ctx context.Context, e *embedded, d *deployment, o restoreOpts, from string) (*events.Job, *restore.Report, error) {
 	a.say("Validating %s and planning the restore into %s\n", from, d.client.BaseURL())
 	job, err := e.engine.Prepare(ctx, events.StartRequest{Kind: events.KindRestore, Trigger: events.TriggerCLI,
-		Options: events.Options{Archive: from, SkipStorage: o.skipStorage, SkipSecrets: o.skipSecrets, Only: o.only, AllowSchemaDrift: o.allowSchemaDrift}})
+		Options: events.Options{Archive: from, SkipStorage: o.skipStorage, SkipSecrets: o.skipSecrets, Only: o.only, AllowSchemaDrift: o.allowSchemaDrift, FullStorage: o.fullStorage}})
 	if err != nil {
 		ce := failure("backup_restore_failed", err)
 		ce.hint = "nothing was written to the target"
@@ -263,11 +272,15 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 	for _, w := range final.Warnings {
 		a.warn("%s", w)
 	}
+	st := storageOutcome(rep, final)
 	if a.jsonOut {
 		doc := map[string]any{"status": "success", "target": d.client.BaseURL(), "file": from,
 			"dos": rep.DOCount, "dataNamespaces": len(rep.Namespaces), "rows": rep.Rows, "rowsBy": rep.RowsBy, "objects": rep.Objects,
 			"orphansWiped": len(rep.Orphans), "warnings": nonNil(final.Warnings), "seconds": took.Seconds(),
 			"internalKeysSkipped": rep.InternalKeysSkipped, "uncompared": rep.UncomparedCount}
+		if st != nil {
+			doc["storage"] = st
+		}
 		if undo != nil {
 			doc["undoSnapshot"] = undo.ID.String()
 		}
@@ -276,10 +289,30 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 	}
 	a.say("Restore complete: %d DOs, %d data namespaces, %s, %d objects (%s) into %s in %s\n",
 		rep.DOCount, len(rep.Namespaces), rep.RowsBy, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
+	if st != nil {
+		a.say("  storage: %d objects uploaded, %d unchanged and kept (not uploaded again), %d deleted\n", st.Uploaded, st.Skipped, st.Deleted)
+	}
 	if undo != nil {
 		a.say("  undo: snapshot %s\n", undo.ID)
 	}
 	return nil
+}
+
+// storageResult is what a finished restore did to R2.
+type storageResult struct {
+	Uploaded int64 `json:"uploaded"`
+	Skipped  int64 `json:"skipped"` // unchanged on the target, not uploaded again
+	Deleted  int64 `json:"deleted"`
+}
+
+// storageOutcome reads the storage counts off the finished job (nil when
+// the restore left R2 alone). A restore's objects are its uploads.
+func storageOutcome(rep *restore.Report, final *events.Job) *storageResult {
+	s := final.Summary
+	if s == nil || (rep.Objects == 0 && s.Deleted == 0 && !slices.ContainsFunc(rep.Wipes, func(w string) bool { return strings.HasPrefix(w, "R2:") })) {
+		return nil
+	}
+	return &storageResult{Uploaded: s.Objects, Skipped: s.Skipped, Deleted: s.Deleted}
 }
 
 // restoreWorkDir makes the staging directory: next to the archive like

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -352,5 +353,48 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRestoreStorageCounts: the restore report says how many objects were
+// uploaded, kept unchanged and deleted: a first restore into an empty
+// target uploads every object, a second finds them all unchanged, an
+// extra object through the admin API means a wipe and every upload, and
+// --full-storage-restore uploads everything again.
+func TestRestoreStorageCounts(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	sa := newSourceArchives(ctx, t)
+	dst := newEmulator(t, edgebasetest.Options{})
+	n := float64(len(edgebasetest.DemoObjects()))
+	restoreJSON := func(want map[string]float64, extra ...string) {
+		t.Helper()
+		dst.ResetRequests()
+		r := cliRun(ctx, t, append(append([]string{"--json", "backup", "restore", "--from", sa.tarball, "--yes"}, extra...), conn(dst)...)...)
+		if r.code != 0 {
+			t.Fatalf("restore %v failed:\n%s", extra, r)
+		}
+		st, _ := r.jsonDoc(t)["storage"].(map[string]any)
+		for k, v := range want {
+			if st[k] != v {
+				t.Errorf("restore %v: storage %v, want %v", extra, st, want)
+				break
+			}
+		}
+		if puts := float64(len(dst.RequestsTo("restore-storage:put"))); puts != want["uploaded"] {
+			t.Errorf("restore %v: %v puts, want %v", extra, puts, want["uploaded"])
+		}
+	}
+	restoreJSON(map[string]float64{"uploaded": n, "skipped": 0, "deleted": 0})
+	restoreJSON(map[string]float64{"uploaded": 0, "skipped": n, "deleted": 0})
+	if err := dst.AddObjects(ctx, edgebasetest.Object{Key: "extra.txt", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	restoreJSON(map[string]float64{"uploaded": n, "skipped": 0, "deleted": n + 1})
+	restoreJSON(map[string]float64{"uploaded": n, "skipped": 0, "deleted": n}, "--full-storage-restore")
+
+	r := cliRun(ctx, t, append([]string{"backup", "restore", "--from", sa.tarball, "--yes"}, conn(dst)...)...)
+	if r.code != 0 || !strings.Contains(r.stderr+r.stdout, fmt.Sprintf("storage: 0 objects uploaded, %d unchanged and kept (not uploaded again), 0 deleted", int(n))) {
+		t.Errorf("human report:\n%s", r)
 	}
 }

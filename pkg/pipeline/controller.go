@@ -243,7 +243,7 @@ func (e *Engine) summarize(ctx context.Context, job *events.Job) (*events.Summar
 	if job.Summary != nil {
 		*s = *job.Summary
 	}
-	s.TasksDone, s.Rows, s.Objects, s.Bytes = 0, 0, 0, 0
+	s.TasksDone, s.Rows, s.Objects, s.Bytes, s.Skipped, s.Deleted = 0, 0, 0, 0, 0, 0
 	var warnings []string
 	omitted := 0
 	err := e.jobs.EachDone(ctx, job.ID, func(st events.TaskStatus) error {
@@ -251,6 +251,8 @@ func (e *Engine) summarize(ctx context.Context, job *events.Job) (*events.Summar
 		s.Rows += st.Rows
 		s.Objects += st.Objects
 		s.Bytes += st.Bytes
+		s.Skipped += st.Skipped
+		s.Deleted += st.Deleted
 		ws := st.Warnings
 		if st.Warning {
 			ws = append([]string{st.Error}, ws...)

@@ -17,10 +17,13 @@ import (
 
 // Result is what a task handler reports.
 type Result struct {
-	Rows     int64
-	Objects  int64
-	Bytes    int64
-	Warnings []string
+	Rows    int64
+	Objects int64
+	Bytes   int64
+	// Skipped counts objects found already in place and not written
+	// again; Deleted counts objects deleted.
+	Skipped, Deleted int64
+	Warnings         []string
 	// WarningsOmitted counts warnings the handler summarised instead of
 	// listing.
 	WarningsOmitted int
@@ -143,7 +146,7 @@ func (w *Worker) admit(job *events.Job, t events.Task, log *slog.Logger) (bool, 
 func (w *Worker) finish(ctx context.Context, t events.Task, attempt int, output string, res Result, herr error, log *slog.Logger) error {
 	st := events.TaskStatus{
 		Task: t.ID, Unit: t.Unit, Phase: t.Phase, Attempts: attempt,
-		Rows: res.Rows, Objects: res.Objects, Bytes: res.Bytes, Warnings: res.Warnings,
+		Rows: res.Rows, Objects: res.Objects, Bytes: res.Bytes, Skipped: res.Skipped, Deleted: res.Deleted, Warnings: res.Warnings,
 		WarningsOmitted: res.WarningsOmitted, Output: output, Finished: w.Jobs.Now().UTC(),
 	}
 	switch {

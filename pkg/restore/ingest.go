@@ -74,7 +74,11 @@ type ingester struct {
 	internal int64
 	manifest *archive.Manifest
 
-	ranges   int
+	ranges int
+	// unsorted says storage.objects is not in strictly ascending key
+	// order (lastKey is the previous entry's key).
+	unsorted bool
+	lastKey  string
 	cur      []archive.Object
 	objects  int64
 	objBytes int64
@@ -195,6 +199,10 @@ func (in *ingester) StorageObject(ctx context.Context, o archive.Object) error {
 		in.internal++
 		return nil
 	}
+	if in.objects > 0 && o.Key <= in.lastKey {
+		in.unsorted = true
+	}
+	in.lastKey = o.Key
 	in.objects++
 	in.objBytes += o.Size
 	in.cur = append(in.cur, o)

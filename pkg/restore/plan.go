@@ -99,7 +99,7 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	if len(in.uncompared) < in.uncomparedN {
 		rep.Uncompared = append(rep.Uncompared, fmt.Sprintf("... and %d more", in.uncomparedN-len(in.uncompared)))
 	}
-	w := &planWriter{p: p, job: job, in: in, sel: sel, rep: rep, sum: sum, phaseTasks: make([]int, numPhases)}
+	w := &planWriter{ctx: ctx, p: p, job: job, in: in, sel: sel, rep: rep, sum: sum, phaseTasks: make([]int, numPhases)}
 	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
 		w.emit = emit
 		return w.write(hasStorage, orphans, onTarget)
@@ -199,6 +199,7 @@ func (p *Planner) orphans(ctx context.Context, job *events.Job, cfg *edgebase.Co
 // planWriter emits a restore's tasks phase by phase, in the official
 // order, and fills the report as it goes.
 type planWriter struct {
+	ctx        context.Context
 	p          *Planner
 	job        *events.Job
 	in         *ingester
@@ -300,15 +301,16 @@ func (w *planWriter) writeUnits(onTarget map[string]bool) error {
 // no spool covers.
 func (w *planWriter) writeStorage() error {
 	in := w.in
+	sp := storagePlan{Sorted: !in.unsorted, RangeKeys: in.rangeKeys}
 	if w.sel.all {
-		wipe := "R2: every object"
-		if w.p.DirectWipe {
-			wipe = "R2: every object the archive lacks (R2 direct; EdgeBase's internal keys are kept)"
-		}
-		w.rep.Wipes = append(w.rep.Wipes, wipe)
+		w.rep.Wipes = append(w.rep.Wipes, w.storageWipe())
 		if err := w.add(PhaseWipeStorage, events.Task{Kind: events.TaskWipeStorage, Unit: "storage wipe", Wipes: true}); err != nil {
 			return err
 		}
+		sp.WipeTask = pipeline.TaskID(w.seq, events.TaskWipeStorage)
+	}
+	if err := w.p.Jobs.PutJSON(w.ctx, storagePlanKey(w.p.Jobs, w.job.ID), sp); err != nil {
+		return err
 	}
 	w.rep.Objects, w.rep.ObjectBytes = in.objects, in.objBytes
 	for n := range in.spools {
@@ -328,6 +330,19 @@ func (w *planWriter) writeStorage() error {
 		}
 	}
 	return nil
+}
+
+// storageWipe says what the storage wipe deletes.
+func (w *planWriter) storageWipe() string {
+	switch {
+	case w.job.Options.FullStorage && w.p.DirectWipe:
+		return "R2: every object the archive lacks (R2 direct; EdgeBase's internal keys are kept); every object is uploaded again (--full-storage-restore)"
+	case w.job.Options.FullStorage:
+		return "R2: every object; every object is uploaded again (--full-storage-restore)"
+	case w.p.DirectWipe:
+		return "R2: every object the archive lacks (R2 direct; EdgeBase's internal keys are kept); objects equal to the archive's (key, size, etag) are kept, not uploaded again"
+	}
+	return "R2: every object, unless the target holds only objects the archive has: then objects equal to the archive's (key, size, etag) are kept, not uploaded again"
 }
 
 // ingest reads the archive once, checking the manifest's checksums on the

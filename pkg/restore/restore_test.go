@@ -216,6 +216,10 @@ func TestLateWipeIsFenced(t *testing.T) {
 	if err := dst.AddRows(ctx, "workspace:ws-orphan", "tasks", edgebasetest.Row{"title": "orphan"}); err != nil {
 		t.Fatal(err)
 	}
+	// An object the archive lacks: the admin API must wipe.
+	if err := dst.AddObjects(ctx, edgebasetest.Object{Key: "stale/extra.txt", Data: []byte("stale")}); err != nil {
+		t.Fatal(err)
+	}
 	r := newRestorer(t, dst, archive, 50, restore.Concurrency{})
 	job, err := r.engine.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore})
 	if err != nil {

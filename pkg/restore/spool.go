@@ -33,7 +33,9 @@ type spoolEntry struct {
 
 // spoolIndex is the staged index of one spool.
 type spoolIndex struct {
-	Blob    string       `json:"blob"`
+	Blob string `json:"blob"`
+	// First is the position in storage.objects of the first entry.
+	First   int64        `json:"first"`
 	Entries []spoolEntry `json:"entries"`
 }
 
@@ -91,7 +93,7 @@ func (in *ingester) spoolMember(ctx context.Context, o archive.Object, r io.Read
 	}
 	if in.sp == nil {
 		pr, pw := io.Pipe()
-		sp := &spool{pw: pw, done: make(chan error, 1), index: spoolIndex{Blob: spoolKey(in, in.spools)}}
+		sp := &spool{pw: pw, done: make(chan error, 1), index: spoolIndex{Blob: spoolKey(in, in.spools), First: in.spooled}}
 		go func() {
 			err := in.jobs.Store.Put(ctx, sp.index.Blob, pr)
 			pr.CloseWithError(err)

@@ -356,7 +356,9 @@ func (t *Tasks) wipeOrphans(ctx context.Context, u pipeline.Unit) (pipeline.Resu
 	if len(failed) > 0 {
 		return pipeline.Result{}, fmt.Errorf("%d of %d orphan wipes failed: %s", len(failed), len(names), strings.Join(failed, "; "))
 	}
-	return pipeline.Result{Objects: int64(len(names))}, nil
+	// Objects of a restore count uploaded storage objects only; the
+	// orphans are listed in the plan's report.
+	return pipeline.Result{}, nil
 }
 
 // restoreDO replaces one DO. An instance the target has never seen answers
@@ -413,15 +415,6 @@ func (t *Tasks) createInstance(ctx context.Context, name string) error {
 	return t.Client.TouchTable(ctx, ns, id, blk.Tables[0].Name)
 }
 
-func (t *Tasks) wipeStorage(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
-	if t.Direct != nil {
-		n, err := t.wipeDirect(ctx, u.Task.Job)
-		return pipeline.Result{Objects: n}, classify(err)
-	}
-	n, err := t.Client.WipeStorage(ctx)
-	return pipeline.Result{Objects: n}, classify(err)
-}
-
 // putStorage uploads one spool or one range of objects from staging,
 // each object with the content type the archive recorded.
 func (t *Tasks) putStorage(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
@@ -435,11 +428,24 @@ func (t *Tasks) putStorage(ctx context.Context, u pipeline.Unit) (pipeline.Resul
 		size             int64
 		open             func(context.Context) (io.ReadCloser, error)
 	}
-	var ups []upload
+	sp, err := t.readStoragePlan(ctx, task.Job)
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	var (
+		ups  []upload
+		skip skipSet
+	)
 	if strings.HasSuffix(task.Input, ".json") {
 		var idx spoolIndex
 		if err := t.Jobs.GetJSON(ctx, task.Input, &idx); err != nil {
 			return pipeline.Result{}, err
+		}
+		if n := int64(len(idx.Entries)); n > 0 && sp.RangeKeys > 0 {
+			rk := int64(sp.RangeKeys)
+			if skip, err = t.skips(ctx, task.Job, sp, int(idx.First/rk), int((idx.First+n-1)/rk)); err != nil {
+				return pipeline.Result{}, err
+			}
 		}
 		for _, e := range idx.Entries {
 			ups = append(ups, upload{e.Key, e.ContentType, e.Size, func(ctx context.Context) (io.ReadCloser, error) {
@@ -449,6 +455,9 @@ func (t *Tasks) putStorage(ctx context.Context, u pipeline.Unit) (pipeline.Resul
 	} else {
 		objs, err := readObjects(ctx, t.Jobs, task.Input)
 		if err != nil {
+			return pipeline.Result{}, err
+		}
+		if skip, err = t.skips(ctx, task.Job, sp, task.Range, task.Range); err != nil {
 			return pipeline.Result{}, err
 		}
 		for _, o := range objs[min(int(task.Skip), len(objs)):] {
@@ -467,7 +476,7 @@ func (t *Tasks) putStorage(ctx context.Context, u pipeline.Unit) (pipeline.Resul
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(t.Concurrency.withDefaults().Objects)
 	for _, u := range ups {
-		if !sel.Object(u.key) {
+		if _, unchanged := skip[u.key]; unchanged || !sel.Object(u.key) {
 			continue
 		}
 		g.Go(func() error {
@@ -541,7 +550,7 @@ func (t *Tasks) restoreSecrets(ctx context.Context, u pipeline.Unit) (pipeline.R
 	if err := t.Secrets.Save(ctx, vals); err != nil {
 		return pipeline.Result{}, pipeline.AsWarning(fmt.Errorf("writing secrets: %w", err))
 	}
-	return pipeline.Result{Objects: int64(len(vals))}, nil
+	return pipeline.Result{}, nil
 }
 
 // classify marks replies that retrying cannot change as permanent.

@@ -19,7 +19,13 @@ import (
 //	edgevault create (.json, .tar.gz) → official restore
 //	edgevault create (.json, .tar.gz) → edgevault restore
 //
-// plus the official CLI's own sample archives → edgevault restore. The
+// plus the official CLI's own sample archives → edgevault restore, and
+// storage through R2 direct both ways (r2DirectInterop):
+//
+//	edgevault create (.tar.gz, storage through R2 direct) → official restore
+//	edgevault create (.tar.gz) → edgevault restore, storage through R2 direct
+//
+// The
 // target is dirtied before every cell (extra user, row, ledger entry and
 // object), so each restore has to replace data, not find it in place.
 // Expected fingerprints per direction:
@@ -31,7 +37,7 @@ import (
 //     was before the restore (no storage in the archive: R2 untouched).
 func TestOfficialInterop(t *testing.T) {
 	requirePeer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	srv := startServers(t, []string{"static-src", "static-dst"}, []peer.Profile{peer.ProfileStatic, peer.ProfileStatic})
 	src, dst := srv[0], srv[1]
@@ -138,4 +144,5 @@ func TestOfficialInterop(t *testing.T) {
 			assertSameFP(t, name+" restored, against the sample's fingerprint", expect, summary(dst.fingerprint(ctx, t, nil)))
 		}
 	})
+	r2DirectInterop(ctx, t, src, dst, want)
 }

@@ -144,7 +144,7 @@ func (b *bench) emulatorSize(ctx context.Context, label string, s scenario) erro
 	}
 	for rep := 1; rep <= b.cfg.reps; rep++ {
 		m, err := b.timedOn(ctx, dstT, filepath.Dir(archive), environ(), b.cfg.edgevault, "--json", "backup", "restore", "--from", archive, "--yes",
-			"--url", dst.url, "--service-key", dst.key, "--concurrency", strconv.Itoa(b.cfg.concurrency))
+			"--url", dst.url, "--service-key", dst.key, "--concurrency", strconv.Itoa(b.cfg.concurrency), "--full-storage-restore")
 		if err != nil {
 			return err
 		}

@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.skipEmulator, "skip-emulator", false, "skip the emulator benchmarks")
 	fs.BoolVar(&c.skipArchive, "skip-archive", false, "skip the archive benchmark")
 	fs.BoolVar(&c.profile, "profile", true, "CPU-profile edgevault in-process at the largest scenario")
-	fs.BoolVar(&c.r2Direct, "r2-direct", true, "also time create --include-storage with storage through R2 direct (an in-process S3 server holding the peer's objects) and its raw floor")
+	fs.BoolVar(&c.r2Direct, "r2-direct", true, "also time create --include-storage with storage through R2 direct (an in-process S3 server holding the peer's objects) and its raw floor, and restore with storage through R2 direct into a stand-in for the target's bucket")
 	fs.IntVar(&c.concurrency, "concurrency", 10, "edgevault --concurrency (the floor keeps 2x this many requests in flight, like edgevault)")
 	repo := fs.String("repo", "500:2000", "repository-mode benchmark at these N:M (empty: skip)")
 	fs.IntVar(&c.repoDays, "repo-days", 30, "snapshots of the repository benchmark (the first full, then one a day after 1 % of objects and one DO changed)")
@@ -208,8 +208,9 @@ type bench struct {
 	cfg config
 	tsv *tsv
 	log *os.File
-	// r2 stands in for the peer's R2 bucket (-r2-direct).
-	r2 *r2Mirror
+	// r2 stands in for the source peer's R2 bucket (-r2-direct), r2dst
+	// for the target's.
+	r2, r2dst *r2Mirror
 }
 
 func (b *bench) logf(format string, a ...any) {

@@ -104,6 +104,10 @@ func (b *bench) scenarioGroup(ctx context.Context, n int, ms []int) (profile str
 			return "", err
 		}
 		defer func() { _ = b.r2.close(); b.r2 = nil }()
+		if b.r2dst, err = startR2Mirror(); err != nil {
+			return "", err
+		}
+		defer func() { _ = b.r2dst.close(); b.r2dst = nil }()
 	}
 	seeded := 0
 	for _, m := range ms {
@@ -201,8 +205,26 @@ func (b *bench) measureScenario(ctx context.Context, sc string, src, dst *target
 	if err != nil {
 		return err
 	}
+	restoreTools := []string{"official", "edgevault", "floor"}
+	if storage && b.r2dst != nil && latest["edgevault-r2"] != "" {
+		restoreTools = append(restoreTools, "edgevault-r2")
+	}
 	for rep := 1; rep <= b.cfg.reps; rep++ {
-		for _, tool := range []string{"official", "edgevault", "floor"} {
+		for _, tool := range restoreTools {
+			if tool == "edgevault-r2" {
+				r, err := b.restoreR2(ctx, dst, latest[tool])
+				if err != nil {
+					return err
+				}
+				verified := "-"
+				if rep == b.cfg.reps && r.m.rc == 0 {
+					if verified, err = b.verifyR2Restore(ctx, want, dst); err != nil {
+						return err
+					}
+				}
+				b.record("peer", sc, "restore", tool, rep, r, verified)
+				continue
+			}
 			r, err := b.restore(ctx, tool, src, dst, latest[tool], storage)
 			if err != nil {
 				return err
@@ -332,9 +354,11 @@ func (b *bench) restore(ctx context.Context, tool string, src, dst *target, arch
 		args := []string{filepath.Join(proj, "node_modules/@edge-base/cli/dist/index.js"), "--json", "backup", "restore", "--from", archive, "--yes", "--url", dst.URL, "--service-key", dst.Key}
 		r.m, err = b.timedOn(ctx, dst, proj, environ("EDGEBASE_TELEMETRY_DISABLED=1", "CI=true"), "node", args...)
 	case "edgevault":
-		// Objects go up with as many requests in flight as the floor uses.
+		// Objects go up with as many requests in flight as the floor uses;
+		// every object is uploaded, like the official CLI does (the target
+		// already holds them: by default they would be kept).
 		args := []string{"--json", "backup", "restore", "--from", archive, "--yes", "--url", dst.URL, "--service-key", dst.Key,
-			"--concurrency", strconv.Itoa(b.cfg.concurrency), "--storage-concurrency", strconv.Itoa(2 * b.cfg.concurrency)}
+			"--concurrency", strconv.Itoa(b.cfg.concurrency), "--storage-concurrency", strconv.Itoa(2 * b.cfg.concurrency), "--full-storage-restore"}
 		r.m, err = b.timedOn(ctx, dst, filepath.Dir(archive), environ(), b.cfg.edgevault, args...)
 	case "floor":
 		args := []string{"restore", "-url", dst.URL, "-key", dst.Key, "-source", src.URL, "-source-key", src.Key,

@@ -8,15 +8,27 @@ package main
 // from that server ("edgevault-r2"), beside the official CLI through the
 // Worker. "r2-floor" is the raw floor against the same server: the same
 // listing and parallel GETs through the same adapter, bodies discarded.
-// The server lives in peerbench's process, so its memory is not counted
+// The restore row ("edgevault-r2", op restore) works the same way the
+// other way round: edgevault restores its R2-direct archive with the
+// database parts into the target peer and storage into a second stand-in,
+// empty at first, for the target's bucket.
+// The servers live in peerbench's process, so their memory is not counted
 // in edgevault's peak RSS.
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -129,4 +141,92 @@ func (b *bench) createR2(ctx context.Context, tool string, src *target, out stri
 	m, err := b.timedOn(ctx, src, out, environ(env...), b.cfg.edgevault, args...)
 	r.m, r.wall = m, m.wall
 	return r, err
+}
+
+// objectLines reads every object of the stand-in through the adapter and
+// renders it as the fingerprint does (edgebasetest.Fingerprint's object
+// lines: key, size, sha256, content type), sorted.
+func (m *r2Mirror) objectLines(ctx context.Context) ([]string, error) {
+	s, err := r2.New(r2.Config{Endpoint: m.url, Bucket: mirrorBucket, AccessKeyID: mirrorKeyID, SecretAccessKey: sensitive.String(mirrorSecret)})
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var lines []string
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(9)
+	g.Go(func() error {
+		return s.ListPages(gctx, "", "", 0, func(page []edgebase.Object) error {
+			for _, o := range page {
+				g.Go(func() error {
+					return s.GetObject(gctx, o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
+						h := sha256.New()
+						n, err := io.Copy(h, r)
+						if err != nil {
+							return err
+						}
+						mu.Lock()
+						lines = append(lines, fmt.Sprintf("object %s %d %s %s", strconv.Quote(o.Key), n, hex.EncodeToString(h.Sum(nil)), strconv.Quote(info.ContentType)))
+						mu.Unlock()
+						return nil
+					})
+				})
+			}
+			return nil
+		})
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	sort.Strings(lines)
+	return lines, nil
+}
+
+// restoreR2 runs edgevault's restore of archive with the database parts
+// into dst and storage through R2 direct into the target's stand-in,
+// uploading every object like the official CLI (--full-storage-restore).
+func (b *bench) restoreR2(ctx context.Context, dst *target, archive string) (toolRun, error) {
+	flags, env := b.r2dst.args()
+	args := append([]string{"--json", "backup", "restore", "--from", archive, "--yes", "--url", dst.URL, "--service-key", dst.Key,
+		"--concurrency", fmt.Sprint(b.cfg.concurrency), "--storage-concurrency", fmt.Sprint(2 * b.cfg.concurrency), "--full-storage-restore"}, flags...)
+	m, err := b.timedOn(ctx, dst, filepath.Dir(archive), environ(env...), b.cfg.edgevault, args...)
+	return toolRun{tool: "edgevault-r2", m: m, wall: m.wall}, err
+}
+
+// verifyR2Restore compares the target's stand-in's objects and the target
+// peer's database part with the source's fingerprint.
+func (b *bench) verifyR2Restore(ctx context.Context, want *edgebasetest.Fingerprint, dst *target) (string, error) {
+	got, err := b.fingerprint(ctx, dst)
+	if err != nil {
+		return "", err
+	}
+	var wantObjs, wantDB, gotDB []string
+	for _, l := range want.Lines {
+		switch {
+		case strings.HasPrefix(l, "object "):
+			wantObjs = append(wantObjs, l)
+		case !strings.HasPrefix(l, "storage "):
+			wantDB = append(wantDB, l)
+		}
+	}
+	for _, l := range got.Lines {
+		if !strings.HasPrefix(l, "object ") && !strings.HasPrefix(l, "storage ") {
+			gotDB = append(gotDB, l)
+		}
+	}
+	objs, err := b.r2dst.objectLines(ctx)
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(wantObjs)
+	verified := "yes"
+	if !slices.Equal(objs, wantObjs) {
+		verified = "no"
+		b.logf("edgevault-r2 restore: the stand-in holds %d objects, the source %d, and they differ", len(objs), len(wantObjs))
+	}
+	if !slices.Equal(gotDB, wantDB) {
+		verified = "no"
+		b.logf("edgevault-r2 restore: the target's database differs from the source's")
+	}
+	return verified, nil
 }

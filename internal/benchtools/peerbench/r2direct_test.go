@@ -52,11 +52,45 @@ func TestR2DirectRowWiring(t *testing.T) {
 	if !strings.Contains(stdout.String(), `"objects": 30`) && !strings.Contains(stdout.String(), `"objects":30`) {
 		t.Errorf("edgevault-r2 did not back up %d objects:\n%s", m, stdout.String())
 	}
-	if files, _ := filepath.Glob(filepath.Join(out, "edgebase-backup-*.tar.gz")); len(files) != 1 {
-		t.Errorf("archives %v", files)
+	files, _ := filepath.Glob(filepath.Join(out, "edgebase-backup-*.tar.gz"))
+	if len(files) != 1 {
+		t.Fatalf("archives %v", files)
 	}
 	if n := len(emu.RequestsTo("dump-storage")); n != 0 {
 		t.Errorf("%d dump-storage requests", n)
+	}
+
+	// The restore row: the same archive into another EdgeBase with storage
+	// into an empty stand-in for its bucket, which then holds the source's
+	// objects (sha256 and type).
+	dstMirror, err := startR2Mirror()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dstMirror.close()
+	dst := edgebasetest.NewTest(t, edgebasetest.Options{StateDir: t.TempDir()})
+	dflags, _ := dstMirror.args()
+	stdout.Reset()
+	stderr.Reset()
+	args = append([]string{"--json", "backup", "restore", "--from", files[0], "--yes", "--url", dst.URL(), "--service-key", dst.ServiceKey(),
+		"--state-dir", dst.StateDir(), "--full-storage-restore"}, dflags...)
+	code = cli.Run(ctx, args, cli.Env{Getenv: func(k string) string { return vals[k] }, WorkDir: t.TempDir(), Stdout: &stdout, Stderr: &stderr})
+	if code != 0 {
+		t.Fatalf("edgevault-r2 restore: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	wantObjs, err := mirror.objectLines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dstMirror.objectLines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(wantObjs) != m || strings.Join(got, "\n") != strings.Join(wantObjs, "\n") {
+		t.Errorf("the target's stand-in holds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantObjs, "\n"))
+	}
+	if n := len(dst.RequestsTo("restore-storage:put")) + len(dst.RequestsTo("restore-storage:wipe")); n != 0 {
+		t.Errorf("%d storage requests to the target's Worker", n)
 	}
 
 	// The report renders the row.
@@ -65,8 +99,14 @@ func TestR2DirectRowWiring(t *testing.T) {
 	for _, tool := range []string{"official", "edgevault", "edgevault-r2", "r2-floor"} {
 		rows = append(rows, row{Suite: "peer", Scenario: "N=500 M=2000", Op: "create-storage", Tool: tool, Rep: 1, Wall: 3, RSSKiB: 20 << 10})
 	}
+	for _, tool := range []string{"official", "edgevault", "edgevault-r2"} {
+		rows = append(rows, row{Suite: "peer", Scenario: "N=500 M=2000", Op: "restore", Tool: tool, Rep: 1, Wall: 4, RSSKiB: 20 << 10, Verified: "yes"})
+	}
 	writeMarkdown(&md, rows, nil, "")
 	if !strings.Contains(md.String(), "## Storage through R2 direct") || !strings.Contains(md.String(), "| N=500 M=2000 |") {
 		t.Errorf("no R2-direct table:\n%s", md.String())
+	}
+	if !strings.Contains(md.String(), "| scenario | official | edgevault (Worker) | edgevault-r2 | r2/official |") {
+		t.Errorf("no R2-direct restore table:\n%s", md.String())
 	}
 }

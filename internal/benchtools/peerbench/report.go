@@ -400,4 +400,41 @@ func writeR2Table(p printer, st map[key]stat, order []key) {
 			ratio(r2.wall, off.wall), ratio(r2.wall, fl.wall), rssOK, r2.load)
 	}
 	p("")
+	writeR2RestoreTable(p, st, scenarios)
+}
+
+// writeR2RestoreTable renders restore with storage through R2 direct
+// into a stand-in for the target's bucket against the official CLI's
+// restore through the Worker.
+func writeR2RestoreTable(p printer, st map[key]stat, scenarios []string) {
+	var rows []string
+	for _, sc := range scenarios {
+		if _, ok := st[key{"peer", sc, "restore", "edgevault-r2"}]; ok {
+			rows = append(rows, sc)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	p("restore: the official CLI through the Worker (wipe, then every object); edgevault with the database parts into the target peer")
+	p("and storage into an in-process S3 server standing in for the target's bucket, with --full-storage-restore (every object")
+	p("uploaded, like the official CLI). Verified: the stand-in's objects (sha256, content type) and the peer's database equal the source's.")
+	p("")
+	p("| scenario | official | edgevault (Worker) | edgevault-r2 | r2/official | r2 RSS ≤ %d MiB | verified | load |", targetRSSMiB)
+	p("|---|---|---|---|---|---|---|---|")
+	for _, sc := range rows {
+		off, okO := st[key{"peer", sc, "restore", "official"}]
+		ev, okE := st[key{"peer", sc, "restore", "edgevault"}]
+		r2 := st[key{"peer", sc, "restore", "edgevault-r2"}]
+		rssOK := "–"
+		if r2.n > r2.failed {
+			rssOK = "yes"
+			if r2.rss/1024 > targetRSSMiB {
+				rssOK = "**no**"
+			}
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %.2f |", sc, cell(off, okO), cell(ev, okE), cell(r2, true),
+			ratio(r2.wall, off.wall), rssOK, r2.verified, r2.load)
+	}
+	p("")
 }

@@ -81,6 +81,7 @@ fails, so it can gate CI.`,
 	fl := restoreCmd.Flags()
 	fl.StringVar(&rr.Archive, "archive", "", "key of the archive in the backup bucket (remote list, or a backup's status, names it)")
 	fl.BoolVar(&rr.SkipStorage, "skip-storage", false, "leave R2 untouched")
+	fl.BoolVar(&rr.FullStorage, "full-storage-restore", false, "wipe R2 and upload every object, instead of keeping the objects the target already holds unchanged")
 	fl.BoolVar(&rr.SkipSecrets, "skip-secrets", false, "do not restore secrets")
 	fl.StringArrayVar(&rr.Only, "only", nil, "restore only these units (repeatable): db:NS, db:NS:ID, storage, storage:PREFIX, auth, control, secrets")
 	fl.BoolVar(&rr.AllowSchemaDrift, "allow-schema-drift", false, "restore even when the target's schema would drop archived data")

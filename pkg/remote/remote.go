@@ -168,6 +168,7 @@ type BackupRequest struct {
 type RestoreRequest struct {
 	Archive          string   `json:"archive"`
 	SkipStorage      bool     `json:"skipStorage,omitempty"`
+	FullStorage      bool     `json:"fullStorage,omitempty"`
 	SkipSecrets      bool     `json:"skipSecrets,omitempty"`
 	Only             []string `json:"only,omitempty"`
 	AllowSchemaDrift bool     `json:"allowSchemaDrift,omitempty"`

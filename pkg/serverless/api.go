@@ -174,6 +174,7 @@ type backupRequest struct {
 type restoreRequest struct {
 	Archive          string   `json:"archive"`
 	SkipStorage      bool     `json:"skipStorage"`
+	FullStorage      bool     `json:"fullStorage"`
 	SkipSecrets      bool     `json:"skipSecrets"`
 	Only             []string `json:"only"`
 	AllowSchemaDrift bool     `json:"allowSchemaDrift"`
@@ -257,7 +258,7 @@ func (h *API) start(ctx context.Context, log *slog.Logger, kind events.JobKind, 
 		} else if err != nil {
 			return 0, nil, nil, err
 		}
-		sr.Options = events.Options{Archive: key, SkipStorage: in.SkipStorage, SkipSecrets: in.SkipSecrets, Only: in.Only, AllowSchemaDrift: in.AllowSchemaDrift}
+		sr.Options = events.Options{Archive: key, SkipStorage: in.SkipStorage, FullStorage: in.FullStorage, SkipSecrets: in.SkipSecrets, Only: in.Only, AllowSchemaDrift: in.AllowSchemaDrift}
 	}
 	idem := header(req, "Idempotency-Key")
 	if len(idem) > 200 {

@@ -98,7 +98,7 @@ func TestAPISecretsNeedTheStackSetting(t *testing.T) {
 		{"/backups", `{"includeStorage":true}`, 202, ""},
 		{"/restores", `{` + archive + `}`, 403, "secrets_not_allowed"},
 		{"/restores", `{` + archive + `,"only":["db:shared","secrets"]}`, 403, "secrets_not_allowed"},
-		{"/restores", `{` + archive + `,"skipSecrets":true}`, 202, ""},
+		{"/restores", `{` + archive + `,"skipSecrets":true,"fullStorage":true}`, 202, ""},
 		{"/restores", `{` + archive + `,"only":["db:shared,storage"]}`, 202, ""},
 	} {
 		status, body := f.post(t, c.path, c.body, "", operator)
@@ -108,6 +108,9 @@ func TestAPISecretsNeedTheStackSetting(t *testing.T) {
 	}
 	if len(f.starts) != 3 {
 		t.Fatalf("%d starts, want 3", len(f.starts))
+	}
+	if o := f.starts[1].Options; !o.SkipSecrets || !o.FullStorage {
+		t.Errorf("restore options %+v: skipSecrets and fullStorage not passed on", o)
 	}
 	allowed := newAPIFixture(t, true)
 	if status, body := allowed.post(t, "/backups", `{"includeSecrets":true}`, "", operator); status != 202 {

@@ -68,7 +68,7 @@ func parseFlags(args []string) (config, error) {
 	f.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	f.StringVar(&c.command, "command", "make scale", "the command line recorded in the report")
 	f.Float64Var(&c.maxRSSMiB, "max-rss", 64, "fail when edgevault's peak RSS exceeds this many MiB")
-	f.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the servers and the floor's client) here")
+	f.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process during the raw floor (the S3 server and the floor's client) here")
 	f.StringVar(&c.profileDir, "profile", "", "also run the backup in-process once more and write its CPU and peak heap profiles into this directory")
 	if err := f.Parse(args); err != nil {
 		return c, err
@@ -107,17 +107,6 @@ func run(ctx context.Context, c config) error {
 	if !c.keep {
 		defer os.RemoveAll(work)
 	}
-	if c.cpuProfile != "" {
-		f, err := os.Create(c.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	rep := &report{cfg: c, started: time.Now().UTC(), loadBefore: loadAvg(), cores: runtime.NumCPU(), goVersion: runtime.Version()}
 	e, err := startEnv(work + "/state")
 	if err != nil {
@@ -134,10 +123,15 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	rep.bucketBytes = c.shape.bytes()
-	if err := measureFloor(ctx, e, c, rep); err != nil {
+	if err := profiled(c.cpuProfile, func() error { return measureFloor(ctx, e, c, rep) }); err != nil {
 		return err
 	}
 	if err := measureBackup(ctx, e, c, work, rep); err != nil {
+		return err
+	}
+	rep.loadAfter = loadAvg()
+	rep.total = time.Since(rep.started)
+	if err := rep.write(); err != nil {
 		return err
 	}
 	if c.profileDir != "" {
@@ -145,12 +139,24 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
-	rep.loadAfter = loadAvg()
-	rep.total = time.Since(rep.started)
-	if err := rep.write(); err != nil {
+	return rep.check()
+}
+
+// profiled runs fn under a CPU profile written to path ("" = none).
+func profiled(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	f, err := os.Create(path)
+	if err != nil {
 		return err
 	}
-	return rep.check()
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	defer pprof.StopCPUProfile()
+	return fn()
 }
 
 func loadAvg() string {

@@ -33,7 +33,7 @@ func TestSlopeAndSummary(t *testing.T) {
 	if st.Min != 1 || st.Max != 5 || st.Median != 2.5 {
 		t.Errorf("%+v", st)
 	}
-	r := summariseRSS([]rssSample{{0, 1024}, {60, 2048}, {120, 3072}})
+	r := summariseRSS([]rssSample{{At: 0, KiB: 1024}, {At: 60, KiB: 2048}, {At: 120, KiB: 3072}})
 	if r.Median != 2 || math.Abs(r.SlopeAll-1) > 1e-9 {
 		t.Errorf("%+v", r)
 	}
@@ -91,5 +91,16 @@ func TestShape(t *testing.T) {
 	}
 	if o := s.object(3); !strings.HasPrefix(o.Key, "avatars/") || o.Size != 10 {
 		t.Errorf("%+v", o)
+	}
+}
+
+func TestHWMAt(t *testing.T) {
+	s := []rssSample{{At: 0, HWM: 10}, {At: 1, HWM: 50}, {At: 2, HWM: 70}, {At: 3, HWM: 70}}
+	at, ok := hwmAt(s)
+	if !ok || at != [2]float64{1, 2} {
+		t.Errorf("%v %v", at, ok)
+	}
+	if _, ok := hwmAt(nil); ok {
+		t.Error("no samples")
 	}
 }

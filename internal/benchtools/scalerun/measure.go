@@ -27,6 +27,7 @@ import (
 type rssSample struct {
 	At  float64 // seconds since the process started
 	KiB int64
+	HWM int64 // VmHWM so far
 }
 
 // progressEvent is one line of edgevault's --progress json, stamped with
@@ -107,7 +108,7 @@ func sampleRSS(ctx context.Context, pid int, start time.Time, interval time.Dura
 	defer t.Stop()
 	for {
 		if kib, peak, err := readStatus(pid); err == nil && kib > 0 {
-			out = append(out, rssSample{At: time.Since(start).Seconds(), KiB: kib})
+			out = append(out, rssSample{At: time.Since(start).Seconds(), KiB: kib, HWM: peak})
 			hwm = max(hwm, peak)
 		}
 		select {

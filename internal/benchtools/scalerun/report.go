@@ -136,6 +136,9 @@ func (r *report) writeSummary(w io.Writer) {
 	fmt.Fprintf(w, "| edgevault CPU (user + sys) | %.1f s + %.1f s (%.0f%% of one core) |\n", c.User.Seconds(), c.Sys.Seconds(), 100*(c.User+c.Sys).Seconds()/wall)
 	fmt.Fprintf(w, "| server CPU (emulator, S3 view, driver) | %.1f s (%.0f%% of one core) |\n", r.serverCPU.Seconds(), 100*r.serverCPU.Seconds()/wall)
 	fmt.Fprintf(w, "| peak RSS (kernel high-water mark, VmHWM / rusage) | %.1f MiB (limit %.0f MiB: %s) |\n", mib(c.HWMKiB), r.cfg.maxRSSMiB, yes(mib(c.HWMKiB) <= r.cfg.maxRSSMiB))
+	if at, ok := hwmAt(c.Samples); ok {
+		fmt.Fprintf(w, "| when VmHWM last rose | between %.2f s and %.2f s (units done: %d of %d) |\n", at[0], at[1], doneAt(c.Progress, at[1]), lastTotal(c.Progress))
+	}
 	fmt.Fprintf(w, "| RSS over the run (%d samples) | min %.1f / median %.1f / max %.1f MiB |\n", rs.Samples, rs.Min, rs.Median, rs.Max)
 	fmt.Fprintf(w, "| RSS slope (least squares) | %+.2f MiB/min over the run, %+.2f MiB/min over its second half |\n", rs.SlopeAll, rs.SlopeSecondH)
 	fmt.Fprintf(w, "| units (tasks) | %d, %.0f/s over the task phase |\n", lastTotal(c.Progress), float64(lastTotal(c.Progress))/max(tasks, 0.001))
@@ -149,6 +152,25 @@ func (r *report) writeSummary(w io.Writer) {
 		r.verified.Summary.Objects, r.cfg.shape.Objects, r.verified.Summary.Members, r.verified.Summary.VerifiedObjects)
 }
 
+// hwmAt brackets the moment the high-water mark reached its final value:
+// between the last sample before and the first sample showing it.
+func hwmAt(s []rssSample) ([2]float64, bool) {
+	if len(s) == 0 {
+		return [2]float64{}, false
+	}
+	final := s[len(s)-1].HWM
+	for i, x := range s {
+		if x.HWM == final {
+			prev := 0.0
+			if i > 0 {
+				prev = s[i-1].At
+			}
+			return [2]float64{prev, x.At}, true
+		}
+	}
+	return [2]float64{}, false
+}
+
 func lastTotal(evs []progressEvent) int64 {
 	if len(evs) == 0 {
 		return 0
@@ -160,10 +182,11 @@ func (r *report) writeRequests(w io.Writer) {
 	wall := r.create.Wall.Seconds()
 	fmt.Fprintf(w, "## Requests during the backup\n\n")
 	fmt.Fprintf(w, "Per second over the whole wall time (%.1f s); mean and max are the server's time per request.\n\n", wall)
-	fmt.Fprintf(w, "| component | operation | requests | req/s | mean ms | max ms | errors |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| component | operation | requests | req/s | mean ms | max ms | mean reply bytes | errors |\n|---|---|---|---|---|---|---|---|\n")
 	row := func(comp string, s opStats, over float64) {
-		fmt.Fprintf(w, "| %s | %s | %d | %.1f | %.2f | %.1f | %d |\n", comp, s.Op, s.Count, float64(s.Count)/over,
-			ms(s.Total)/float64(max(s.Count, 1)), ms(s.Max), s.Errors)
+		n := float64(max(s.Count, 1))
+		fmt.Fprintf(w, "| %s | %s | %d | %.1f | %.2f | %.1f | %.0f | %d |\n", comp, s.Op, s.Count, float64(s.Count)/over,
+			ms(s.Total)/n, ms(s.Max), float64(s.Bytes)/n, s.Errors)
 	}
 	for _, s := range r.adminOps {
 		row("admin API", s, wall)

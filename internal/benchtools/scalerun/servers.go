@@ -30,6 +30,7 @@ type opStats struct {
 	Op     string
 	Count  int64
 	Errors int64 // replies with status >= 400
+	Bytes  int64 // reply bodies
 	Total  time.Duration
 	Max    time.Duration
 }
@@ -41,6 +42,7 @@ func newCounter(name string, next http.Handler, label func(*http.Request) string
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	n      int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -54,7 +56,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
 }
 
 // Flush keeps streamed replies streaming.
@@ -77,6 +81,7 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.ops[op] = s
 	}
 	s.Count++
+	s.Bytes += sw.n
 	s.Total += d
 	s.Max = max(s.Max, d)
 	if sw.status >= 400 {

@@ -109,7 +109,7 @@ func measureBackup(ctx context.Context, e *env, c config, work string, rep *repo
 		"--service-key", e.emu.ServiceKey(), "--output", out, "--include-storage", "--concurrency", fmt.Sprint(c.concurrency),
 		"--state-dir", e.emu.StateDir(), "--r2-endpoint", e.s3.url, "--r2-bucket", e.emu.S3Bucket()}
 	env := []string{"R2_ACCESS_KEY_ID=" + edgebasetest.S3AccessKeyID, "R2_SECRET_ACCESS_KEY=" + edgebasetest.S3SecretAccessKey,
-		"EDGEBASE_URL=", "EDGEBASE_SERVICE_KEY=", "CLOUDFLARE_ACCOUNT_ID=", "CLOUDFLARE_API_TOKEN="}
+		"EDGEBASE_URL=", "EDGEBASE_SERVICE_KEY=", "CLOUDFLARE_ACCOUNT_ID=", "CLOUDFLARE_API_TOKEN=", "GOMEMLIMIT=" + c.memLimit}
 	log.Printf("edgevault backup create --include-storage (R2 direct), --concurrency %d", c.concurrency)
 	cpu0 := selfCPU()
 	var checkErr error

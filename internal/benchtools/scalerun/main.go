@@ -50,6 +50,7 @@ type config struct {
 	maxRSSMiB   float64
 	cpuProfile  string
 	profileDir  string
+	memLimit    string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -69,6 +70,7 @@ func parseFlags(args []string) (config, error) {
 	f.StringVar(&c.command, "command", "make scale", "the command line recorded in the report")
 	f.Float64Var(&c.maxRSSMiB, "max-rss", 64, "fail when edgevault's peak RSS exceeds this many MiB")
 	f.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process during the raw floor (the S3 server and the floor's client) here")
+	f.StringVar(&c.memLimit, "gomemlimit", "", "run edgevault with this GOMEMLIMIT (\"\" = its own default soft limit)")
 	f.StringVar(&c.profileDir, "profile", "", "also run the backup in-process once more and write its CPU and peak heap profiles into this directory")
 	if err := f.Parse(args); err != nil {
 		return c, err

@@ -43,15 +43,19 @@ type progressEvent struct {
 
 // procRun is one measured edgevault process.
 type procRun struct {
-	Args       []string
-	Wall       time.Duration
-	User, Sys  time.Duration
-	HWMKiB     int64 // the kernel's high-water mark (rusage)
-	Samples    []rssSample
-	Progress   []progressEvent
-	Stdout     []byte
-	StderrTail string
-	Err        error
+	Args      []string
+	Wall      time.Duration
+	User, Sys time.Duration
+	HWMKiB    int64 // the kernel's high-water mark, VmHWM
+	// RusageMaxKiB is wait4's ru_maxrss. It is not the peak: Go starts
+	// the child with vfork semantics, so until exec the child's memory is
+	// this process's, and exec records that memory's high-water mark.
+	RusageMaxKiB int64
+	Samples      []rssSample
+	Progress     []progressEvent
+	Stdout       []byte
+	StderrTail   string
+	Err          error
 }
 
 // runSampled runs bin, sampling VmRSS every interval and stamping its
@@ -90,9 +94,9 @@ func runSampled(ctx context.Context, bin string, args, env []string, interval ti
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.User = time.Duration(ru.Utime.Nano())
 		r.Sys = time.Duration(ru.Stime.Nano())
-		r.HWMKiB = ru.Maxrss
+		r.RusageMaxKiB = ru.Maxrss
 	}
-	r.HWMKiB = max(r.HWMKiB, hwm)
+	r.HWMKiB = hwm
 	if r.Err != nil {
 		r.Err = fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), r.Err, r.StderrTail)
 	}

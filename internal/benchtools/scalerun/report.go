@@ -135,7 +135,7 @@ func (r *report) writeSummary(w io.Writer) {
 	fmt.Fprintf(w, "| wall time, backup create | %.1f s (plan %.1f s, tasks %.1f s, last check + assembly %.1f s) |\n", wall, plan, tasks, finish)
 	fmt.Fprintf(w, "| edgevault CPU (user + sys) | %.1f s + %.1f s (%.0f%% of one core) |\n", c.User.Seconds(), c.Sys.Seconds(), 100*(c.User+c.Sys).Seconds()/wall)
 	fmt.Fprintf(w, "| server CPU (emulator, S3 view, driver) | %.1f s (%.0f%% of one core) |\n", r.serverCPU.Seconds(), 100*r.serverCPU.Seconds()/wall)
-	fmt.Fprintf(w, "| peak RSS (kernel high-water mark, VmHWM / rusage) | %.1f MiB (limit %.0f MiB: %s) |\n", mib(c.HWMKiB), r.cfg.maxRSSMiB, yes(mib(c.HWMKiB) <= r.cfg.maxRSSMiB))
+	fmt.Fprintf(w, "| peak RSS (the kernel's high-water mark, VmHWM) | %.1f MiB (limit %.0f MiB: %s) |\n", mib(c.HWMKiB), r.cfg.maxRSSMiB, yes(mib(c.HWMKiB) <= r.cfg.maxRSSMiB))
 	if at, ok := hwmAt(c.Samples); ok {
 		fmt.Fprintf(w, "| when VmHWM last rose | between %.2f s and %.2f s (units done: %d of %d) |\n", at[0], at[1], doneAt(c.Progress, at[1]), lastTotal(c.Progress))
 	}

@@ -23,14 +23,16 @@ import (
 )
 
 // DefaultParams are the model's defaults: the deployment of issue 13,
-// the latencies make scale measured, the stack's defaults (infra/config.go,
+// the server times and sizes make scale measured (bench/scale.md of
+// 2026-12-03: dump-do 6.6 ms and 840 bytes, list-dos 0.2 ms, GetObject
+// 6.5 ms for 767 bytes, ListObjectsV2 44 ms a page), the stack's defaults (infra/config.go,
 // infra/contract.go, pkg/serverless/config.go) and the documented AWS and
 // Cloudflare limits and us-east-1 prices.
 func DefaultParams() Params {
 	return Params{
 		DOs: 100000, Objects: 1000000, Namespaces: 1,
-		ObjectBytes: 767, DODumpBytes: 2300, ObjectEntryBytes: 230,
-		WANRTT: 0.030, AdminDumpDO: 0.0071, AdminListDOs: 0.005, R2List: 0.042, R2Get: 0.0014,
+		ObjectBytes: 767, DODumpBytes: 840, ObjectEntryBytes: 230,
+		WANRTT: 0.030, AdminDumpDO: 0.0066, AdminListDOs: 0.0002, R2List: 0.0441, R2Get: 0.0065,
 		S3Get: 0.020, S3Put: 0.035, S3List: 0.040, SQSSend: 0.015, CFPage: 0.5, S3Throughput: 80 << 20,
 		AssemblerPrefetch: 1, DispatchBatches: 8, Concurrency: 20, RangeKeys: 1000, ResolveChunk: 100,
 		RecheckDelay: 20, ComposeAbove: 1 << 30,

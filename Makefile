@@ -6,7 +6,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 BIN := build/bin
 FUNCTIONS := scheduler worker assembler api drcopy drill
 
-.PHONY: build test test-fast lint demo demo-05 bench lambdas e2e conformance clean
+.PHONY: build test test-fast lint demo demo-05 bench scale lambdas e2e conformance clean
 
 build: ## edgevault and the emulator for this machine
 	$(GO) build -o $(BIN)/edgevault ./cmd/edgevault
@@ -40,6 +40,9 @@ demo-05: build ## the demo against emulators behaving like EdgeBase 0.4.x-0.5.x
 
 bench: build ## benchmarks (see bench/README.md)
 	./scripts/bench.sh
+
+scale: ## one embedded backup of 10,000 DOs and 200,000 objects (R2 direct), measured into bench/scale.md (docs/SCALE.md)
+	./scripts/scale.sh
 
 lambdas: ## linux/arm64 bootstrap binaries for the Lambda functions
 	@for fn in $(FUNCTIONS); do \

@@ -323,24 +323,31 @@ func (b *Tasks) source() ObjectSource {
 }
 
 // prefetcher downloads the objects of a range ahead of the member writer,
-// at most Concurrency at a time, in listing order.
+// in listing order, at most Concurrency ahead of it: a place in the window
+// is taken before an object is fetched and given back when the writer
+// takes the object, so fetched objects waiting for their turn (held in
+// memory up to the spool's in-memory limit each) count against it too.
 type prefetcher struct {
-	slots    []chan spooled
+	slots []chan spooled
+	// held marks the slots whose object holds a place in the window
+	// until the writer takes it.
+	held     []bool
+	window   chan struct{}
 	consumed int
 }
 
 func (b *Tasks) prefetch(ctx context.Context, objs []edgebase.Object) *prefetcher {
-	p := &prefetcher{slots: make([]chan spooled, len(objs))}
+	p := &prefetcher{slots: make([]chan spooled, len(objs)), held: make([]bool, len(objs)),
+		window: make(chan struct{}, max(b.Concurrency, 1))}
 	for i := range p.slots {
 		p.slots[i] = make(chan spooled, 1)
 	}
-	sem := make(chan struct{}, max(b.Concurrency, 1))
 	go func() {
 		for i, o := range objs {
 			held, direct, err := b.Spool.reserve(ctx, o)
 			if err == nil {
 				select {
-				case sem <- struct{}{}:
+				case p.window <- struct{}{}:
 				case <-ctx.Done():
 					err = ctx.Err()
 				}
@@ -356,13 +363,11 @@ func (b *Tasks) prefetch(ctx context.Context, objs []edgebase.Object) *prefetche
 					}
 					return
 				}
-				<-sem
+				<-p.window // a direct object is fetched when its turn comes
 				continue
 			}
-			go func() {
-				defer func() { <-sem }()
-				p.slots[i] <- b.Spool.fetch(ctx, b.source(), o, held)
-			}()
+			p.held[i] = true
+			go func() { p.slots[i] <- b.Spool.fetch(ctx, b.source(), o, held) }()
 		}
 	}()
 	return p
@@ -370,15 +375,24 @@ func (b *Tasks) prefetch(ctx context.Context, objs []edgebase.Object) *prefetche
 
 func (p *prefetcher) next(i int) spooled {
 	p.consumed = i + 1
-	return <-p.slots[i]
+	return p.take(i)
+}
+
+// take receives object i and gives its place in the window back.
+func (p *prefetcher) take(i int) spooled {
+	s := <-p.slots[i]
+	if p.held[i] {
+		<-p.window
+	}
+	return s
 }
 
 // drain closes what the writer did not consume (after a failure): every
 // slot receives exactly one value, so this ends once the context is
 // cancelled and the fetches in flight return.
 func (p *prefetcher) drain() {
-	for _, c := range p.slots[p.consumed:] {
-		(<-c).close()
+	for i := p.consumed; i < len(p.slots); i++ {
+		p.take(i).close()
 	}
 }
 

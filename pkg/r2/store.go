@@ -64,6 +64,8 @@ func New(cfg Config) (*Store, error) {
 		Region:       "auto",
 		BaseEndpoint: aws.String(cfg.EndpointURL()),
 		UsePathStyle: !cfg.VirtualHosted,
+		// One resolution per store instead of one per request.
+		EndpointResolverV2: newCachedEndpoints(),
 		Credentials: credentials.NewStaticCredentialsProvider(cfg.AccessKeyID,
 			cfg.SecretAccessKey.Reveal(), ""),
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,

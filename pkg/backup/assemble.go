@@ -277,59 +277,9 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 		return err
 	}
 	man.BackupTimestamp = hdr.Timestamp
-	err = a.Jobs.EachTask(ctx, job.ID, func(t events.Task) error {
-		out, err := a.output(ctx, t)
-		if err != nil {
-			return err
-		}
-		if t.Kind == events.TaskStorage {
-			var idx StorageIndex
-			if err := a.Jobs.GetJSON(ctx, out+IndexName, &idx); err != nil {
-				return err
-			}
-			for _, o := range idx.Objects {
-				if err := jw.StorageObject(o); err != nil {
-					return err
-				}
-				man.CountObject(o)
-			}
-			return nil
-		}
-		if t.Kind == events.TaskSecrets {
-			var vals map[string]string
-			if err := a.Jobs.GetJSON(ctx, out+PartName, &vals); err != nil {
-				return err
-			}
-			vs, err := jw.Secrets(vals)
-			man.Count(vs)
-			return err
-		}
-		rc, err := a.Jobs.Store.Get(ctx, out+PartName)
-		if err != nil {
-			return fmt.Errorf("%s: %w", t.Unit, err)
-		}
-		defer rc.Close()
-		var vs archive.ValueStats
-		switch t.Kind {
-		case events.TaskControlD1:
-			vs, err = jw.ControlD1(rc)
-		case events.TaskAuthD1:
-			vs, err = jw.AuthD1(rc)
-		case events.TaskDO:
-			vs, err = jw.Database(t.DOName, rc)
-		case events.TaskConfig:
-			vs, err = jw.Config(rc)
-		case events.TaskData:
-			vs, err = jw.DataNamespace(t.Namespace, rc)
-		default:
-			err = fmt.Errorf("unexpected task kind %q in a backup plan", t.Kind)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", t.Unit, err)
-		}
-		man.Count(vs)
-		return nil
-	})
+	err = eachAhead(ctx, a.Jobs, job.ID, ReadAhead, a.preparePart, func(t events.Task, p preparedPart) error {
+		return writePart(jw, man, t, p)
+	}, preparedPart.close)
 	if err != nil {
 		if errors.Is(err, archive.ErrInvalid) {
 			return pipeline.Permanent(err)
@@ -337,6 +287,77 @@ func (a *Assembler) writeDocument(ctx context.Context, job *events.Job, w io.Wri
 		return err
 	}
 	return jw.Close()
+}
+
+// preparedPart is what writeDocument needs of one task, read ahead: the
+// index of a storage range, the values of the secrets, or the open part.
+type preparedPart struct {
+	idx     StorageIndex
+	secrets map[string]string
+	rc      io.ReadCloser
+}
+
+func (p preparedPart) close() {
+	if p.rc != nil {
+		p.rc.Close()
+	}
+}
+
+func (a *Assembler) preparePart(ctx context.Context, t events.Task) (preparedPart, error) {
+	var p preparedPart
+	out, err := a.output(ctx, t)
+	if err != nil {
+		return p, err
+	}
+	switch t.Kind {
+	case events.TaskStorage:
+		err = a.Jobs.GetJSON(ctx, out+IndexName, &p.idx)
+	case events.TaskSecrets:
+		err = a.Jobs.GetJSON(ctx, out+PartName, &p.secrets)
+	default:
+		p.rc, err = a.Jobs.Store.Get(ctx, out+PartName)
+	}
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", t.Unit, err)
+	}
+	return p, nil
+}
+
+// writePart writes one task's part of backup.json.
+func writePart(jw *archive.JSONWriter, man *archive.Manifest, t events.Task, p preparedPart) error {
+	var (
+		vs  archive.ValueStats
+		err error
+	)
+	switch t.Kind {
+	case events.TaskStorage:
+		for _, o := range p.idx.Objects {
+			if err := jw.StorageObject(o); err != nil {
+				return err
+			}
+			man.CountObject(o)
+		}
+		return nil
+	case events.TaskSecrets:
+		vs, err = jw.Secrets(p.secrets)
+	case events.TaskControlD1:
+		vs, err = jw.ControlD1(p.rc)
+	case events.TaskAuthD1:
+		vs, err = jw.AuthD1(p.rc)
+	case events.TaskDO:
+		vs, err = jw.Database(t.DOName, p.rc)
+	case events.TaskConfig:
+		vs, err = jw.Config(p.rc)
+	case events.TaskData:
+		vs, err = jw.DataNamespace(t.Namespace, p.rc)
+	default:
+		err = fmt.Errorf("unexpected task kind %q in a backup plan", t.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.Unit, err)
+	}
+	man.Count(vs)
+	return nil
 }
 
 // putHashed stores what produce writes under key and returns its size and

@@ -11,7 +11,7 @@
 // trip; AWS-side latencies, limits and prices are flags whose defaults and
 // sources docs/SCALE.md lists.
 //
-//	scalesim [-dos 100000] [-objects 1000000] [-assembler-prefetch 1] [-worker-max-concurrency 10] ...
+//	scalesim [-dos 100000] [-objects 1000000] [-assembler-prefetch 32] [-worker-max-concurrency 10] ...
 package main
 
 import (
@@ -20,6 +20,8 @@ import (
 	"log"
 	"os"
 	"time"
+
+	"github.com/edgevault/edgevault/pkg/backup"
 )
 
 // DefaultParams are the model's defaults: the deployment of issue 13,
@@ -34,7 +36,7 @@ func DefaultParams() Params {
 		ObjectBytes: 767, DODumpBytes: 840, ObjectEntryBytes: 230,
 		WANRTT: 0.030, AdminDumpDO: 0.0066, AdminListDOs: 0.0002, R2List: 0.0441, R2Get: 0.0065,
 		S3Get: 0.020, S3Put: 0.035, S3List: 0.040, SQSSend: 0.015, CFPage: 0.5, S3Throughput: 80 << 20,
-		AssemblerPrefetch: 1, DispatchBatches: 8, Concurrency: 20, RangeKeys: 1000, ResolveChunk: 100,
+		AssemblerPrefetch: backup.ReadAhead, DispatchBatches: 8, Concurrency: 20, RangeKeys: 1000, ResolveChunk: 100,
 		RecheckDelay: 20, ComposeAbove: 1 << 30,
 		WorkerBatch: 5, WorkerMaxConc: 10, WorkerMemoryGB: 1, AssemblerMemoryGB: 1, SchedulerMemoryGB: 1,
 		SchedulerTimeout: 600, AssemblerTimeout: 900,
@@ -66,7 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (Params, error) {
 	f.Float64Var(&p.SQSSend, "sqs-send", p.SQSSend, "seconds for one SendMessageBatch")
 	f.Float64Var(&p.CFPage, "cf-page", p.CFPage, "seconds for one Cloudflare API page")
 	f.Float64Var(&p.S3Throughput, "s3-throughput", p.S3Throughput, "bytes/s one Lambda streams to or from S3")
-	f.IntVar(&p.AssemblerPrefetch, "assembler-prefetch", p.AssemblerPrefetch, "outcomes and parts the assembler reads at once (the code today: 1)")
+	f.IntVar(&p.AssemblerPrefetch, "assembler-prefetch", p.AssemblerPrefetch, "outcomes and parts the assembler prepares ahead of the one it writes (backup.ReadAhead)")
 	f.IntVar(&p.WorkerMaxConc, "worker-max-concurrency", p.WorkerMaxConc, "the task event source's maximum concurrency (stack context workerMaxConcurrency; 0 = none)")
 	f.IntVar(&p.WorkerBatch, "task-batch-size", p.WorkerBatch, "SQS batch size of the worker (stack context taskBatchSize)")
 	f.IntVar(&p.Concurrency, "range-concurrency", p.Concurrency, "objects one storage range fetches at once")

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,6 +130,7 @@ type importer struct {
 	r       *Repository
 	snap    *Snapshot
 	pw      *io.PipeWriter
+	tail    *tailWriter
 	done    chan tableResult
 	size    int64
 	objects []archive.Object
@@ -198,24 +200,71 @@ func (imp *importer) Header(_ context.Context, h archive.Header) error {
 func (imp *importer) BeginValue(ctx context.Context, _ archive.ValueRef) (io.Writer, error) {
 	pr, pw := io.Pipe()
 	imp.pw, imp.done = pw, make(chan tableResult, 1)
+	imp.tail = &tailWriter{w: pw}
 	go func() {
 		l, n, err := imp.r.SaveStream(ctx, pr)
 		_ = pr.CloseWithError(err)
 		imp.size = n
 		imp.done <- tableResult{l, err}
 	}()
-	return pw, nil
+	return imp.tail, nil
 }
 
-func (imp *importer) EndValue(_ context.Context, ref archive.ValueRef, _ archive.ValueStats) error {
+// timestampMember starts the member a DO dump ends with: the time of the
+// dump, new bytes in every backup of an unchanged DO.
+var timestampMember = []byte(`,"timestamp":`)
+
+// EndValue stores a trailing "timestamp" member as chunks of its own, so
+// the rest of an unchanged value deduplicates against earlier snapshots
+// (a small DO dump is one chunk, which the timestamp would make new every
+// day). The unit's bytes are the same either way.
+func (imp *importer) EndValue(ctx context.Context, ref archive.ValueRef, _ archive.ValueStats) error {
+	tail := imp.tail.tail
+	split := bytes.LastIndex(tail, timestampMember)
+	if split < 0 {
+		split = len(tail)
+	}
+	_, werr := imp.pw.Write(tail[:split])
 	_ = imp.pw.Close()
 	res := <-imp.done
-	imp.pw = nil
+	imp.pw, imp.tail = nil, nil
 	if res.err != nil {
 		return res.err
 	}
-	imp.snap.Units = append(imp.snap.Units, Unit{Section: ref.Section, Name: ref.Name, Size: imp.size, Chunks: res.list})
+	if werr != nil {
+		return werr
+	}
+	list, size := res.list, imp.size
+	if rest := tail[split:]; len(rest) > 0 {
+		more, err := imp.r.SaveBytes(ctx, rest)
+		if err != nil {
+			return err
+		}
+		list, size = append(list, more...), size+int64(len(rest))
+	}
+	imp.snap.Units = append(imp.snap.Units, Unit{Section: ref.Section, Name: ref.Name, Size: size, Chunks: list})
 	return nil
+}
+
+// tailHold is how many final bytes of a value tailWriter holds back: room
+// for the timestamp member (`,"timestamp":"2026-12-03T07:15:02.850Z"}`).
+const tailHold = 96
+
+// tailWriter forwards all but the last tailHold bytes written to it.
+type tailWriter struct {
+	w    io.Writer
+	tail []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.tail = append(t.tail, p...)
+	if over := len(t.tail) - tailHold; over > 0 {
+		if _, err := t.w.Write(t.tail[:over]); err != nil {
+			return 0, err
+		}
+		t.tail = append(t.tail[:0], t.tail[over:]...)
+	}
+	return len(p), nil
 }
 
 func (imp *importer) StorageObject(_ context.Context, o archive.Object) error {

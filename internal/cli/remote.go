@@ -61,32 +61,7 @@ fails, so it can gate CI.`,
 	backup.Flags().BoolVar(&inc.storage, "include-storage", false, "include every R2 object")
 	backup.Flags().BoolVar(&inc.secrets, "include-secrets", false, "include the EdgeBase secrets (the stack must allow it)")
 
-	var rf remoteFlags
-	var rr remote.RestoreRequest
-	restoreCmd := &cobra.Command{
-		Use:   "restore --archive KEY --yes",
-		Short: "Restore an archive of the backup bucket into the deployment (replaces its data)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !rr.Confirm {
-				return &cmdError{status: "needs_input", code: "backup_restore_confirmation_required", field: "yes", exit: ExitNeedsInput,
-					msg: "a restore replaces the target's data and needs confirmation: pass --yes"}
-			}
-			return a.remoteStart(cmd.Context(), rf, remote.Restore, func(c *remote.Client) (string, error) {
-				return c.StartRestore(cmd.Context(), rr)
-			})
-		},
-	}
-	rf.register(restoreCmd, true)
-	fl := restoreCmd.Flags()
-	fl.StringVar(&rr.Archive, "archive", "", "key of the archive in the backup bucket (remote list, or a backup's status, names it)")
-	fl.BoolVar(&rr.SkipStorage, "skip-storage", false, "leave R2 untouched")
-	fl.BoolVar(&rr.FullStorage, "full-storage-restore", false, "wipe R2 and upload every object, instead of keeping the objects the target already holds unchanged")
-	fl.BoolVar(&rr.SkipSecrets, "skip-secrets", false, "do not restore secrets")
-	fl.StringArrayVar(&rr.Only, "only", nil, "restore only these units (repeatable): db:NS, db:NS:ID, storage, storage:PREFIX, auth, control, secrets")
-	fl.BoolVar(&rr.AllowSchemaDrift, "allow-schema-drift", false, "restore even when the target's schema would drop archived data")
-	fl.BoolVarP(&rr.Confirm, "yes", "y", false, "confirm the restore")
-	_ = restoreCmd.MarkFlagRequired("archive")
+	restoreCmd := a.remoteRestoreCommand()
 
 	var sf remoteFlags
 	status := &cobra.Command{
@@ -136,6 +111,37 @@ fails, so it can gate CI.`,
 
 	cmd.AddCommand(backup, restoreCmd, status, listCmd)
 	return cmd
+}
+
+// remoteRestoreCommand is `remote restore`.
+func (a *app) remoteRestoreCommand() *cobra.Command {
+	var rf remoteFlags
+	var rr remote.RestoreRequest
+	restoreCmd := &cobra.Command{
+		Use:   "restore --archive KEY --yes",
+		Short: "Restore an archive of the backup bucket into the deployment (replaces its data)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !rr.Confirm {
+				return &cmdError{status: "needs_input", code: "backup_restore_confirmation_required", field: "yes", exit: ExitNeedsInput,
+					msg: "a restore replaces the target's data and needs confirmation: pass --yes"}
+			}
+			return a.remoteStart(cmd.Context(), rf, remote.Restore, func(c *remote.Client) (string, error) {
+				return c.StartRestore(cmd.Context(), rr)
+			})
+		},
+	}
+	rf.register(restoreCmd, true)
+	fl := restoreCmd.Flags()
+	fl.StringVar(&rr.Archive, "archive", "", "key of the archive in the backup bucket (remote list, or a backup's status, names it)")
+	fl.BoolVar(&rr.SkipStorage, "skip-storage", false, "leave R2 untouched")
+	fl.BoolVar(&rr.FullStorage, "full-storage-restore", false, "wipe R2 and upload every object, instead of keeping the objects the target already holds unchanged")
+	fl.BoolVar(&rr.SkipSecrets, "skip-secrets", false, "do not restore secrets")
+	fl.StringArrayVar(&rr.Only, "only", nil, "restore only these units (repeatable): db:NS, db:NS:ID, storage, storage:PREFIX, auth, control, secrets")
+	fl.BoolVar(&rr.AllowSchemaDrift, "allow-schema-drift", false, "restore even when the target's schema would drop archived data")
+	fl.BoolVarP(&rr.Confirm, "yes", "y", false, "confirm the restore")
+	_ = restoreCmd.MarkFlagRequired("archive")
+	return restoreCmd
 }
 
 // kindOfJob tells a job's collection from its id ("restore-..." or

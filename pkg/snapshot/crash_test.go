@@ -16,7 +16,10 @@ import (
 	"github.com/edgevault/edgevault/pkg/snapshot"
 )
 
-var crashOptions = repository.Options{ScryptN: 1024, ScryptR: 8, ScryptP: 1, MinChunk: 64 << 10, MaxChunk: 256 << 10, PackSize: 256 << 10}
+// crashOptions pack every run alike (a fixed chunker polynomial, objects
+// read one at a time), so the Nth write of a run is the probe's Nth.
+var crashOptions = repository.Options{ScryptN: 1024, ScryptR: 8, ScryptP: 1, MinChunk: 64 << 10, MaxChunk: 256 << 10, PackSize: 256 << 10,
+	Polynomial: 0x3DA3358B4DC173}
 
 // backupOnce is one incremental snapshot backup through store: open, a
 // unit, the storage table against the newest snapshot, the snapshot.
@@ -37,7 +40,7 @@ func backupOnce(ctx context.Context, store pipeline.BlobStore, src snapshot.Stor
 	if err != nil {
 		return repository.ID{}, err
 	}
-	res, err := snapshot.TakeStorage(ctx, r, parent, src, 3)
+	res, err := snapshot.TakeStorage(ctx, r, parent, src, 1)
 	if err != nil {
 		return repository.ID{}, err
 	}

@@ -25,8 +25,9 @@ type CheckReport struct {
 	checked  []ID // the snapshots checked
 }
 
-// checkLimit bounds the packs read at once.
-const checkLimit = 4
+// checkLimit bounds the packs read at once (each is held whole while its
+// blobs are checked: a few MiB).
+const checkLimit = 2
 
 // Check verifies the repository's structure: every index file opens and
 // names packs that exist with the size it says, every snapshot opens and

@@ -184,19 +184,7 @@ func TestPruneCrashAtEveryStep(t *testing.T) {
 	if err := prune(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	type step struct {
-		op  blobtest.Op
-		nth int
-		key string
-	}
-	var steps []step
-	count := map[blobtest.Op]int{}
-	for _, c := range f.Calls() {
-		count[c.Op]++
-		if c.Op == blobtest.OpPut || c.Op == blobtest.OpDelete || c.Op == blobtest.OpCreate {
-			steps = append(steps, step{c.Op, count[c.Op], c.Key})
-		}
-	}
+	steps := blobtest.Writes(f.Calls())
 	if len(steps) < 5 {
 		t.Fatalf("a clean prune made %d writes", len(steps))
 	}
@@ -204,12 +192,12 @@ func TestPruneCrashAtEveryStep(t *testing.T) {
 	t.Logf("a clean prune makes %d writes; %d packs remain", len(steps), rep.Packs)
 	for _, s := range steps {
 		for _, after := range []bool{false, true} {
-			name := fmt.Sprintf("%s#%d(%s)/after=%v", s.op, s.nth, s.key[:min(len(s.key), 12)], after)
+			name := fmt.Sprintf("%s#%d(%s)/after=%v", s.Op, s.Nth, s.Key[:min(len(s.Key), 12)], after)
 			t.Run(name, func(t *testing.T) {
 				store, _ := newStore(t)
 				keep, content := setupForgotten(t, store)
 				f := blobtest.NewFaulty(store, false)
-				f.Inject(blobtest.Fault{Op: s.op, Nth: s.nth, After: after})
+				f.Inject(s.Fault(after))
 				if err := prune(ctx, f); err == nil {
 					t.Fatal("the injected fault did not stop prune")
 				}

@@ -282,31 +282,25 @@ func TestForgetPruneCrashAtEveryStep(t *testing.T) {
 	if err := forgetAndPrune(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	type step struct {
-		op  blobtest.Op
-		nth int
-		key string
-	}
-	var steps []step
-	count := map[blobtest.Op]int{}
-	for _, c := range f.Calls() {
-		count[c.Op]++
-		if c.Op == blobtest.OpPut || c.Op == blobtest.OpDelete || c.Op == blobtest.OpCreate {
-			steps = append(steps, step{c.Op, count[c.Op], c.Key})
+	steps := blobtest.Writes(f.Calls())
+	t.Logf("a clean forget and prune makes %d writes and deletes", len(steps))
+	deletes := 0
+	for _, s := range steps {
+		if s.Op == blobtest.OpDelete {
+			deletes++
 		}
 	}
-	t.Logf("a clean forget and prune makes %d writes and deletes", len(steps))
-	if count[blobtest.OpDelete] < 6 {
-		t.Fatalf("a clean job made %d deletes", count[blobtest.OpDelete])
+	if deletes < 6 {
+		t.Fatalf("a clean job made %d deletes", deletes)
 	}
 	for _, s := range steps {
 		for _, after := range []bool{false, true} {
-			name := fmt.Sprintf("%s#%d(%s)/after=%v", s.op, s.nth, s.key[:min(len(s.key), 14)], after)
+			name := fmt.Sprintf("%s#%d(%s)/after=%v", s.Op, s.Nth, s.Key[:min(len(s.Key), 14)], after)
 			t.Run(name, func(t *testing.T) {
 				store, _ := newStore(t)
 				vs := setupVerified(t, store)
 				f := blobtest.NewFaulty(store, false)
-				f.Inject(blobtest.Fault{Op: s.op, Nth: s.nth, After: after})
+				f.Inject(s.Fault(after))
 				if err := forgetAndPrune(ctx, f); err == nil {
 					t.Fatal("the injected fault did not stop the job")
 				}

@@ -89,29 +89,17 @@ func TestBackupFailsAtEveryWrite(t *testing.T) {
 	if _, err := backupOnce(ctx, probe, src); err != nil {
 		t.Fatal(err)
 	}
-	type step struct {
-		op  blobtest.Op
-		nth int
-		key string
-	}
-	var steps []step
-	count := map[blobtest.Op]int{}
-	for _, c := range probe.Calls() {
-		count[c.Op]++
-		if c.Op == blobtest.OpPut || c.Op == blobtest.OpCreate || c.Op == blobtest.OpDelete {
-			steps = append(steps, step{c.Op, count[c.Op], c.Key})
-		}
-	}
+	steps := blobtest.Writes(probe.Calls())
 	if len(steps) < 3 {
 		t.Fatalf("a clean backup made %d writes: %v", len(steps), steps)
 	}
 	t.Logf("a clean incremental backup makes %d writes", len(steps))
 	for _, s := range steps {
 		for _, after := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s#%d(%s)/after=%v", s.op, s.nth, strings.SplitN(s.key, "/", 2)[0], after), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s#%d(%s)/after=%v", s.Op, s.Nth, strings.SplitN(s.Key, "/", 2)[0], after), func(t *testing.T) {
 				st := setup(t)
 				f := blobtest.NewFaulty(st, false)
-				f.Inject(blobtest.Fault{Op: s.op, Nth: s.nth, After: after})
+				f.Inject(s.Fault(after))
 				_, err := backupOnce(ctx, f, src)
 				if err == nil {
 					t.Fatal("the injected fault did not stop the backup")

@@ -238,3 +238,29 @@ func (f *Faulty) Compose(ctx context.Context, dst string, srcs []string) error {
 	}
 	return f.do(OpCompose, dst, func() error { return c.Compose(ctx, dst, srcs) })
 }
+
+// Step is one write a recorded run made: its operation and which one of
+// that operation it was (1-based), and the key.
+type Step struct {
+	Op  Op
+	Nth int
+	Key string
+}
+
+// Fault fails this step: before it takes effect, or after with the
+// answer lost.
+func (s Step) Fault(after bool) Fault { return Fault{Op: s.Op, Nth: s.Nth, After: after} }
+
+// Writes lists the puts, creates and deletes of a recorded run in order:
+// the steps a test fails one at a time.
+func Writes(calls []Call) []Step {
+	var out []Step
+	count := map[Op]int{}
+	for _, c := range calls {
+		count[c.Op]++
+		if c.Op == OpPut || c.Op == OpCreate || c.Op == OpDelete {
+			out = append(out, Step{Op: c.Op, Nth: count[c.Op], Key: c.Key})
+		}
+	}
+	return out
+}

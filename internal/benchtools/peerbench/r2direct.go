@@ -29,13 +29,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edgevault/edgevault/internal/benchtools/r2floor"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/r2"
@@ -100,26 +100,8 @@ func (m *r2Mirror) floor(ctx context.Context, inFlight int) (secs float64, objec
 		return 0, 0, 0, err
 	}
 	start := time.Now()
-	var n, total atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(inFlight + 1)
-	g.Go(func() error {
-		return s.ListPages(gctx, "", "", 0, func(page []edgebase.Object) error {
-			for _, o := range page {
-				g.Go(func() error {
-					return s.GetObject(gctx, o.Key, func(r io.Reader, _ edgebase.ObjectInfo) error {
-						c, err := io.Copy(io.Discard, r)
-						n.Add(1)
-						total.Add(c)
-						return err
-					})
-				})
-			}
-			return nil
-		})
-	})
-	err = g.Wait()
-	return time.Since(start).Seconds(), n.Load(), total.Load(), err
+	objects, bytes, err = r2floor.Read(ctx, s, inFlight)
+	return time.Since(start).Seconds(), objects, bytes, err
 }
 
 // createR2 runs the R2-direct tools: "edgevault-r2" as its own process

@@ -4,16 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/edgevault/edgevault/pkg/edgebase"
+	"github.com/edgevault/edgevault/internal/benchtools/r2floor"
 	"github.com/edgevault/edgevault/pkg/edgebase/edgebasetest"
 	"github.com/edgevault/edgevault/pkg/r2"
 	"github.com/edgevault/edgevault/pkg/sensitive"
@@ -40,28 +36,11 @@ func measureFloor(ctx context.Context, e *env, c config, rep *report) error {
 	log.Printf("floor: list + GET %d objects, %d in flight", c.shape.Objects, inFlight)
 	e.s3C.reset()
 	start := time.Now()
-	var n, total atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(inFlight + 1)
-	g.Go(func() error {
-		return s.ListPages(gctx, "", "", 0, func(page []edgebase.Object) error {
-			for _, o := range page {
-				g.Go(func() error {
-					return s.GetObject(gctx, o.Key, func(r io.Reader, _ edgebase.ObjectInfo) error {
-						c, err := io.Copy(io.Discard, r)
-						n.Add(1)
-						total.Add(c)
-						return err
-					})
-				})
-			}
-			return nil
-		})
-	})
-	if err := g.Wait(); err != nil {
+	n, total, err := r2floor.Read(ctx, s, inFlight)
+	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	rep.floor = floorRun{Wall: time.Since(start), Objects: n.Load(), Bytes: total.Load(), InFlight: inFlight, Ops: e.s3C.snapshot()}
+	rep.floor = floorRun{Wall: time.Since(start), Objects: n, Bytes: total, InFlight: inFlight, Ops: e.s3C.snapshot()}
 	if rep.floor.Objects != int64(c.shape.Objects) {
 		return fmt.Errorf("floor: %d objects read, want %d", rep.floor.Objects, c.shape.Objects)
 	}

@@ -15,6 +15,7 @@ const (
 	API       = "api"
 	DRCopy    = "drcopy"
 	Drill     = "drill"
+	Maintain  = "maintain"
 )
 
 // Functions lists every function in deployment order.
@@ -22,7 +23,9 @@ var Functions = []string{Scheduler, Worker, Assembler, API, DRCopy}
 
 // Optional lists the functions the stack deploys only when configured:
 // the drill function needs a scratch deployment (stack context drillUrl).
-var Optional = []string{Drill}
+// The maintain function (retention and the weekly v1.1 export) runs only in
+// repository mode (stack context backupMode "repository").
+var Optional = []string{Drill, Maintain}
 
 // Environment variable names.
 // IdempotencyDir is where, under the staging prefix, the api records the
@@ -61,6 +64,10 @@ const (
 	DrillURL          = "EDGEVAULT_DRILL_URL"          // scratch deployment the drill function restores into
 	DrillKeySecret    = "EDGEVAULT_DRILL_KEY_SECRET"   // Secrets Manager id of the scratch deployment's service key
 	SigningKeyARN     = "EDGEVAULT_SIGNING_KEY_ARN"    // KMS ECC_NIST_P256 SIGN_VERIFY key signing manifests (assembler) and drill reports (drill); "" = unsigned
+	RepositoryPrefix  = "EDGEVAULT_REPOSITORY_PREFIX"  // repository mode: the repository lives in Bucket under this prefix ("" = archive mode)
+	RepositoryKMSKey  = "EDGEVAULT_REPOSITORY_KMS_KEY" // KMS key (ARN) that wraps the repository key (kms:Encrypt to create, kms:Decrypt to open)
+	Retention         = "EDGEVAULT_RETENTION"          // maintain: forget policy, repository.ParsePolicy syntax ("last=7,daily=14,weekly=8,monthly=12")
+	PruneGrace        = "EDGEVAULT_PRUNE_GRACE"        // maintain: how long a pack stays marked before prune deletes it (Go duration, > the job timeout)
 	Deployed          = "EDGEVAULT_DEPLOYED"           // "true" in every deployed function: the test-only overrides below are refused
 	MetricsNamespace  = "EDGEVAULT_METRICS_NAMESPACE"  // CloudWatch EMF namespace (default "EdgeVault")
 	AWSEndpoint       = "EDGEVAULT_AWS_ENDPOINT"       // local/test override for S3, SQS, Secrets Manager, STS; never set by infra
@@ -101,6 +108,12 @@ func RefuseTestOverrides(getenv func(string) string) error {
 // past the job timeout.
 const WatchdogInput = `{"watchdog":true}`
 
+// ExportInput is the constant input of the maintain function's weekly
+// rule: instead of forget+prune, it exports the newest snapshot as a
+// v1.1 .tar.gz archive under ArchivePrefix (what the official CLI
+// restores, and what drcopy and the drill take).
+const ExportInput = `{"export":true}`
+
 // ReconcileInput is the constant input of drcopy's daily rule: instead of
 // copying the archive of one S3 event, drcopy lists the archives of the
 // backup bucket and copies every one the DR bucket lacks (an S3 event that
@@ -130,14 +143,20 @@ const DrillAgeInput = `{"ageOnly":true}`
 //     request may include secrets;
 //   - drcopy reaches the DR bucket in its own region;
 //   - drill reads the archives, restores the newest into the scratch
-//     deployment with its own key, and writes only <archive>.drill.json.
+//     deployment with its own key, and writes only <archive>.drill.json;
+//   - in repository mode the scheduler reads the parent snapshot, the
+//     worker writes packs and the assembler the index and snapshot (all
+//     under RepositoryPrefix, unwrapping the key with RepositoryKMSKey);
+//     maintain forgets and prunes there and writes the weekly export
+//     under ArchivePrefix.
 var Reads = map[string][]string{
-	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, R2Endpoint, R2Bucket, R2Secret, NotifyURL, NotifySecret, MetricsNamespace, Deployed},
-	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, R2Endpoint, R2Bucket, R2Secret, MetricsNamespace, Deployed},
-	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, NotifyURL, NotifySecret, SigningKeyARN, MetricsNamespace, Deployed},
+	Scheduler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, EdgeBaseURL, ServiceKeySecret, CloudflareAccount, CloudflareSecret, Instances, SkipInstances, R2Endpoint, R2Bucket, R2Secret, NotifyURL, NotifySecret, RepositoryPrefix, RepositoryKMSKey, MetricsNamespace, Deployed},
+	Worker:    {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, EdgeBaseURL, ServiceKeySecret, EdgeBaseSecrets, Concurrency, SpoolDir, SpoolBytes, R2Endpoint, R2Bucket, R2Secret, RepositoryPrefix, RepositoryKMSKey, MetricsNamespace, Deployed},
+	Assembler: {Bucket, StagingPrefix, ArchivePrefix, KMSKeyARN, TaskQueueURL, ControlQueueURL, NotifyURL, NotifySecret, SigningKeyARN, RepositoryPrefix, RepositoryKMSKey, MetricsNamespace, Deployed},
 	API:       {Bucket, StagingPrefix, ArchivePrefix, SchedulerFunction, APIAllowSecrets, MetricsNamespace, Deployed},
 	DRCopy:    {Bucket, ArchivePrefix, DRBucket, DRRoleARN, DRKMSKeyARN, DRRegion, MetricsNamespace, Deployed},
 	Drill:     {Bucket, ArchivePrefix, KMSKeyARN, DrillURL, DrillKeySecret, SigningKeyARN, MetricsNamespace, Deployed},
+	Maintain:  {Bucket, ArchivePrefix, KMSKeyARN, RepositoryPrefix, RepositoryKMSKey, Retention, PruneGrace, SigningKeyARN, MetricsNamespace, Deployed},
 }
 
 // ParseInstances reads the value of Instances: dynamic DB instance names

@@ -12,6 +12,7 @@ import (
 	"github.com/edgevault/edgevault/internal/awsconfig"
 	"github.com/edgevault/edgevault/internal/lambdaenv"
 	"github.com/edgevault/edgevault/internal/metrics"
+	"github.com/edgevault/edgevault/pkg/repository"
 )
 
 // Defaults of Config.
@@ -54,6 +55,9 @@ const (
 	MaxSecretTTL     = 15 * time.Minute
 	DefaultListLimit = 20
 	MaxListLimit     = 100
+	// DefaultPruneGrace exceeds DefaultJobTimeout: a pack a running job
+	// wrote (not yet in any index) is never deleted before the job ends.
+	DefaultPruneGrace = 48 * time.Hour
 )
 
 // Config is what a function reads from its environment (pkg/lambdaenv
@@ -122,6 +126,17 @@ type Config struct {
 	DrillWorkDir   string
 	DrillMaxBytes  int64
 
+	// RepositoryPrefix turns repository mode on: backups become snapshots
+	// of the repository in Bucket under this prefix ("" = v1.1 archives).
+	// RepositoryKMSKey is the KMS key that wraps the repository key.
+	RepositoryPrefix string
+	RepositoryKMSKey string
+	// Retention is maintain's forget policy; PruneGrace how long a pack
+	// stays marked before prune deletes it (longer than JobTimeout, so a
+	// running job's packs are never deleted under it).
+	Retention  repository.Policy
+	PruneGrace time.Duration
+
 	MetricsNamespace string
 	LogLevel         slog.Level
 
@@ -172,6 +187,7 @@ func DefaultConfig(fn string) Config {
 		RetryDelay:       DefaultRetryDelay,
 		SecretTTL:        DefaultSecretTTL,
 		DrillMaxBytes:    DefaultDrillMaxBytes,
+		PruneGrace:       DefaultPruneGrace,
 	}
 }
 
@@ -261,6 +277,20 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 	str(lambdaenv.DrillURL, &c.DrillURL)
 	str(lambdaenv.DrillKeySecret, &c.DrillKeySecret)
 	str(lambdaenv.SigningKeyARN, &c.SigningKeyARN)
+	str(lambdaenv.RepositoryPrefix, &c.RepositoryPrefix)
+	str(lambdaenv.RepositoryKMSKey, &c.RepositoryKMSKey)
+	if p, err := repository.ParsePolicy(get(lambdaenv.Retention)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", lambdaenv.Retention, err))
+	} else {
+		c.Retention = p
+	}
+	if v := strings.TrimSpace(get(lambdaenv.PruneGrace)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a duration", lambdaenv.PruneGrace, v))
+		}
+		c.PruneGrace = d
+	}
 	str(lambdaenv.MetricsNamespace, &c.MetricsNamespace)
 	str(lambdaenv.LambdaEndpoint, &c.LambdaEndpoint)
 	str(lambdaenv.CloudflareAPIURL, &c.CloudflareAPIURL)
@@ -342,12 +372,31 @@ func (c Config) Validate() error {
 		if c.DRBucket != "" && c.DRBucket == c.Bucket && c.DRRoleARN == "" {
 			errs = append(errs, "the DR bucket must differ from the backup bucket")
 		}
+	case lambdaenv.Maintain:
+		need(c.RepositoryPrefix, lambdaenv.RepositoryPrefix)
+		if c.Retention.Empty() {
+			errs = append(errs, lambdaenv.Retention+" is required (maintain forgets by it)")
+		}
+		if c.PruneGrace <= c.JobTimeout {
+			errs = append(errs, fmt.Sprintf("prune grace %s must exceed the job timeout %s", c.PruneGrace, c.JobTimeout))
+		}
 	case lambdaenv.Drill:
 		need(c.DrillURL, lambdaenv.DrillURL)
 		need(c.DrillKeySecret, lambdaenv.DrillKeySecret)
 		if c.DrillMaxBytes <= 0 {
 			errs = append(errs, "the drill's largest archive must be positive")
 		}
+	}
+	if c.RepositoryPrefix != "" {
+		if !strings.HasSuffix(c.RepositoryPrefix, "/") || strings.HasPrefix(c.RepositoryPrefix, "/") {
+			errs = append(errs, fmt.Sprintf("%s=%q must be a prefix ending in '/'", lambdaenv.RepositoryPrefix, c.RepositoryPrefix))
+		}
+		for _, other := range []string{c.StagingPrefix, c.ArchivePrefix} {
+			if other != "" && (strings.HasPrefix(c.RepositoryPrefix, other) || strings.HasPrefix(other, c.RepositoryPrefix)) {
+				errs = append(errs, fmt.Sprintf("%s=%q must not contain or be inside %q", lambdaenv.RepositoryPrefix, c.RepositoryPrefix, other))
+			}
+		}
+		need(c.RepositoryKMSKey, lambdaenv.RepositoryKMSKey)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 100 {
 		errs = append(errs, fmt.Sprintf("%s=%d outside 1..100", lambdaenv.Concurrency, c.Concurrency))

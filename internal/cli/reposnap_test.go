@@ -154,3 +154,49 @@ func TestSnapshotRestoreRefusesACorruptPack(t *testing.T) {
 		}
 	}
 }
+
+// A rollback into the source itself sends restore-do only for the DO that
+// changed since the snapshot: the undo snapshot shows the others already
+// hold the snapshot's content. --full-restore sends every one again.
+func TestSnapshotRollbackSkipsUnchangedDOs(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	src := newSource(t, edgebasetest.Options{})
+	repo := repoArgs(t, filepath.Join(t.TempDir(), "repo"), "correct horse")
+	want := fingerprint(ctx, t, src.emu, src.demo.Instances...)
+	snap := snapshotOf(ctx, t, src.emu, repo)["snapshot"].(string)
+	if err := src.emu.AddRows(ctx, "workspace:ws-1", "tasks", edgebasetest.Row{"id": "task-new", "title": "after the snapshot"}); err != nil {
+		t.Fatal(err)
+	}
+
+	restoreDOs := func(extra ...string) (map[string]any, []string) {
+		t.Helper()
+		src.emu.ResetRequests()
+		// Not "latest": each restore's undo snapshot is newer.
+		args := append(append(append([]string{"backup", "restore", "--from-snapshot", snap, "--yes", "--json"}, extra...), conn(src.emu)...), repo...)
+		r := cliRun(ctx, t, args...)
+		if r.code != 0 {
+			t.Fatalf("restore %v failed:\n%s", extra, r)
+		}
+		var names []string
+		for _, q := range src.emu.RequestsTo("restore-do") {
+			names = append(names, q.Fields["doName"])
+		}
+		if d := edgebasetest.Diff(want, fingerprint(ctx, t, src.emu, src.demo.Instances...)); d != "" {
+			t.Errorf("restore %v: the source differs from its snapshot:\n%s", extra, d)
+		}
+		return r.jsonDoc(t), names
+	}
+	doc, names := restoreDOs()
+	dos := doc["dos"].(float64)
+	if dos < 2 || len(names) != 1 || names[0] != "workspace:ws-1" || doc["unchangedDOs"] != dos-1 {
+		t.Fatalf("rollback: restore-do sent for %v, report %v (want only workspace:ws-1, %v-1 unchanged)", names, doc, dos)
+	}
+	if err := src.emu.AddRows(ctx, "workspace:ws-1", "tasks", edgebasetest.Row{"id": "task-new", "title": "after the snapshot"}); err != nil {
+		t.Fatal(err)
+	}
+	doc, names = restoreDOs("--full-restore")
+	if float64(len(names)) != dos || doc["unchangedDOs"] != 0.0 {
+		t.Fatalf("--full-restore: restore-do sent for %v, report %v (want all %v)", names, doc, dos)
+	}
+}

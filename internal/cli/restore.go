@@ -31,6 +31,7 @@ type restoreOpts struct {
 	only             []string
 	allowSchemaDrift bool
 	fullStorage      bool
+	fullRestore      bool
 	concurrency      restore.Concurrency
 	workDir          string
 	aws              awsFlags
@@ -76,6 +77,7 @@ are asked to confirm; with --json (or without a terminal) --yes is required.
 	f.StringArrayVar(&o.only, "only", nil, "restore only these units (repeatable): db:NS, db:NS:ID, storage, storage:PREFIX, auth, control, secrets")
 	f.BoolVar(&o.allowSchemaDrift, "allow-schema-drift", false, "restore even when the target's schema would drop or reject archived data")
 	f.BoolVar(&o.fullStorage, "full-storage-restore", false, "wipe R2 and upload every object, instead of keeping the objects the target already holds unchanged (same key, size and etag)")
+	f.BoolVar(&o.fullRestore, "full-restore", false, "restore every DO and object, even those the undo snapshot shows the target already holds unchanged (implies --full-storage-restore)")
 	f.IntVar(&o.concurrency.DOs, "concurrency", 10, "DOs restored in parallel")
 	f.IntVar(&o.concurrency.Namespaces, "namespace-concurrency", 4, "data namespaces restored in parallel")
 	f.IntVar(&o.concurrency.Objects, "storage-concurrency", 5, "objects uploaded in parallel per storage range")
@@ -150,12 +152,16 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	if err != nil {
 		return err
 	}
+	unchanged, err := a.skipUnchanged(ctx, e, job, repo, src, undo, o)
+	if err != nil {
+		return withUndo(err, undo)
+	}
 	final, err := a.executeRestore(ctx, e, job)
 	a.notifyEnd(ctx, e, hook, job)
 	if err != nil {
 		return withUndo(err, undo)
 	}
-	return a.reportRestore(d, rep, final, from, time.Since(start), undo)
+	return a.reportRestore(d, rep, final, from, time.Since(start), undo, unchanged)
 }
 
 // checkRestoreArgs refuses bad arguments before any request: nothing is
@@ -197,7 +203,7 @@ func (a *app) checkRestoreArgs(o restoreOpts) (string, error) {
 func (a *app) planRestore(ctx context.Context, e *embedded, d *deployment, o restoreOpts, from string) (*events.Job, *restore.Report, error) {
 	a.say("Validating %s and planning the restore into %s\n", from, d.client.BaseURL())
 	job, err := e.engine.Prepare(ctx, events.StartRequest{Kind: events.KindRestore, Trigger: events.TriggerCLI,
-		Options: events.Options{Archive: from, SkipStorage: o.skipStorage, SkipSecrets: o.skipSecrets, Only: o.only, AllowSchemaDrift: o.allowSchemaDrift, FullStorage: o.fullStorage}})
+		Options: events.Options{Archive: from, SkipStorage: o.skipStorage, SkipSecrets: o.skipSecrets, Only: o.only, AllowSchemaDrift: o.allowSchemaDrift, FullStorage: o.fullStorage || o.fullRestore}})
 	if err != nil {
 		ce := failure("backup_restore_failed", err)
 		ce.hint = "nothing was written to the target"
@@ -268,7 +274,7 @@ func (a *app) executeRestore(ctx context.Context, e *embedded, job *events.Job) 
 }
 
 // reportRestore prints the outcome of a finished restore.
-func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Job, from string, took time.Duration, undo *snapshotResult) error {
+func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Job, from string, took time.Duration, undo *snapshotResult, unchanged int) error {
 	for _, w := range final.Warnings {
 		a.warn("%s", w)
 	}
@@ -283,6 +289,7 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 		}
 		if undo != nil {
 			doc["undoSnapshot"] = undo.ID.String()
+			doc["unchangedDOs"] = unchanged
 		}
 		a.printJSON(doc)
 		return nil
@@ -291,6 +298,9 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 		rep.DOCount, len(rep.Namespaces), rep.RowsBy, rep.Objects, archive.HumanBytes(rep.ObjectBytes), d.client.BaseURL(), fmtDuration(took))
 	if st != nil {
 		a.say("  storage: %d objects uploaded, %d unchanged and kept (not uploaded again), %d deleted\n", st.Uploaded, st.Skipped, st.Deleted)
+	}
+	if unchanged > 0 {
+		a.say("  DOs: %d restored, %d already unchanged on the target\n", rep.DOCount-unchanged, unchanged)
 	}
 	if undo != nil {
 		a.say("  undo: snapshot %s\n", undo.ID)

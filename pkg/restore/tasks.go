@@ -66,6 +66,10 @@ type Tasks struct {
 
 	once sync.Once
 	sems map[events.TaskKind]chan struct{}
+
+	mu           sync.Mutex
+	unchangedJob string
+	unchanged    map[string]bool
 }
 
 // Handlers returns the handler per restore task kind.
@@ -366,6 +370,13 @@ func (t *Tasks) wipeOrphans(ctx context.Context, u pipeline.Unit) (pipeline.Resu
 // read through the public API, then restore again.
 func (t *Tasks) restoreDO(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 	task := u.Task
+	unchanged, err := t.unchangedDOs(ctx, u.Job.ID)
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	if unchanged[task.DOName] {
+		return pipeline.Result{}, nil
+	}
 	info, err := t.Jobs.Store.Stat(ctx, task.Input)
 	if err != nil {
 		return pipeline.Result{}, err

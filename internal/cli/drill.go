@@ -163,7 +163,7 @@ func (a *app) drillRestore(ctx context.Context, d *deployment, o drillOpts, from
 		return failure("drill_failed", err)
 	}
 	defer e.Close()
-	job, _, err := a.planRestore(ctx, e, d, ro, from)
+	job, _, err := a.planRestore(ctx, e, d, ro, from, true)
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,47 @@ func (a *app) undoSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 	return res, nil
 }
 
+// earlyUndo is an undo snapshot taken while the restore is planned.
+type earlyUndo struct {
+	stop context.CancelFunc
+	done chan struct{}
+	res  *snapshotResult
+	err  error
+}
+
+// startUndo starts the undo snapshot alongside planning when the restore
+// will run without asking (--yes); nil otherwise, and then the snapshot is
+// taken after the confirmation, as before.
+func (a *app) startUndo(ctx context.Context, repo *openedRepo, d *deployment, o restoreOpts) *earlyUndo {
+	if repo == nil || o.noUndo || o.dryRun || !o.yes {
+		return nil
+	}
+	uctx, stop := context.WithCancel(ctx)
+	u := &earlyUndo{stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(u.done)
+		u.res, u.err = a.undoSnapshot(uctx, repo, d, o)
+	}()
+	return u
+}
+
+// wait returns the undo snapshot once taken.
+func (u *earlyUndo) wait() (*snapshotResult, error) {
+	<-u.done
+	return u.res, u.err
+}
+
+// cancel abandons the undo snapshot (planning failed or it was a dry run)
+// and waits for it to stop; a snapshot already saved stays in the
+// repository.
+func (u *earlyUndo) cancel() {
+	if u == nil {
+		return
+	}
+	u.stop()
+	<-u.done
+}
+
 // withUndo names the undo snapshot in a failed restore's error.
 func withUndo(err error, undo *snapshotResult) error {
 	if undo == nil {

@@ -126,7 +126,7 @@ func TestSnapshotRestoreRefusesACorruptPack(t *testing.T) {
 	src := newSource(t, edgebasetest.Options{})
 	dir := filepath.Join(t.TempDir(), "repo")
 	repo := repoArgs(t, dir, "pw")
-	snapshotOf(ctx, t, src.emu, repo)
+	snap := snapshotOf(ctx, t, src.emu, repo)["snapshot"].(string) // not "latest": an undo snapshot may be newer
 	packs, err := filepath.Glob(filepath.Join(dir, "data", "*", "*"))
 	if err != nil || len(packs) == 0 {
 		t.Fatalf("no packs: %v", err)
@@ -139,18 +139,22 @@ func TestSnapshotRestoreRefusesACorruptPack(t *testing.T) {
 	if err := os.WriteFile(packs[0], b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dst := newEmulator(t, edgebasetest.Options{})
-	args := append(append([]string{"backup", "restore", "--from-snapshot", "latest", "--yes", "--no-undo-snapshot", "--json"}, conn(dst)...), repo...)
-	r := cliRun(ctx, t, args...)
-	if r.code == 0 {
-		t.Fatalf("a restore from a corrupt repository succeeded:\n%s", r)
-	}
-	if msg, _ := r.jsonDoc(t)["message"].(string); !strings.Contains(msg, "corrupt") {
-		t.Errorf("the error does not say the repository is corrupt: %s", msg)
-	}
-	for _, q := range dst.Requests() {
-		if strings.HasPrefix(q.Endpoint, "restore") || strings.HasPrefix(q.Endpoint, "wipe") {
-			t.Errorf("the target got a write: %s %s", q.Endpoint, q.Path)
+	// With an undo snapshot, it is taken while the snapshot is validated:
+	// the validation failing stops it, and still nothing is written.
+	for _, undo := range [][]string{{"--no-undo-snapshot"}, nil} {
+		dst := newEmulator(t, edgebasetest.Options{})
+		args := append(append(append([]string{"backup", "restore", "--from-snapshot", snap, "--yes", "--json"}, undo...), conn(dst)...), repo...)
+		r := cliRun(ctx, t, args...)
+		if r.code == 0 {
+			t.Fatalf("a restore %v from a corrupt repository succeeded:\n%s", undo, r)
+		}
+		if msg, _ := r.jsonDoc(t)["message"].(string); !strings.Contains(msg, "corrupt") {
+			t.Errorf("%v: the error does not say the repository is corrupt: %s", undo, msg)
+		}
+		for _, q := range dst.Requests() {
+			if strings.HasPrefix(q.Endpoint, "restore") || strings.HasPrefix(q.Endpoint, "wipe") {
+				t.Errorf("%v: the target got a write: %s %s", undo, q.Endpoint, q.Path)
+			}
 		}
 	}
 }

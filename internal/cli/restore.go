@@ -141,16 +141,29 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 	}
 	defer e.Close()
 
-	job, rep, err := a.planRestore(ctx, e, d, o, from)
+	// Without a question to ask, the undo snapshot (mostly the target's
+	// dumps: server time) is taken while the archive is validated and the
+	// restore planned (mostly reading it: client time). The first write
+	// still waits for both.
+	early := a.startUndo(ctx, repo, d, o)
+	job, rep, err := a.planRestore(ctx, e, d, o, from, early == nil)
 	if err != nil || o.dryRun {
+		early.cancel()
 		return err
 	}
-	if ok := a.confirmRestore(o); !ok {
-		return nil
-	}
-	undo, err := a.undoSnapshot(ctx, repo, d, o)
-	if err != nil {
-		return err
+	var undo *snapshotResult
+	if early != nil {
+		if undo, err = early.wait(); err != nil {
+			return err
+		}
+		a.showPlan(rep)
+	} else {
+		if ok := a.confirmRestore(o); !ok {
+			return nil
+		}
+		if undo, err = a.undoSnapshot(ctx, repo, d, o); err != nil {
+			return err
+		}
 	}
 	unchanged, err := a.skipUnchanged(ctx, e, job, repo, src, undo, o)
 	if err != nil {
@@ -200,7 +213,7 @@ func (a *app) checkRestoreArgs(o restoreOpts) (string, error) {
 
 // planRestore validates the archive and plans the restore (nothing is
 // written to the target), then shows the plan; a dry run ends here.
-func (a *app) planRestore(ctx context.Context, e *embedded, d *deployment, o restoreOpts, from string) (*events.Job, *restore.Report, error) {
+func (a *app) planRestore(ctx context.Context, e *embedded, d *deployment, o restoreOpts, from string, show bool) (*events.Job, *restore.Report, error) {
 	a.say("Validating %s and planning the restore into %s\n", from, d.client.BaseURL())
 	job, err := e.engine.Prepare(ctx, events.StartRequest{Kind: events.KindRestore, Trigger: events.TriggerCLI,
 		Options: events.Options{Archive: from, SkipStorage: o.skipStorage, SkipSecrets: o.skipSecrets, Only: o.only, AllowSchemaDrift: o.allowSchemaDrift, FullStorage: o.fullStorage || o.fullRestore}})
@@ -224,10 +237,17 @@ func (a *app) planRestore(ctx context.Context, e *embedded, d *deployment, o res
 	case o.dryRun:
 		a.printReport(rep)
 		a.say("Dry run: nothing was changed.\n")
-	case !a.jsonOut:
-		a.printReport(rep)
+	case show:
+		a.showPlan(rep)
 	}
 	return job, rep, nil
+}
+
+// showPlan prints the plan of a restore about to run.
+func (a *app) showPlan(rep *restore.Report) {
+	if !a.jsonOut {
+		a.printReport(rep)
+	}
 }
 
 // confirmRestore asks the user to type "restore" unless --yes was given.

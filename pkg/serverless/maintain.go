@@ -46,7 +46,8 @@ const maxExportNameShift = 60
 // applies the retention policy (repository.Forget) and prunes
 // (repository.Prune, two-phase with Config.PruneGrace); its weekly rule
 // (lambdaenv.ExportInput) exports the newest snapshot as a v1.1 .tar.gz
-// under ArchivePrefix, with the sha256 manifest (chained, and signed with
+// (a .json when it holds no storage object bytes, as the assembler and
+// `backup export` decide) under ArchivePrefix, with the sha256 manifest (chained, and signed with
 // a signer) the assembler writes beside an archive, so drcopy, the drill
 // and `list` take it like any archive. The repository is opened on every
 // invocation: other functions add snapshots between runs.
@@ -175,8 +176,8 @@ func (h *Maintain) retain(ctx context.Context, log *slog.Logger, r *repository.R
 	return res, nil
 }
 
-// export writes the newest snapshot as a .tar.gz archive and its manifest
-// under ArchivePrefix, named after the backup's start second like the
+// export writes the newest snapshot as an archive and its manifest under
+// ArchivePrefix, named after the backup's start second like the
 // assembler's archives. A snapshot exported before (its manifest names
 // the same backup timestamp and source) is not written again.
 func (h *Maintain) export(ctx context.Context, log *slog.Logger, r *repository.Repository) (MaintainResult, error) {
@@ -194,8 +195,13 @@ func (h *Maintain) export(ctx context.Context, log *slog.Logger, r *repository.R
 	if err != nil {
 		started = s.Time
 	}
+	format, err := exportFormat(ctx, r, s.Snapshot)
+	if err != nil {
+		return res, fmt.Errorf("serverless: maintain: snapshot %s: %w", s.ID, err)
+	}
+	tarball := format == archive.TarGz
 	for shift := range maxExportNameShift {
-		name := archive.FileName(started.Add(time.Duration(shift)*time.Second), true)
+		name := archive.FileName(started.Add(time.Duration(shift)*time.Second), tarball)
 		key := h.cfg.ArchivePrefix + name
 		res.Archive, res.Manifest = key, archive.ManifestName(key)
 		done, taken, err := h.exported(ctx, key, s)
@@ -209,7 +215,7 @@ func (h *Maintain) export(ctx context.Context, log *slog.Logger, r *repository.R
 		if taken {
 			continue
 		}
-		sum, err := h.writeArchive(ctx, r, s, key)
+		sum, err := h.writeArchive(ctx, r, s, key, format)
 		if errors.Is(err, blob.ErrExist) {
 			// Another run wrote it since the check: look at it again.
 			if done, _, err := h.exported(ctx, key, s); err == nil && done {
@@ -228,7 +234,33 @@ func (h *Maintain) export(ctx context.Context, log *slog.Logger, r *repository.R
 		return res, nil
 	}
 	return res, fmt.Errorf("serverless: maintain: every archive name from %s on for %d seconds is taken by other backups",
-		archive.FileName(started, true), maxExportNameShift)
+		archive.FileName(started, tarball), maxExportNameShift)
+}
+
+// errFormatKnown ends exportFormat's scan of the storage table.
+var errFormatKnown = errors.New("format known")
+
+// exportFormat is .tar.gz when the snapshot holds the bytes of its
+// storage objects, .json when it has none (an empty bucket, a backup
+// without storage) or only lists them (imported from a .json archive).
+func exportFormat(ctx context.Context, r *repository.Repository, s *repository.Snapshot) (archive.Format, error) {
+	if s.Storage.Objects == 0 {
+		return archive.JSON, nil
+	}
+	f := archive.TarGz
+	err := r.ReadTable(ctx, s.Storage, func(e repository.StorageEntry) error {
+		if e.Size == 0 {
+			return nil
+		}
+		if e.Chunks == nil {
+			f = archive.JSON
+		}
+		return errFormatKnown
+	})
+	if errors.Is(err, errFormatKnown) {
+		err = nil
+	}
+	return f, err
 }
 
 // exported looks at what key holds: done when it is this snapshot's
@@ -275,7 +307,7 @@ func (h *Maintain) exported(ctx context.Context, key string, s repository.Snapsh
 // archive.VerifyStream, which also hashes it: an export that fails or does
 // not validate leaves nothing under key. Memory stays a few buffers: the
 // export, the upload and the check run as one pipeline.
-func (h *Maintain) writeArchive(ctx context.Context, r *repository.Repository, s repository.SnapshotInfo, key string) (archive.Summary, error) {
+func (h *Maintain) writeArchive(ctx context.Context, r *repository.Repository, s repository.SnapshotInfo, key string, format archive.Format) (archive.Summary, error) {
 	upR, upW := io.Pipe()
 	chkR, chkW := io.Pipe()
 	type checked struct {
@@ -291,7 +323,7 @@ func (h *Maintain) writeArchive(ctx context.Context, r *repository.Repository, s
 	}()
 	produced := make(chan checked, 1)
 	go func() {
-		err := r.Export(ctx, s.Snapshot, io.MultiWriter(upW, chkW), archive.TarGz)
+		err := r.Export(ctx, s.Snapshot, io.MultiWriter(upW, chkW), format)
 		chkW.CloseWithError(err)
 		c := <-check
 		if err == nil && c.err != nil {

@@ -132,13 +132,36 @@ func (mb *maintainBed) handler(t *testing.T, cfg Config, signer provenance.Signe
 // every backup (so each snapshot has packs of its own).
 func testArchive(t *testing.T, start time.Time) []byte {
 	t.Helper()
-	objects := []struct {
-		key  string
-		body []byte
-	}{
+	objects := []testObject{
 		{"avatars/logo.png", bytes.Repeat([]byte("logo"), 4096)},
 		{"uploads/" + start.Format("20060102") + ".bin", randomBody(t, 256<<10)},
 	}
+	doc := testDocument(t, start, objects)
+	var out bytes.Buffer
+	tw := archive.NewTarGzWriter(&out, start)
+	if err := tw.WriteBackupJSON(bytes.NewReader(doc), int64(len(doc))); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objects {
+		if _, err := tw.AddObject(o.key, int64(len(o.body)), bytes.NewReader(o.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+type testObject struct {
+	key  string
+	body []byte
+}
+
+// testDocument is the backup.json of testArchive (with objects) or of a
+// backup without storage.
+func testDocument(t *testing.T, start time.Time, objects []testObject) []byte {
+	t.Helper()
 	var doc bytes.Buffer
 	jw, err := archive.NewJSONWriter(&doc, archive.Header{Timestamp: archive.FormatTimestamp(start), Source: archive.SourceDocker})
 	if err != nil {
@@ -166,20 +189,7 @@ func testArchive(t *testing.T, start time.Time) []byte {
 	if err := jw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	tw := archive.NewTarGzWriter(&out, start)
-	if err := tw.WriteBackupJSON(bytes.NewReader(doc.Bytes()), int64(doc.Len())); err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range objects {
-		if _, err := tw.AddObject(o.key, int64(len(o.body)), bytes.NewReader(o.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
+	return doc.Bytes()
 }
 
 func sha256Hex(b []byte) string {
@@ -441,6 +451,40 @@ func TestMaintainExportResumesAndAvoidsOtherArchives(t *testing.T) {
 	}
 }
 
+// A snapshot without storage objects exports as a .json archive, as the
+// assembler writes a backup of an empty bucket.
+func TestMaintainExportWithoutStorage(t *testing.T) {
+	ctx := testContext(t)
+	mb := newMaintainBed(t)
+	start := testEpoch.Add(-time.Hour)
+	mb.fill(t)
+	r := mb.open(t)
+	doc := testDocument(t, start, nil)
+	if _, _, err := r.Import(ctx, bytes.NewReader(doc), archive.JSON, repository.Snapshot{Time: start, SourceURL: mb.source}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := mb.handler(t, mb.config(), nil).Handle(ctx, MaintainInput{Export: true})
+	if want := DefaultArchivePrefix + archive.FileName(start, false); err != nil || res.Archive != want || !res.Written {
+		t.Fatalf("export: %+v %v; want %s", res, err, want)
+	}
+	man, err := backup.ReadManifest(ctx, mb.bucket, res.Archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := mb.bucket.Get(ctx, res.Archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, doc) || man.Format != archive.JSON || man.SHA256 != sha256Hex(doc) {
+		t.Fatalf("the .json export differs from the backup it was imported from (manifest %+v)", man)
+	}
+}
+
 // What cannot work fails with an error saying why, and writes nothing: no
 // repository, another key, no snapshot to export. Deletes the store
 // refuses are reported, not fatal.
@@ -504,12 +548,22 @@ func TestMaintainConfig(t *testing.T) {
 	env := fullEnv()
 	env[lambdaenv.RepositoryPrefix], env[lambdaenv.RepositoryKMSKey] = "repository/", "arn:aws:kms:eu-west-1:1:key/k"
 	env[lambdaenv.Retention], env[lambdaenv.PruneGrace] = "last=7,daily=14", "72h"
-	c, err := ConfigFromEnv(lambdaenv.Maintain, func(k string) string { return env[k] })
+	var asked []string
+	c, err := ConfigFromEnv(lambdaenv.Maintain, func(k string) string { asked = append(asked, k); return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err != nil || c.Retention != (repository.Policy{Last: 7, Daily: 14}) || c.PruneGrace != 72*time.Hour {
 		t.Fatalf("%+v %v", c, err)
+	}
+	// It reads exactly its lambdaenv contract (and the test-only
+	// overrides and Lambda's log level).
+	slices.Sort(asked)
+	asked = slices.Compact(asked)
+	want := append(slices.Clone(lambdaenv.Reads[lambdaenv.Maintain]), lambdaenv.AWSEndpoint, lambdaenv.S3PathStyle, lambdaenv.LambdaEndpoint, lambdaenv.CloudflareAPIURL, "AWS_LAMBDA_LOG_LEVEL")
+	slices.Sort(want)
+	if !slices.Equal(asked, want) {
+		t.Errorf("maintain reads %v, lambdaenv lists %v", asked, want)
 	}
 	if _, err := NewMaintain(c, Runtime{}, Deps{Store: blobtest.NewFaulty(nil, false)}); !errors.Is(err, ErrConfig) {
 		t.Errorf("maintain without a repository store: %v", err)

@@ -98,6 +98,8 @@ type fnSpec struct {
 	// drillReports: the function writes <archive>.drill.json (and no
 	// other object) under the archive prefix.
 	drillReports bool
+	// reserved caps the function's concurrent invocations (0 = none).
+	reserved int
 }
 
 // fnSpecs gives every function in lambdaenv.Functions its spec.

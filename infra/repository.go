@@ -124,12 +124,14 @@ func readRepositoryContext(r *contextReader, c *RepositoryConfig) {
 
 // maintainSpec is the maintain function's deployment spec: it reads the
 // archives (names, manifests, the chain) and writes the weekly export and
-// its manifest there; its repository access is repositoryAccess's.
+// its manifest there; its repository access is repositoryAccess's. One
+// run at a time: a retried run or the export never overlaps a prune
+// (Lambda holds a throttled asynchronous event and retries it).
 func maintainSpec() fnSpec {
 	return fnSpec{
 		id: "Maintain", description: "edgevault maintain: forgets and prunes repository snapshots by the retention policy, and exports the newest as an archive weekly",
 		memoryMB: 2048, timeout: 15 * time.Minute, async: true,
-		archive: s3Read | s3Write,
+		archive: s3Read | s3Write, reserved: 1,
 	}
 }
 

@@ -186,8 +186,9 @@ func TestMaintainFunction(t *testing.T) {
 		id := logicalID(fn)
 		has(t, v.tmpl, "AWS::Lambda::Function", map[string]any{
 			"Runtime": "provided.al2023", "Architectures": []any{"arm64"}, "Handler": "bootstrap", "Timeout": 900,
-			"DeadLetterConfig": map[string]any{"TargetArn": getAtt(logicalID(b.InvokeDLQ), "Arn")},
-			"Role":             getAtt(logicalID(b.Roles[lambdaenv.Maintain]), "Arn"),
+			"DeadLetterConfig":             map[string]any{"TargetArn": getAtt(logicalID(b.InvokeDLQ), "Arn")},
+			"Role":                         getAtt(logicalID(b.Roles[lambdaenv.Maintain]), "Arn"),
+			"ReservedConcurrentExecutions": 1,
 		})
 		has(t, v.tmpl, "AWS::Lambda::EventInvokeConfig", map[string]any{"FunctionName": ref(id), "MaximumRetryAttempts": 2})
 		vars := props(v.json, id)["Environment"].(map[string]any)["Variables"].(map[string]any)

@@ -431,6 +431,9 @@ func (s *BackupStack) newFunctions() error {
 		if fn == lambdaenv.Worker && c.WorkerReservedConcurrency > 0 {
 			p.ReservedConcurrentExecutions = jsii.Number(float64(c.WorkerReservedConcurrency))
 		}
+		if spec.reserved > 0 {
+			p.ReservedConcurrentExecutions = jsii.Number(float64(spec.reserved))
+		}
 		s.Functions[fn] = awslambda.NewFunction(s.Stack, jsii.String(spec.id), p)
 		s.Roles[fn] = role
 	}

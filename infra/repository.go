@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -263,6 +265,19 @@ func (s *BackupStack) newMaintainTriggers() error {
 		awscdk.NewCfnOutput(s.Stack, jsii.String(id), &awscdk.CfnOutputProps{Value: v, Description: jsii.String(desc)})
 	}
 	out("RepositoryKeyArn", "KMS key wrapping the repository key (edgevault --repo s3://<bucket>/"+s.Config.Repository.Prefix+" --kms-key-id <this>)", s.RepositoryKeyARN)
+	return nil
+}
+
+// checkMaintainAsset is checkAssets for the maintain function, in
+// repository mode.
+func checkMaintainAsset(c Config) error {
+	if !c.Repository.Enabled() {
+		return nil
+	}
+	p := filepath.Join(c.AssetDir, lambdaenv.Maintain, "bootstrap")
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is missing (context %s=%s): run `make lambdas`, or pass -c %s=DIR with DIR/<function>/bootstrap", ErrConfig, p, ctxBackupMode, backupModeRepository, ctxAssetDir)
+	}
 	return nil
 }
 

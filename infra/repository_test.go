@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -311,6 +313,20 @@ func TestRepositoryContext(t *testing.T) {
 		if !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: want ErrConfig, got %v", name, err)
 		}
+	}
+	// Repository mode needs the maintain function's binary.
+	noMaintain := t.TempDir()
+	for _, fn := range lambdaenv.Functions {
+		if err := os.MkdirAll(filepath.Join(noMaintain, fn), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(noMaintain, fn, "bootstrap"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app = awscdk.NewApp(&awscdk.AppProps{Context: &map[string]any{ctxEdgeBaseURL: edgebaseURL, ctxAssetDir: noMaintain}, Outdir: jsii.String(t.TempDir())})
+	if _, _, err := buildApp(app); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "maintain/bootstrap") {
+		t.Errorf("repository mode without the maintain binary: %v", err)
 	}
 	// Archive mode ignores the repository's settings.
 	c = DefaultConfig()

@@ -134,6 +134,9 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 	if err := checkDrillAsset(c); err != nil {
 		return nil, err
 	}
+	if err := checkMaintainAsset(c); err != nil {
+		return nil, err
+	}
 	sp := props.StackProps
 	if sp.Description == nil {
 		sp.Description = jsii.String("edgevault: scheduled and on-demand backups of an EdgeBase deployment")

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 export CDK_DISABLE_CLI_TELEMETRY := true
 BIN := build/bin
-FUNCTIONS := scheduler worker assembler api drcopy drill
+FUNCTIONS := scheduler worker assembler api drcopy drill maintain
 
 .PHONY: build test test-fast lint demo demo-05 bench scale lambdas e2e conformance clean
 

@@ -72,6 +72,18 @@ const (
 	ctxDRBucket                  = "drBucket"
 	ctxDRRoleARN                 = "drRoleArn"
 	ctxDRKMSKeyARN               = "drKmsKeyArn"
+	// Repository mode (repository.go): backupMode is "repository" (the
+	// default: snapshots in the repository under repositoryPrefix,
+	// default "repository/", its key wrapped by a stack key or by
+	// repositoryKmsKeyArn; the maintain function forgets by retention,
+	// default "last=7,daily=14,weekly=8,monthly=12", and prunes after
+	// pruneGrace, default 48h, more than the job timeout) or "archive"
+	// (one v1.1 archive per backup, no repository, no maintain function).
+	ctxBackupMode          = "backupMode"
+	ctxRepositoryPrefix    = "repositoryPrefix"
+	ctxRepositoryKMSKeyARN = "repositoryKmsKeyArn"
+	ctxRetention           = "retention"
+	ctxPruneGrace          = "pruneGrace"
 
 	// Destination-account stack (dr_stack.go).
 	ctxDRStackName          = "drStackName"
@@ -184,6 +196,9 @@ type Config struct {
 	NotifyURL string
 	DR        DRTarget
 	Drill     DrillConfig
+	// Repository is the backup mode (repository or archive) and the
+	// repository's settings.
+	Repository RepositoryConfig
 }
 
 // DRTarget is the cross-account destination drcopy writes to.
@@ -257,6 +272,7 @@ func DefaultConfig() Config {
 		APIBurstLimit:         10,
 		APICloudWatchRole:     true,
 		Drill:                 DrillConfig{Schedule: defaultDrillSchedule, MaxAgeDays: defaultDrillMaxAgeDays},
+		Repository:            defaultRepositoryConfig(),
 	}
 }
 
@@ -416,6 +432,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	r.str(ctxDRRoleARN, &c.DR.RoleARN)
 	r.str(ctxDRKMSKeyARN, &c.DR.KMSKeyARN)
 	readDrillContext(r, &c.Drill)
+	readRepositoryContext(r, &c.Repository)
 	c.ObjectLockMode = strings.ToUpper(c.ObjectLockMode)
 	c.LogLevel = strings.ToUpper(c.LogLevel)
 	if len(r.errs) > 0 {
@@ -552,6 +569,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.DR.validate()...)
 	errs = append(errs, c.Drill.validate(c)...)
+	errs = append(errs, c.Repository.validate()...)
 	if len(errs) == 0 {
 		errs = strictErrors(c.Strict, c.Warnings())
 	}

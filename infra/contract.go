@@ -98,6 +98,8 @@ type fnSpec struct {
 	// drillReports: the function writes <archive>.drill.json (and no
 	// other object) under the archive prefix.
 	drillReports bool
+	// reserved caps the function's concurrent invocations (0 = none).
+	reserved int
 }
 
 // fnSpecs gives every function in lambdaenv.Functions its spec.
@@ -140,6 +142,9 @@ func fnSpecs(c Config) map[string]fnSpec {
 	if c.Drill.Enabled() {
 		specs[lambdaenv.Drill] = drillSpec()
 	}
+	if c.Repository.Enabled() {
+		specs[lambdaenv.Maintain] = maintainSpec()
+	}
 	return specs
 }
 
@@ -148,8 +153,10 @@ func reads(fn, name string) bool { return slices.Contains(lambdaenv.Reads[fn], n
 
 // functionEnv picks from values exactly the variables fn reads. A variable
 // without a value is an error, so a name added to lambdaenv fails the
-// synth until the stack provides it.
-func functionEnv(fn string, values map[string]*string) (map[string]*string, error) {
+// synth until the stack provides it; only those named in unset (the
+// repository variables in archive mode, where a function reads "") are
+// left out.
+func functionEnv(fn string, values map[string]*string, unset ...string) (map[string]*string, error) {
 	names, ok := lambdaenv.Reads[fn]
 	if !ok {
 		return nil, fmt.Errorf("infra: function %q is not in lambdaenv.Reads", fn)
@@ -158,6 +165,9 @@ func functionEnv(fn string, values map[string]*string) (map[string]*string, erro
 	var missing []string
 	for _, name := range names {
 		v, ok := values[name]
+		if (!ok || v == nil) && slices.Contains(unset, name) {
+			continue
+		}
 		if !ok || v == nil {
 			missing = append(missing, name)
 			continue

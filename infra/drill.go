@@ -113,6 +113,9 @@ func (s *BackupStack) deployed() []string {
 	if s.Config.Drill.Enabled() {
 		fns = append(fns, lambdaenv.Drill)
 	}
+	if s.Config.Repository.Enabled() {
+		fns = append(fns, lambdaenv.Maintain)
+	}
 	return fns
 }
 

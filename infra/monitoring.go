@@ -65,7 +65,7 @@ func (s *BackupStack) newAlarms() {
 	}
 	add(anyAbove("TaskDLQAlarm", "edgevault: tasks failed for good (task dead-letter queue not empty)", dlqDepth(s.TaskDLQ)))
 	add(anyAbove("ControlDLQAlarm", "edgevault: job checks failed for good (control dead-letter queue not empty)", dlqDepth(s.ControlDLQ)))
-	add(anyAbove("InvokeDLQAlarm", "edgevault: a scheduled start, watchdog run, API start, DR copy or DR reconcile failed for good (invoke dead-letter queue not empty)", dlqDepth(s.InvokeDLQ)))
+	add(anyAbove("InvokeDLQAlarm", "edgevault: a scheduled start, watchdog run, API start, DR copy, DR reconcile or maintain run failed for good (invoke dead-letter queue not empty)", dlqDepth(s.InvokeDLQ)))
 	add(anyAbove("WorkerErrorsAlarm", "edgevault: worker invocations failed (crash or timeout)",
 		s.Functions[lambdaenv.Worker].MetricErrors(sum(fiveMinutes))))
 	add(anyAbove("JobsFailedAlarm", "edgevault: a backup or restore job failed", metric(jobsFailedMetric, sum(fiveMinutes))))
@@ -89,4 +89,5 @@ func (s *BackupStack) newAlarms() {
 	}
 	add(age)
 	s.drillAlarms(add)
+	s.maintainAlarms(add)
 }

@@ -107,6 +107,13 @@ type BackupStack struct {
 	SigningKey              awskms.Key
 	DrillKeySecret          awssecretsmanager.CfnSecret
 	DrillRule, DrillAgeRule awsevents.Rule
+	// In repository mode (nil otherwise): the key wrapping the repository
+	// key (nil when context repositoryKmsKeyArn brings one) and the ARN
+	// the functions use, and the maintain function's daily forget+prune
+	// and weekly export rules.
+	RepositoryKey            awskms.Key
+	RepositoryKeyARN         *string
+	MaintainRule, ExportRule awsevents.Rule
 }
 
 // NewBackupStack defines the bucket, queues, secrets, functions, triggers
@@ -125,6 +132,9 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 		return nil, err
 	}
 	if err := checkDrillAsset(c); err != nil {
+		return nil, err
+	}
+	if err := checkMaintainAsset(c); err != nil {
 		return nil, err
 	}
 	sp := props.StackProps
@@ -156,6 +166,7 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 	s.newQueues()
 	s.newSecrets()
 	s.newDrillResources()
+	s.newRepositoryKey()
 	if err := s.newFunctions(); err != nil {
 		return nil, err
 	}
@@ -165,6 +176,9 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 		return nil, err
 	}
 	if err := s.newDrillTriggers(); err != nil {
+		return nil, err
+	}
+	if err := s.newMaintainTriggers(); err != nil {
 		return nil, err
 	}
 	s.newAlarms()
@@ -420,14 +434,18 @@ func (s *BackupStack) newFunctions() error {
 		if fn == lambdaenv.Worker && c.WorkerReservedConcurrency > 0 {
 			p.ReservedConcurrentExecutions = jsii.Number(float64(c.WorkerReservedConcurrency))
 		}
+		if spec.reserved > 0 {
+			p.ReservedConcurrentExecutions = jsii.Number(float64(spec.reserved))
+		}
 		s.Functions[fn] = awslambda.NewFunction(s.Stack, jsii.String(spec.id), p)
 		s.Roles[fn] = role
 	}
 	// Environment last: the api's value names the scheduler function.
 	values := s.envValues()
 	s.drillEnvValues(values)
+	unset := s.repositoryEnvValues(values)
 	for _, fn := range s.deployed() {
-		env, err := functionEnv(fn, values)
+		env, err := functionEnv(fn, values, unset...)
 		if err != nil {
 			return err
 		}
@@ -459,6 +477,7 @@ func (s *BackupStack) grant(fn string, spec fnSpec) {
 		writes = writes || a.access&s3Write != 0
 		add(statement(a.sid, a.access.actions(), []*string{s.Bucket.ArnForObjects(jsii.String(a.prefix + "*"))}, nil))
 	}
+	writes = s.grantRepository(fn, add) || writes
 	if spec.idempotency {
 		writes = true
 		add(statement("IdempotencyRecords", []string{"s3:PutObject"},
@@ -594,7 +613,8 @@ func (s *BackupStack) suppressRoleFindings(fn string, role awsiam.Role) {
 		findings = append(findings, regexFinding(`/^Resource::<Backups[0-9A-F]{8}\.Arn>\/jobs\/idempotency\/\*$/g`))
 	}
 	findings = append(findings, drillFindings(spec)...)
-	reason := "Object-level S3 permissions on one key prefix of the backup bucket (staging jobs/, the api's Idempotency-Key records jobs/idempotency/, or archives backups/); object keys are generated per job, task and backup, so they can only be named by prefix. Actions are listed individually."
+	findings = append(findings, s.repositoryFindings(fn)...)
+	reason := "Object-level S3 permissions on one key prefix of the backup bucket (staging jobs/, the api's Idempotency-Key records jobs/idempotency/, archives backups/, or a part of the repository prefix); object keys are generated per job, task and backup, or are content hashes in the repository, so they can only be named by prefix. Actions are listed individually."
 	if len(findings) > 0 {
 		suppress(role, true, nag("AwsSolutions-IAM5", reason, findings...))
 	}

@@ -38,6 +38,10 @@ import (
 //     instances from the instances context;
 //   - dronly: the DR destination stack alone (drOnly), without function
 //     assets, its bucket explicitly without Object Lock.
+//
+// "base", "full" and "drill" run in repository mode (the default; "full"
+// with a KMS key, prefix, retention and grace period of its own),
+// "direct" in archive mode (repository_test.go).
 
 var (
 	// assetDir holds dummy bootstrap files: functions/ is built elsewhere.
@@ -61,6 +65,7 @@ const (
 	apiRestorer = "arn:aws:iam::444455556666:role/oncall-restores"
 	edgebaseURL = "https://edgebase.example.com"
 	cfAccount   = "0123456789abcdef0123456789abcdef"
+	repoKey     = "arn:aws:kms:us-east-1:444455556666:key/0f0f0f0f-12ab-34cd-56ef-1234567890ab"
 )
 
 // drDestinationContext is what every variant with the DR stack passes.
@@ -83,7 +88,8 @@ var variantContext = map[string]map[string]any{
 		ctxAPIBackupRoleARNs: apiBackuper, ctxAPIRestoreRoleARNs: apiRestorer, ctxAPIAllowSecrets: "true",
 		ctxDRObjectLockDays: "40", ctxDRRetentionDays: "400",
 		ctxDRKeyBreakGlassARN: breakGlass, ctxDRAlarmEmail: "dr-ops@example.com",
-		ctxNotifyURL: "https://hooks.example.com/edgevault",
+		ctxNotifyURL:           "https://hooks.example.com/edgevault",
+		ctxRepositoryKMSKeyARN: repoKey, ctxRepositoryPrefix: "vault/", ctxRetention: "last=3,daily=10", ctxPruneGrace: "72h",
 	}),
 	"direct": {
 		ctxEdgeBaseURL: "http://edgebase.internal:8787", ctxAllowInsecureEdgeBaseURL: "true",
@@ -91,6 +97,7 @@ var variantContext = map[string]map[string]any{
 		ctxDRAccount: drAccount, ctxDRRegion: drRegion, ctxDRBucket: drBucket, ctxDRKMSKeyARN: drKey,
 		ctxSchedule: "off", ctxAPICloudWatchRole: "false",
 		ctxRetentionDays: "0", ctxArchiveTransitionDays: "0",
+		ctxBackupMode: "archive",
 	},
 	"dronly": withDR(map[string]any{ctxDROnly: "true", ctxDRObjectLockMode: "none"}),
 	// base with a restore drill (drill_test.go).
@@ -315,20 +322,20 @@ func TestCdkNagHasNoUnsuppressedErrors(t *testing.T) {
 func TestResourceCounts(t *testing.T) {
 	base, full, direct := get(t, "base"), get(t, "full"), get(t, "direct")
 	for typ, n := range map[string][3]int{
-		"AWS::KMS::Key":                       {2, 2, 2}, // archives; secrets, logs, alarms
+		"AWS::KMS::Key":                       {3, 2, 2}, // archives; secrets, logs, alarms (+ repository, unless brought)
 		"AWS::S3::Bucket":                     {2, 2, 2}, // backups + access logs
 		"AWS::S3::BucketPolicy":               {2, 2, 2},
 		"AWS::SQS::Queue":                     {5, 5, 5}, // task, control, their DLQs, invoke DLQ
 		"AWS::SQS::QueuePolicy":               {5, 5, 5},
 		"AWS::SecretsManager::Secret":         {5, 5, 5}, // service key, Cloudflare token, EdgeBase secrets, notification signing, R2 credentials
 		"AWS::SecretsManager::ResourcePolicy": {5, 5, 5},
-		"AWS::Lambda::Function":               {5, 6, 6}, // + CDK's bucket-notification handler with DR
+		"AWS::Lambda::Function":               {6, 7, 6}, // (+ maintain in repository mode) + CDK's bucket-notification handler with DR
 		"AWS::Lambda::EventSourceMapping":     {2, 2, 2},
-		"AWS::Lambda::EventInvokeConfig":      {2, 2, 2}, // scheduler, drcopy
-		"AWS::Logs::LogGroup":                 {6, 6, 6}, // five functions + API access logs
-		"AWS::Logs::MetricFilter":             {2, 2, 2}, // finished backups, started restores
-		"AWS::IAM::Role":                      {8, 9, 8}, // five functions, two API roles + API GW logging (+ notification handler)
-		"AWS::Events::Rule":                   {2, 3, 2}, // schedule, watchdog, DR reconcile
+		"AWS::Lambda::EventInvokeConfig":      {3, 3, 2},  // scheduler, drcopy (+ maintain)
+		"AWS::Logs::LogGroup":                 {7, 7, 6},  // five functions (+ maintain) + API access logs
+		"AWS::Logs::MetricFilter":             {2, 2, 2},  // finished backups, started restores
+		"AWS::IAM::Role":                      {9, 10, 8}, // five functions (+ maintain), two API roles + API GW logging (+ notification handler)
+		"AWS::Events::Rule":                   {4, 5, 2},  // schedule, watchdog, DR reconcile (+ maintain's daily and weekly)
 		"AWS::ApiGateway::RestApi":            {1, 1, 1},
 		"AWS::ApiGateway::Method":             {2, 2, 2}, // ANY / and ANY /{proxy+}
 		"AWS::ApiGateway::Stage":              {1, 1, 1},
@@ -338,8 +345,8 @@ func TestResourceCounts(t *testing.T) {
 		"AWS::SNS::Subscription":              {0, 1, 0},
 		// Freshness, three DLQs, worker errors, failed jobs, five
 		// throttles, API 5XX, task age, restore started (+ DR copy
-		// freshness).
-		"AWS::CloudWatch::Alarm":        {14, 15, 15},
+		// freshness) (+ maintain's throttles and errors).
+		"AWS::CloudWatch::Alarm":        {16, 17, 15},
 		"Custom::S3BucketNotifications": {0, 1, 1},
 	} {
 		count(t, base.tmpl, typ, n[0])
@@ -693,7 +700,9 @@ func TestFunctions(t *testing.T) {
 // infra and functions/: each function gets exactly the variables
 // lambdaenv.Reads lists for it, with the stack's values.
 func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
-	if got, want := len(fnSpecs(DefaultConfig())), len(lambdaenv.Functions); got != want {
+	archiveMode := DefaultConfig()
+	archiveMode.Repository.Mode = backupModeArchive
+	if got, want := len(fnSpecs(archiveMode)), len(lambdaenv.Functions); got != want {
 		t.Errorf("%d function specs for %d functions", got, want)
 	}
 	for _, name := range []string{"base", "full", "direct", "drill"} {
@@ -710,6 +719,10 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 			vars, _ := props(v.json, logicalID(b.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
 			got := slices.Sorted(maps.Keys(vars))
 			want := slices.Sorted(slices.Values(lambdaenv.Reads[fn]))
+			if !b.Config.Repository.Enabled() {
+				// Archive mode: the functions read "" for the repository.
+				want = slices.DeleteFunc(want, func(k string) bool { return slices.Contains(repositoryEnvs, k) })
+			}
 			if !slices.Equal(got, want) {
 				t.Errorf("%s: %s environment\n got %v\nwant %v (lambdaenv.Reads)", name, fn, got, want)
 			}
@@ -754,6 +767,13 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 			}
 			if b.DrillKeySecret != nil {
 				expect[lambdaenv.DrillKeySecret] = ref(logicalID(b.DrillKeySecret))
+			}
+			if r := c.Repository; r.Enabled() {
+				expect[lambdaenv.RepositoryPrefix], expect[lambdaenv.Retention], expect[lambdaenv.PruneGrace] = r.Prefix, r.Retention, r.PruneGrace.String()
+				expect[lambdaenv.RepositoryKMSKey] = r.KMSKeyARN
+				if b.RepositoryKey != nil {
+					expect[lambdaenv.RepositoryKMSKey] = getAtt(logicalID(b.RepositoryKey), "Arn")
+				}
 			}
 			for k, val := range vars {
 				if w, ok := expect[k]; !ok || mustJSON(val) != mustJSON(w) {
@@ -809,7 +829,7 @@ func TestFunctionEnvironmentMatchesLambdaenv(t *testing.T) {
 func TestFunctionsStartWithTheStackEnvironment(t *testing.T) {
 	for _, name := range []string{"full", "direct"} {
 		v := get(t, name)
-		for _, fn := range lambdaenv.Functions {
+		for _, fn := range v.backup.deployed() {
 			vars, _ := props(v.json, logicalID(v.backup.Functions[fn]))["Environment"].(map[string]any)["Variables"].(map[string]any)
 			env := func(k string) string {
 				switch val := vars[k].(type) {
@@ -1569,6 +1589,7 @@ var wildcardResources = []struct {
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/jobs/\*$`), "", "staging objects: keys generated per job and task"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/jobs/idempotency/\*$`), `^s3:PutObject$`, "the api's Idempotency-Key records: keys hashed from each key"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/backups/\*$`), "", "archives: names derived from each backup's start time"},
+	{"AWS::IAM::Policy", regexp.MustCompile(`^<Backups[0-9A-F]{8}\.Arn>/(repository|vault)/((keys|data|index|snapshots)/)?\*$`), "", "repository files (one part of the repository prefix per writer): named by the SHA-256 of their content"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^<Archives[0-9A-F]{8}\.Arn>/backups/\*$`), "", "DR copies of archives (destination stack)"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^arn:<AWS::Partition>:s3:::` + regexp.QuoteMeta(drBucket) + `/backups/\*$`), "", "DR copies in the destination bucket (bucket-policy mode), pinned to the DR account by s3:ResourceAccount"},
 	{"AWS::IAM::Policy", regexp.MustCompile(`^arn:<AWS::Partition>:s3:::` + regexp.QuoteMeta(srcBucket) + `/backups/\*$`), `^s3:GetObject(Version)?$`, "the DR writer role reads source archives for the server-side copy, pinned to the source account by s3:ResourceAccount"},
@@ -1738,8 +1759,10 @@ func TestFunctionGrants(t *testing.T) {
 			for _, s := range st {
 				// The signing key is used directly (kms:Sign), by the
 				// functions that read its ARN only (drill_test.go).
+				// The repository key is used directly too, with the
+				// repository's encryption context only (repository_test.go).
 				if strings.HasPrefix(s.actions[0], "kms:") && (s.condition == nil || !strings.Contains(mustJSON(s.condition), "kms:ViaService")) &&
-					!slices.Equal(s.resources, []string{signingKey}) {
+					!slices.Equal(s.resources, []string{signingKey}) && !(s.raw["Sid"] == "RepositoryKey" && mustJSON(s.condition) == mustJSON(repositoryKeyCondition())) {
 					t.Errorf("%s: %s uses KMS outside a service: %v", name, fn, s.raw)
 				}
 				if slices.Contains(s.actions, "lambda:InvokeFunction") {

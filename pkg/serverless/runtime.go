@@ -22,6 +22,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/notify"
 	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/provenance"
+	"github.com/edgevault/edgevault/pkg/repository"
 	"github.com/edgevault/edgevault/pkg/restore"
 	"github.com/edgevault/edgevault/pkg/secrets"
 )
@@ -81,6 +82,11 @@ type Deps struct {
 	// Signer signs manifests (assembler) and drill reports (drill); nil
 	// leaves them unsigned.
 	Signer provenance.Signer
+	// Repository is the repository's store (the backup bucket under
+	// RepositoryPrefix) and RepositoryKey the KMS key wrapper that opens
+	// it (maintain); nil outside repository mode.
+	Repository    pipeline.BlobStore
+	RepositoryKey repository.KeyWrapper
 }
 
 // base is what every function builds once per cold start.

@@ -153,7 +153,7 @@ func (a *app) runRepoExport(ctx context.Context, r *openedRepo, ref string, o re
 		return &cmdError{code: "snapshot_not_found", exit: ExitError, msg: err.Error(),
 			hint: "name a snapshot by id, a unique id prefix or latest (edgevault snapshots lists them)"}
 	}
-	f, err := exportFormat(ctx, r.Repository, info.Snapshot)
+	f, err := r.ExportFormat(ctx, info.Snapshot)
 	if err != nil {
 		return repoFailure(r.location, err)
 	}
@@ -173,31 +173,6 @@ func (a *app) runRepoExport(ctx context.Context, r *openedRepo, ref string, o re
 	a.say("Snapshot %s exported: %s (%s)\n", shortSnap(info.ID), path, archive.HumanBytes(sum.Bytes))
 	a.say("  sha256 %s; manifest %s\n", sum.SHA256, archive.ManifestName(path))
 	return nil
-}
-
-var errStopScan = errors.New("stop")
-
-// exportFormat is .tar.gz when the snapshot holds the bytes of its storage
-// objects, .json when it has none (or only lists them, imported from a
-// .json archive).
-func exportFormat(ctx context.Context, r *repository.Repository, s *repository.Snapshot) (archive.Format, error) {
-	if s.Storage.Objects == 0 {
-		return archive.JSON, nil
-	}
-	f := archive.TarGz
-	err := r.ReadTable(ctx, s.Storage, func(e repository.StorageEntry) error {
-		if e.Size == 0 {
-			return nil
-		}
-		if e.Chunks == nil {
-			f = archive.JSON
-		}
-		return errStopScan
-	})
-	if errors.Is(err, errStopScan) {
-		err = nil
-	}
-	return f, err
 }
 
 // exportTarget is the archive path -o names: a file whose suffix must be

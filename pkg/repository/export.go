@@ -72,6 +72,33 @@ func (r *Repository) Export(ctx context.Context, s *Snapshot, w io.Writer, f arc
 	return tw.Close()
 }
 
+// errFormatKnown ends ExportFormat's scan of the storage table.
+var errFormatKnown = errors.New("format known")
+
+// ExportFormat is the format Export should write s in: .tar.gz when the
+// snapshot holds the bytes of its storage objects, .json when it has none
+// (an empty bucket, a backup without storage) or only lists them
+// (imported from a .json archive).
+func (r *Repository) ExportFormat(ctx context.Context, s *Snapshot) (archive.Format, error) {
+	if s.Storage.Objects == 0 {
+		return archive.JSON, nil
+	}
+	f := archive.TarGz
+	err := r.ReadTable(ctx, s.Storage, func(e StorageEntry) error {
+		if e.Size == 0 {
+			return nil
+		}
+		if e.Chunks == nil {
+			f = archive.JSON
+		}
+		return errFormatKnown
+	})
+	if errors.Is(err, errFormatKnown) {
+		err = nil
+	}
+	return f, err
+}
+
 type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }

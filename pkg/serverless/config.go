@@ -277,20 +277,7 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 	str(lambdaenv.DrillURL, &c.DrillURL)
 	str(lambdaenv.DrillKeySecret, &c.DrillKeySecret)
 	str(lambdaenv.SigningKeyARN, &c.SigningKeyARN)
-	str(lambdaenv.RepositoryPrefix, &c.RepositoryPrefix)
-	str(lambdaenv.RepositoryKMSKey, &c.RepositoryKMSKey)
-	if p, err := repository.ParsePolicy(get(lambdaenv.Retention)); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", lambdaenv.Retention, err))
-	} else {
-		c.Retention = p
-	}
-	if v := strings.TrimSpace(get(lambdaenv.PruneGrace)); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a duration", lambdaenv.PruneGrace, v))
-		}
-		c.PruneGrace = d
-	}
+	errs = append(errs, c.applyRepositoryEnv(get)...)
 	str(lambdaenv.MetricsNamespace, &c.MetricsNamespace)
 	str(lambdaenv.LambdaEndpoint, &c.LambdaEndpoint)
 	str(lambdaenv.CloudflareAPIURL, &c.CloudflareAPIURL)
@@ -309,6 +296,26 @@ func ConfigFromEnv(fn string, getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("serverless: %w", errors.Join(errs...))
 	}
 	return c, c.Validate()
+}
+
+// applyRepositoryEnv reads the repository-mode variables.
+func (c *Config) applyRepositoryEnv(get func(string) string) []error {
+	var errs []error
+	c.RepositoryPrefix = strings.TrimSpace(get(lambdaenv.RepositoryPrefix))
+	c.RepositoryKMSKey = strings.TrimSpace(get(lambdaenv.RepositoryKMSKey))
+	if p, err := repository.ParsePolicy(get(lambdaenv.Retention)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", lambdaenv.Retention, err))
+	} else {
+		c.Retention = p
+	}
+	if v := strings.TrimSpace(get(lambdaenv.PruneGrace)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a duration", lambdaenv.PruneGrace, v))
+		}
+		c.PruneGrace = d
+	}
+	return errs
 }
 
 // lambdaLogLevel is set by Lambda from the function's application log

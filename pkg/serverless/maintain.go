@@ -195,7 +195,7 @@ func (h *Maintain) export(ctx context.Context, log *slog.Logger, r *repository.R
 	if err != nil {
 		started = s.Time
 	}
-	format, err := exportFormat(ctx, r, s.Snapshot)
+	format, err := r.ExportFormat(ctx, s.Snapshot)
 	if err != nil {
 		return res, fmt.Errorf("serverless: maintain: snapshot %s: %w", s.ID, err)
 	}
@@ -235,32 +235,6 @@ func (h *Maintain) export(ctx context.Context, log *slog.Logger, r *repository.R
 	}
 	return res, fmt.Errorf("serverless: maintain: every archive name from %s on for %d seconds is taken by other backups",
 		archive.FileName(started, tarball), maxExportNameShift)
-}
-
-// errFormatKnown ends exportFormat's scan of the storage table.
-var errFormatKnown = errors.New("format known")
-
-// exportFormat is .tar.gz when the snapshot holds the bytes of its
-// storage objects, .json when it has none (an empty bucket, a backup
-// without storage) or only lists them (imported from a .json archive).
-func exportFormat(ctx context.Context, r *repository.Repository, s *repository.Snapshot) (archive.Format, error) {
-	if s.Storage.Objects == 0 {
-		return archive.JSON, nil
-	}
-	f := archive.TarGz
-	err := r.ReadTable(ctx, s.Storage, func(e repository.StorageEntry) error {
-		if e.Size == 0 {
-			return nil
-		}
-		if e.Chunks == nil {
-			f = archive.JSON
-		}
-		return errFormatKnown
-	})
-	if errors.Is(err, errFormatKnown) {
-		err = nil
-	}
-	return f, err
 }
 
 // exported looks at what key holds: done when it is this snapshot's

@@ -120,18 +120,16 @@ type Repository struct {
 
 	chunkers sync.Pool // of *chunkState
 
-	mu        sync.Mutex // guards everything below
-	index     map[ID]location
-	packs     map[ID]int64     // indexed packs and their sizes
-	marked    map[ID]time.Time // packs a prune marked: never reused
-	pack      *packer          // the open pack, nil when none
-	spare     []*packer        // emptied pack buffers, reused
-	uploading map[ID]bool      // chunks of packs being uploaded
-	uploads   sync.WaitGroup   // packs being uploaded
-	inFlight  int              // their number
-	uploaded  *sync.Cond       // signalled (on mu) when one finishes
-	pending   []packRecord     // packs written since the last index file
-	stats     Stats
+	// w is the repository's own writer (SaveStream, Flush): its packs
+	// join the index as they are uploaded and reach an index file at
+	// Flush.
+	w *Writer
+
+	mu     sync.Mutex // guards everything below
+	index  map[ID]location
+	packs  map[ID]int64     // indexed packs and their sizes
+	marked map[ID]time.Time // packs a prune marked: never reused
+	stats  Stats
 }
 
 // Stats counts what this Repository value wrote.
@@ -236,7 +234,7 @@ func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time)
 	var kdf Options
 	kdf.defaults()
 	r := &Repository{store: store, seal: s, macK: mk.MAC, mk: mk, kdf: kdf, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}
-	r.uploaded = sync.NewCond(&r.mu)
+	r.w = r.newWriter(true)
 	return r, nil
 }
 

@@ -67,27 +67,14 @@ type SnapshotInfo struct {
 // SaveSnapshot flushes everything saved so far, then writes s (the order
 // that keeps a snapshot from ever naming an unindexed chunk).
 func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) (ID, error) {
-	if s.Time.IsZero() {
-		s.Time = r.now().UTC()
-	}
 	if err := r.Flush(ctx); err != nil {
 		return ID{}, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range s.chunkLists() {
-		for _, id := range l {
-			if _, ok := r.index[id]; !ok {
-				return ID{}, fmt.Errorf("%w: snapshot names chunk %s, which is not stored", ErrMissing, id)
-			}
-		}
-	}
-	id, n, err := r.putSealed(ctx, prefixSnaps, aadSnapshot, s)
+	_, b, err := r.SealSnapshot(s)
 	if err != nil {
 		return ID{}, err
 	}
-	r.stats.Written += n
-	return id, nil
+	return r.PutSnapshot(ctx, b)
 }
 
 // chunkLists are the lists a snapshot names directly (the storage table's

@@ -117,6 +117,21 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (SnapshotInfo
 	return found[0], nil
 }
 
+// Latest is the newest snapshot of source (by time), ok false when there
+// is none.
+func (r *Repository) Latest(ctx context.Context, source string) (SnapshotInfo, bool, error) {
+	all, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return SnapshotInfo{}, false, err
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].SourceURL == source {
+			return all[i], true, nil
+		}
+	}
+	return SnapshotInfo{}, false, nil
+}
+
 // ListSnapshots reads every snapshot, oldest first.
 func (r *Repository) ListSnapshots(ctx context.Context) ([]SnapshotInfo, error) {
 	var out []SnapshotInfo
@@ -151,10 +166,15 @@ type tableResult struct {
 // NewTableWriter starts a storage table. Close it (or Abort it) to end the
 // goroutine that chunks it.
 func (r *Repository) NewTableWriter(ctx context.Context) *TableWriter {
+	return r.w.NewTableWriter(ctx)
+}
+
+// NewTableWriter starts a storage table whose chunks this writer stores.
+func (w *Writer) NewTableWriter(ctx context.Context) *TableWriter {
 	pr, pw := io.Pipe()
 	tw := &TableWriter{pw: pw, bw: bufio.NewWriterSize(pw, 64<<10), done: make(chan tableResult, 1)}
 	go func() {
-		l, _, err := r.SaveStream(ctx, pr)
+		l, _, err := w.SaveStream(ctx, pr)
 		_ = pr.CloseWithError(err)
 		tw.done <- tableResult{l, err}
 	}()

@@ -136,6 +136,9 @@ func AWSDeps(ctx context.Context, cfg Config) (Config, Deps, error) {
 	if err := connectDrill(ctx, cfg, clients, &d); err != nil {
 		return cfg, d, err
 	}
+	if err := connectBackupRepository(cfg, clients, &d); err != nil {
+		return cfg, d, err
+	}
 	return cfg, d, nil
 }
 

@@ -221,4 +221,3 @@ func TestRepositoryRedeliveredTasks(t *testing.T) {
 		t.Fatalf("%d snapshots, %v; want 1", len(snaps), err)
 	}
 }
-

@@ -171,7 +171,8 @@ func (b *Tasks) putUnit(ctx context.Context, u pipeline.Unit, n *int64, produce 
 
 // repoRange is storageRange in a repository job: unchanged objects take
 // the parent's entry without any request, the others are read (at most
-// Concurrency at once) straight into a writer of this task.
+// Concurrency at once) straight into a writer of this task. Its result
+// counts every object, the reused ones as Skipped, and the bytes read.
 func (b *Tasks) repoRange(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 	repo, err := b.repoOf(ctx)
 	if err != nil {
@@ -219,12 +220,14 @@ func (b *Tasks) repoRange(ctx context.Context, u pipeline.Unit) (pipeline.Result
 		if r.masked {
 			frag.Masked++
 		}
+		res.Objects++
 		if objs[i].Reuse != nil {
 			frag.Reused++
+			res.Skipped++ // not read: the parent's chunks
+		} else {
+			res.Bytes += r.e.Size // read from the deployment
 		}
 		frag.Objects = append(frag.Objects, r.e)
-		res.Objects++
-		res.Bytes += r.e.Size
 	}
 	return res, b.Jobs.PutJSON(ctx, u.Output+PartName, frag)
 }

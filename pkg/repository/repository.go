@@ -132,7 +132,8 @@ type Repository struct {
 	stats  Stats
 }
 
-// Stats counts what this Repository value wrote.
+// Stats counts what this Repository value wrote, through its own saves and
+// every Writer made from it.
 type Stats struct {
 	// ChunksNew/BytesNew are chunks stored (raw bytes); ChunksDup/BytesDup
 	// those found already stored.

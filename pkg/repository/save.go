@@ -168,11 +168,9 @@ func (w *Writer) count(dup bool, n int) {
 		}
 	}
 	add(&w.stats)
-	if w.shared {
-		w.r.mu.Lock()
-		add(&w.r.stats)
-		w.r.mu.Unlock()
-	}
+	w.r.mu.Lock()
+	add(&w.r.stats)
+	w.r.mu.Unlock()
 }
 
 func (w *Writer) saveChunk(ctx context.Context, cs *chunkState, id ID, data []byte) error {
@@ -287,13 +285,14 @@ func (w *Writer) uploadPack(ctx context.Context, p *packer) error {
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
 	if w.shared {
-		r.mu.Lock()
 		r.addLocked(rec)
-		r.stats.Written += rec.Size
-		r.stats.Packs++
-		r.mu.Unlock()
-	} else {
+	}
+	r.stats.Written += rec.Size
+	r.stats.Packs++
+	r.mu.Unlock()
+	if !w.shared {
 		for _, e := range rec.Blobs {
 			w.own[e.ID] = true
 		}

@@ -129,7 +129,10 @@ type Repository struct {
 	index  map[ID]location
 	packs  map[ID]int64     // indexed packs and their sizes
 	marked map[ID]time.Time // packs a prune marked: never reused
-	stats  Stats
+	// unflushed are packs of w in the index above that no index file
+	// names yet.
+	unflushed map[ID]bool
+	stats     Stats
 }
 
 // Stats counts what this Repository value wrote, through its own saves and
@@ -234,7 +237,7 @@ func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time)
 	}
 	var kdf Options
 	kdf.defaults()
-	r := &Repository{store: store, seal: s, macK: mk.MAC, mk: mk, kdf: kdf, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}
+	r := &Repository{store: store, seal: s, macK: mk.MAC, mk: mk, kdf: kdf, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}, unflushed: map[ID]bool{}}
 	r.w = r.newWriter(true)
 	return r, nil
 }

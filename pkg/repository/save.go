@@ -131,13 +131,15 @@ func (r *Repository) newChunkState() any {
 }
 
 // indexed reports whether chunk id is indexed outside a pack a prune
-// marked.
-func (r *Repository) indexed(id ID) bool {
+// marked; durable leaves out the packs of the repository's own writer
+// that no index file names yet (a Writer's chunks must be in an index
+// file or in its own packs).
+func (r *Repository) indexed(id ID, durable bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	loc, ok := r.index[id]
 	_, marked := r.marked[loc.Pack]
-	return ok && !marked
+	return ok && !marked && !(durable && r.unflushed[loc.Pack])
 }
 
 // storedLocked reports whether chunk id needs no storing: indexed outside
@@ -147,7 +149,7 @@ func (w *Writer) storedLocked(id ID) bool {
 	if (w.pack != nil && w.pack.ids[id]) || w.uploading[id] || w.own[id] {
 		return true
 	}
-	return w.r.indexed(id)
+	return w.r.indexed(id, !w.shared)
 }
 
 // holds reports whether chunk id is in a pack of w not uploaded yet.
@@ -288,6 +290,7 @@ func (w *Writer) uploadPack(ctx context.Context, p *packer) error {
 	r.mu.Lock()
 	if w.shared {
 		r.addLocked(rec)
+		r.unflushed[rec.ID] = true
 	}
 	r.stats.Written += rec.Size
 	r.stats.Packs++
@@ -355,10 +358,13 @@ func (r *Repository) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.records = nil
 	r.mu.Lock()
+	for _, rec := range w.records {
+		delete(r.unflushed, rec.ID)
+	}
 	r.stats.Written += n
 	r.mu.Unlock()
+	w.records = nil
 	return nil
 }
 

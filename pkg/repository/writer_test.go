@@ -99,6 +99,35 @@ func TestWritersIndexWriterAndSealedSnapshot(t *testing.T) {
 	}
 }
 
+// A writer does not reuse chunks of the repository's own writer that no
+// index file names yet; once flushed, it does.
+func TestWriterIgnoresUnflushedPacks(t *testing.T) {
+	ctx := context.Background()
+	store, _ := newStore(t)
+	r := initRepo(t, store)
+	data := randomBytes(2, 2<<20)
+	if _, err := r.SaveBytes(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	w := r.NewWriter()
+	if _, err := w.SaveBytes(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.ChunksDup != 0 || st.ChunksNew == 0 {
+		t.Fatalf("reused unflushed chunks: %+v", st)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w2 := r.NewWriter()
+	if _, err := w2.SaveBytes(ctx, data); err != nil {
+		t.Fatal(err)
+	}
+	if st := w2.Stats(); st.ChunksNew != 0 {
+		t.Fatalf("stored indexed chunks again: %+v", st)
+	}
+}
+
 func countPrefix(keys []string, p string) int {
 	n := 0
 	for _, k := range keys {

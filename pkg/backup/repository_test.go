@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -21,7 +22,9 @@ import (
 	pl "github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
+	"github.com/edgevault/edgevault/pkg/r2"
 	"github.com/edgevault/edgevault/pkg/repository"
+	"github.com/edgevault/edgevault/pkg/sensitive"
 )
 
 // repoOptions make small chunks and packs, so a demo backup spans many.
@@ -219,5 +222,83 @@ func TestRepositoryRedeliveredTasks(t *testing.T) {
 	snaps, err := repo.ListSnapshots(ctx)
 	if err != nil || len(snaps) != 1 {
 		t.Fatalf("%d snapshots, %v; want 1", len(snaps), err)
+	}
+}
+
+// Through R2 direct the planner stores only key bounds per range, and the
+// parent's entries of the range's unchanged objects beside them: the
+// worker re-lists its range and reads only what changed.
+func TestRepositoryBackupR2Direct(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	emu := edgebasetest.NewTest(t, edgebasetest.Options{Now: fixedNow, StateDir: t.TempDir()})
+	var objs []edgebasetest.Object
+	for i := range 250 {
+		objs = append(objs, edgebasetest.Object{Key: fmt.Sprintf("files/%05d", i), Size: 300, Seed: fmt.Sprint(i)})
+	}
+	if err := emu.AddObjects(ctx, objs...); err != nil {
+		t.Fatal(err)
+	}
+	url, stats, _ := emu.ServeS3(t)
+	direct, err := r2.New(r2.Config{Endpoint: url, Bucket: emu.S3Bucket(), AccessKeyID: edgebasetest.S3AccessKeyID,
+		SecretAccessKey: sensitive.String(edgebasetest.S3SecretAccessKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, st := newRepo(t)
+	gets := func() int64 { return stats.Requests.Load() - stats.Lists.Load() }
+	var parent string
+	for round := range 2 {
+		if round == 1 {
+			if err := emu.AddObjects(ctx, edgebasetest.Object{Key: "files/00120", Size: 300, Seed: "changed"},
+				edgebasetest.Object{Key: "files/00120-new", Size: 10, Seed: "new"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dir := t.TempDir()
+		fsStore, err := fs.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { fsStore.Close() })
+		client := newClient(t, emu)
+		q := mem.New(mem.Options{VisibilityTimeout: time.Hour})
+		engine, err := edgevault.New(edgevault.Deps{Store: fsStore, Staging: "staging/", Archives: "archives/", Tasks: q,
+			Client: client, Enum: &discovery.Enumerator{Client: client, StateDir: emu.StateDir()}, Source: "docker", Now: fixedNow, R2: direct,
+			Engine: pl.Options{MaxAttempts: 3, Backoff: pl.Backoff{Base: time.Millisecond}},
+			Backup: edgevault.BackupOptions{Concurrency: 4, RangeKeys: 100, ComposeAbove: -1,
+				Repo: func(context.Context) (*repository.Repository, error) { return repo, nil }}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("direct-%d", round)
+		if _, err := engine.Start(ctx, events.StartRequest{JobID: id, Kind: events.KindBackup, Options: events.Options{IncludeStorage: true}}); err != nil {
+			t.Fatal(err)
+		}
+		before := gets()
+		job, err := (&pl.Runner{Engine: engine, Queue: q, Depth: q.Len, Concurrency: 4}).Run(ctx, id)
+		if err != nil || job.State != events.StateDone || job.Snapshot == "" {
+			t.Fatalf("round %d: %v %+v", round, err, job)
+		}
+		read := gets() - before
+		r, err := repository.Open(ctx, st, "pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := r.Check(ctx, true, 0); err != nil || len(rep.Errors) > 0 {
+			t.Fatalf("check: %v %v", err, rep.Errors)
+		}
+		info, err := r.FindSnapshot(ctx, job.Snapshot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: %d objects, %d object reads", round, info.Storage.Objects, read)
+		if want := int64(250 + round); info.Storage.Objects != want || job.Summary.Objects != want {
+			t.Errorf("round %d: %d objects in the table, %d in the job; want %d", round, info.Storage.Objects, job.Summary.Objects, want)
+		}
+		if round == 1 && (read != 2 || job.Summary.Skipped != 249 || info.Parent.String() != parent) {
+			t.Errorf("second backup: %d reads, %d reused, parent %s; want 2 reads, 249 reused, parent %s", read, job.Summary.Skipped, info.Parent, parent)
+		}
+		parent = job.Snapshot
 	}
 }

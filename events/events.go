@@ -47,6 +47,10 @@ type Options struct {
 	// Backup
 	IncludeStorage bool `json:"includeStorage,omitempty"`
 	IncludeSecrets bool `json:"includeSecrets,omitempty"`
+	// Repository marks a backup that ends as a snapshot in the repository
+	// (set by a planner that has one) instead of an archive; its workers
+	// and assembler follow the job, not their own settings.
+	Repository bool `json:"repository,omitempty"`
 	// Restore
 	Archive          string   `json:"archive,omitempty"` // archive key or path to restore from
 	SkipStorage      bool     `json:"skipStorage,omitempty"`
@@ -113,6 +117,9 @@ type Job struct {
 	WarningsOmitted int      `json:"warningsOmitted,omitempty"`
 	Archive         string   `json:"archive,omitempty"`  // key of the finished archive
 	Manifest        string   `json:"manifest,omitempty"` // key of its manifest
+	// Snapshot is the id of the repository snapshot a repository-mode
+	// backup wrote (instead of Archive and Manifest).
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // MaxWarnings bounds the warnings a job record or a task outcome keeps.

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime/debug"
 	"time"
 
 	"github.com/edgevault/edgevault/pkg/archive"
-	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/edgevault"
 	"github.com/edgevault/edgevault/pkg/repository"
 	"github.com/edgevault/edgevault/pkg/secrets/devvars"
@@ -27,15 +24,16 @@ type snapshotResult struct {
 	Warnings []string
 }
 
-// takeSnapshot backs d up into repo: the engine writes the database units
-// as a storage-less v1.1 document in a scratch directory (the same
-// planning, parallelism, retries and validation as any backup), the
-// document is cut into the repository's chunks, and the storage table is
-// built incrementally from the newest snapshot of the same source. The
-// snapshot is written last, so an interrupted backup leaves no snapshot
-// (only chunks a later backup reuses or a prune removes).
+// takeSnapshot backs d up into repo with the pipeline in repository mode,
+// as the serverless functions do: the engine plans the job (the storage
+// listing walked beside the newest snapshot of the same source, whose
+// unchanged objects are not read again), each task stores its unit or its
+// storage range through a repository writer of its own, and the finish
+// step writes the index, the storage table and then the snapshot. An
+// interrupted backup leaves no snapshot (only packs a prune removes).
+// Staging lives in a scratch directory.
 func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment, o createOpts) (*snapshotResult, error) {
-	parentID, parent, err := latestOf(ctx, repo.Repository, d.client.BaseURL())
+	parentID, _, err := latestOf(ctx, repo.Repository, d.client.BaseURL())
 	if err != nil {
 		return nil, repoFailure(repo.location, err)
 	}
@@ -45,7 +43,8 @@ func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 	}
 	defer os.RemoveAll(tmp)
 	deps := edgevault.Deps{Client: d.client, Enum: d.enum, Now: time.Now, R2: d.r2,
-		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, ComposeAbove: -1}}
+		Backup: edgevault.BackupOptions{Concurrency: o.concurrency, ComposeAbove: -1, Version: Version,
+			Repo: func(context.Context) (*repository.Repository, error) { return repo.Repository, nil }}}
 	if o.includeSecrets {
 		deps.Secrets = devvars.New(a.env.WorkDir)
 	}
@@ -54,9 +53,8 @@ func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 		return nil, failure("backup_create_failed", err)
 	}
 	defer e.Close()
-	units := o
-	units.includeStorage, units.resume = false, false
-	job, err := a.startBackup(ctx, e, d, units, tmp)
+	o.resume = false
+	job, err := a.startBackup(ctx, e, d, o, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -68,58 +66,30 @@ func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 		}
 		return nil, explain(ce, err)
 	}
-	res := &snapshotResult{Parent: parentID, Warnings: final.Warnings}
-	man, err := backup.ReadManifest(ctx, e.store, final.Archive)
+	id, err := repository.ParseID(final.Snapshot)
 	if err != nil {
-		return nil, failure("backup_create_failed", err)
+		return nil, failure("backup_create_failed", fmt.Errorf("the backup named no snapshot: %w", err))
 	}
-	f, err := os.Open(filepath.Join(tmp, filepath.FromSlash(final.Archive)))
-	if err != nil {
-		return nil, failure("backup_create_failed", err)
-	}
-	snap, err := repo.ImportUnits(ctx, f, repository.Snapshot{SourceURL: d.client.BaseURL(), EdgevaultVersion: Version, Server: man.Server})
-	_ = f.Close()
+	snap, err := repo.LoadSnapshot(ctx, id)
 	if err != nil {
 		return nil, repoFailure(repo.location, err)
 	}
-	if o.includeStorage {
-		debug.FreeOSMemory() // the engine's buffers are garbage now
-		if err := a.takeStorage(ctx, repo, d, o, parent, snap, res); err != nil {
-			return nil, err
+	res := &snapshotResult{ID: id, Snap: snap, Parent: parentID, Warnings: final.Warnings, Stats: repo.Stats()}
+	res.Storage.Table = snap.Storage
+	if sum := final.Summary; sum != nil && o.includeStorage {
+		// A storage range counts its objects, the reused ones as skipped,
+		// and the bytes it read.
+		var unitBytes int64
+		for _, u := range snap.Units {
+			unitBytes += u.Size
 		}
-		snap.Parent = parentID
+		res.Storage.Reused, res.Storage.Fetched = sum.Skipped, sum.Objects-sum.Skipped
+		res.Storage.FetchedBytes = sum.Bytes - unitBytes
 	}
-	if res.ID, err = repo.SaveSnapshot(ctx, snap); err != nil {
-		return nil, repoFailure(repo.location, err)
+	if snap.Server != nil {
+		res.Storage.Masked, res.Storage.Internal = snap.Server.ContentTypesMasked, snap.Server.InternalKeysSkipped
 	}
-	res.Snap, res.Stats = snap, repo.Stats()
 	return res, nil
-}
-
-// takeStorage adds the storage table to snap.
-func (a *app) takeStorage(ctx context.Context, repo *openedRepo, d *deployment, o createOpts, parent, snap *repository.Snapshot, res *snapshotResult) error {
-	var src snapshot.Storage = snapshot.AdminStorage{Client: d.client}
-	if d.r2 != nil {
-		src = snapshot.DirectStorage{DirectStorage: d.r2}
-	}
-	a.say("Storage: listing, reusing unchanged objects of the previous snapshot\n")
-	sr, err := snapshot.TakeStorage(ctx, repo.Repository, parent, src, o.concurrency)
-	if err != nil {
-		return explain(failure("backup_create_failed", fmt.Errorf("storage: %w; no snapshot was written", err)), err)
-	}
-	snap.Storage, res.Storage = sr.Table, sr
-	if snap.Server == nil {
-		snap.Server = &archive.ServerObservations{}
-	}
-	snap.Server.ContentTypesMasked += sr.Masked
-	snap.Server.InternalKeysSkipped += sr.Internal
-	if sr.Masked > 0 {
-		res.Warnings = append(res.Warnings, backup.MaskedWarning(sr.Masked))
-	}
-	for _, k := range sr.Missing {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("object %q was deleted after the listing; not in the snapshot", k))
-	}
-	return nil
 }
 
 // latestOf is the newest snapshot of source, or none.

@@ -39,6 +39,10 @@ type Assembler struct {
 	// Sealer, when set, completes the manifest (chain link, signature)
 	// before it is written.
 	Sealer ManifestSealer
+	// Repo is the repository of repository-mode jobs, and Version the
+	// edgevault version their snapshots record.
+	Repo    RepositoryOpener
+	Version string
 }
 
 // ManifestSealer completes a manifest before it is written
@@ -51,6 +55,13 @@ var _ pipeline.Finisher = (*Assembler)(nil)
 
 // Finish implements pipeline.Finisher.
 func (a *Assembler) Finish(ctx context.Context, job *events.Job) (pipeline.Outcome, error) {
+	if job.Options.Repository {
+		out, err := a.finishRepository(ctx, job)
+		if err != nil {
+			return pipeline.Outcome{}, fmt.Errorf("snapshot of job %s: %w", job.ID, err)
+		}
+		return out, nil
+	}
 	res, err := a.assemble(ctx, job)
 	if err != nil {
 		return pipeline.Outcome{}, fmt.Errorf("assembling job %s: %w", job.ID, err)

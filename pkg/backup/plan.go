@@ -37,7 +37,11 @@ type Planner struct {
 	// Direct, when set, lists storage through R2 direct instead of the
 	// admin API (see DirectStorage).
 	Direct DirectStorage
-	Log    *slog.Logger
+	// Repo, when set, makes every job a repository backup: it ends in a
+	// snapshot of this repository, and storage objects unchanged since
+	// the parent snapshot are not read again.
+	Repo RepositoryOpener
+	Log  *slog.Logger
 }
 
 var _ pipeline.Planner = (*Planner)(nil)
@@ -67,6 +71,13 @@ func (p *Planner) plan(ctx context.Context, job *events.Job) error {
 		}
 	}
 	sort.Strings(namespaces)
+	var rp *repoPlan
+	if p.Repo != nil {
+		if rp, err = p.openRepoPlan(ctx, job); err != nil {
+			return err
+		}
+		defer rp.close()
+	}
 
 	seq := 0
 	n, err := p.Jobs.WritePlan(ctx, job.ID, func(emit func(events.Task) error) error {
@@ -100,7 +111,7 @@ func (p *Planner) plan(ctx context.Context, job *events.Job) error {
 			}
 		}
 		if job.Options.IncludeStorage {
-			return p.planStorage(ctx, job, next)
+			return p.planStorage(ctx, job, rp, next)
 		}
 		return nil
 	})
@@ -122,7 +133,7 @@ func RangeKey(j *pipeline.Jobs, job string, r int) string {
 // planStorage streams the bucket listing into page-range files, never
 // holding more than one range in memory. Server-internal keys (upload-grant
 // markers) are never backed up: they are counted and left out.
-func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(events.Task) error) error {
+func (p *Planner) planStorage(ctx context.Context, job *events.Job, rp *repoPlan, next func(events.Task) error) error {
 	maxKeys, maxBytes := p.RangeKeys, p.RangeBytes
 	if maxKeys <= 0 {
 		maxKeys = DefaultRangeKeys
@@ -131,14 +142,14 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(ev
 		maxBytes = DefaultRangeBytes
 	}
 	if p.Direct != nil {
-		internal, err := p.planDirect(ctx, job, maxKeys, maxBytes, next)
+		internal, err := p.planDirect(ctx, job, maxKeys, maxBytes, rp, next)
 		if err != nil {
 			return err
 		}
 		return p.observe(ctx, job, internal)
 	}
 	var (
-		cur      []edgebase.Object
+		cur      []rangeObject
 		bytes    int64
 		r        int
 		internal int64
@@ -162,7 +173,7 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, next func(ev
 			internal++
 			return nil
 		}
-		cur = append(cur, o)
+		cur = append(cur, rangeObject{Object: o, Reuse: rp.lookup(o)})
 		bytes += o.Size
 		if len(cur) >= maxKeys || bytes >= maxBytes {
 			return flush()
@@ -200,21 +211,32 @@ func writeNDJSON[T any](ctx context.Context, j *pipeline.Jobs, key string, items
 
 // readRange loads the objects of one storage page range.
 func readRange(ctx context.Context, j *pipeline.Jobs, job string, r int) ([]edgebase.Object, error) {
+	var out []edgebase.Object
+	err := eachRangeObject(ctx, j, job, r, func(o rangeObject) error {
+		out = append(out, o.Object)
+		return nil
+	})
+	return out, err
+}
+
+// eachRangeObject streams the planning file of storage page range r.
+func eachRangeObject(ctx context.Context, j *pipeline.Jobs, job string, r int, fn func(rangeObject) error) error {
 	rc, err := j.Store.Get(ctx, RangeKey(j, job, r))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rc.Close()
-	var out []edgebase.Object
 	dec := json.NewDecoder(bufio.NewReader(rc))
 	for {
-		var o edgebase.Object
+		var o rangeObject
 		if err := dec.Decode(&o); err == io.EOF {
-			return out, nil
+			return nil
 		} else if err != nil {
-			return nil, fmt.Errorf("storage range %d: %w", r, err)
+			return fmt.Errorf("storage range %d: %w", r, err)
 		}
-		out = append(out, o)
+		if err := fn(o); err != nil {
+			return err
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/pipeline"
+	"github.com/edgevault/edgevault/pkg/repository"
 )
 
 // The storage port of a backup has two adapters. The admin API
@@ -53,17 +54,24 @@ func isKeyRange(input string) bool { return strings.HasSuffix(input, ".range.jso
 
 // planDirect streams ListObjectsV2 pages into key ranges: one page in
 // memory at a time, and only the bounds of each range are stored.
-func (p *Planner) planDirect(ctx context.Context, job *events.Job, maxKeys int, maxBytes int64, next func(events.Task) error) (internal int64, err error) {
+func (p *Planner) planDirect(ctx context.Context, job *events.Job, maxKeys int, maxBytes int64, rp *repoPlan, next func(events.Task) error) (internal int64, err error) {
 	var (
-		cur  KeyRange
-		last string
-		r    int
+		cur   KeyRange
+		last  string
+		r     int
+		reuse []repository.StorageEntry // the range's unchanged objects (repository mode)
 	)
 	flush := func() error {
 		if cur.Objects == 0 {
 			return nil
 		}
 		cur.End = last
+		if len(reuse) > 0 {
+			if err := writeNDJSON(ctx, p.Jobs, ReuseKey(p.Jobs, job.ID, r), reuse); err != nil {
+				return err
+			}
+			reuse = reuse[:0]
+		}
 		key := KeyRangeKey(p.Jobs, job.ID, r)
 		if err := p.Jobs.PutJSON(ctx, key, cur); err != nil {
 			return err
@@ -83,6 +91,9 @@ func (p *Planner) planDirect(ctx context.Context, job *events.Job, maxKeys int, 
 			cur.Objects++
 			cur.Bytes += o.Size
 			last = o.Key
+			if e := rp.lookup(o); e != nil {
+				reuse = append(reuse, *e)
+			}
 			if cur.Objects >= maxKeys || cur.Bytes >= maxBytes {
 				if err := flush(); err != nil {
 					return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -39,6 +40,9 @@ type Tasks struct {
 	Direct DirectStorage
 	// Concurrency bounds parallel object downloads inside one storage range.
 	Concurrency int
+	// Repo is the repository of repository-mode jobs (the job says
+	// which mode it is in).
+	Repo RepositoryOpener
 	// Spool holds downloaded objects while they wait for their turn in a
 	// storage member (shared by every task of the process); nil gives a
 	// default spool in the system temp directory.
@@ -87,7 +91,7 @@ func (b *Tasks) tablesPart(ctx context.Context, u pipeline.Unit, dump func(conte
 	var res pipeline.Result
 	err := dump(ctx, func(r io.Reader) error {
 		res = pipeline.Result{}
-		return b.putCounted(ctx, u.Output+PartName, &res.Bytes, func(w io.Writer) error {
+		return b.putUnit(ctx, u, &res.Bytes, func(w io.Writer) error {
 			stats, err := archive.CopyDumpTables(w, pipeline.MeteredReader(ctx, r), nil, false)
 			for _, s := range stats {
 				res.Rows += s.Rows
@@ -145,6 +149,16 @@ func (b *Tasks) secrets(ctx context.Context, u pipeline.Unit) (pipeline.Result, 
 	if len(vals) == 0 {
 		res.Warn("no secrets found; the backup holds none")
 	}
+	if u.Job.Options.Repository {
+		raw, err := json.Marshal(vals)
+		if err != nil {
+			return res, err
+		}
+		return res, b.putUnit(ctx, u, &res.Bytes, func(w io.Writer) error {
+			_, err := w.Write(raw)
+			return err
+		})
+	}
 	return res, b.Jobs.PutJSON(ctx, u.Output+PartName, vals)
 }
 
@@ -152,7 +166,7 @@ func (b *Tasks) secrets(ctx context.Context, u pipeline.Unit) (pipeline.Result, 
 // the given section.
 func (b *Tasks) validatedPart(ctx context.Context, u pipeline.Unit, sec archive.Section, name string, r io.Reader) (pipeline.Result, error) {
 	var res pipeline.Result
-	err := b.putCounted(ctx, u.Output+PartName, &res.Bytes, func(w io.Writer) error {
+	err := b.putUnit(ctx, u, &res.Bytes, func(w io.Writer) error {
 		stats, err := archive.Validate(sec, name, io.TeeReader(pipeline.MeteredReader(ctx, r), w))
 		res.Rows = stats.Rows
 		return err
@@ -192,6 +206,9 @@ func classify(err error) error {
 // for their turn in the spool, so memory stays bounded by Concurrency x
 // the spool's in-memory limit and disk by the spool's budget.
 func (b *Tasks) storageRange(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
+	if u.Job.Options.Repository {
+		return b.repoRange(ctx, u)
+	}
 	var objs []edgebase.Object
 	var err error
 	if isKeyRange(u.Task.Input) {

@@ -69,6 +69,11 @@ type BackupOptions struct {
 	// Sealer, when set, chains and signs each manifest before it is
 	// written (provenance.Sealer).
 	Sealer backup.ManifestSealer
+	// Repo, when set, makes backups repository backups: each ends in a
+	// snapshot of this repository instead of an archive (Version is the
+	// edgevault version snapshots record).
+	Repo    backup.RepositoryOpener
+	Version string
 }
 
 // RestoreOptions tune restore jobs.
@@ -89,11 +94,11 @@ func New(d Deps) (*pipeline.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	bt := &backup.Tasks{Jobs: jobs, Client: d.Client, Secrets: d.Secrets, Concurrency: d.Backup.Concurrency, Spool: d.Backup.Spool}
+	bt := &backup.Tasks{Jobs: jobs, Client: d.Client, Secrets: d.Secrets, Concurrency: d.Backup.Concurrency, Spool: d.Backup.Spool, Repo: d.Backup.Repo}
 	rt := &restore.Tasks{Jobs: jobs, Client: d.Client, Secrets: d.Secrets, Concurrency: d.Restore.Concurrency,
 		ChunkBytes: d.Restore.ChunkBytes, DORetry: d.Restore.DORetry}
 	planner := &backup.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum,
-		RangeKeys: d.Backup.RangeKeys, RangeBytes: d.Backup.RangeBytes, Log: d.Log}
+		RangeKeys: d.Backup.RangeKeys, RangeBytes: d.Backup.RangeBytes, Repo: d.Backup.Repo, Log: d.Log}
 	if d.R2 != nil {
 		bt.Direct, rt.Direct, planner.Direct = d.R2, d.R2, d.R2
 	}
@@ -112,7 +117,8 @@ func New(d Deps) (*pipeline.Engine, error) {
 			events.KindBackup: {
 				Planner:  planner,
 				Handlers: bt.Handlers(),
-				Finisher: &backup.Assembler{Jobs: jobs, ComposeAbove: d.Backup.ComposeAbove, Log: d.Log, Sealer: d.Backup.Sealer},
+				Finisher: &backup.Assembler{Jobs: jobs, ComposeAbove: d.Backup.ComposeAbove, Log: d.Log, Sealer: d.Backup.Sealer,
+					Repo: d.Backup.Repo, Version: d.Backup.Version},
 			},
 			events.KindRestore: {
 				Planner: &restore.Planner{Jobs: jobs, Client: d.Client, Enum: d.Enum, Open: d.OpenArchive,

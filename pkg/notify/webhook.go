@@ -33,6 +33,7 @@ type Event struct {
 	State    string    `json:"state"` // done or failed
 	Target   string    `json:"target,omitempty"`
 	Archive  string    `json:"archive,omitempty"`
+	Snapshot string    `json:"snapshot,omitempty"`
 	Errors   []string  `json:"errors,omitempty"`
 	Rows     int64     `json:"rows"`
 	Objects  int64     `json:"objects"`
@@ -45,7 +46,7 @@ const maxErrors = 10
 
 // FromJob describes a finished job.
 func FromJob(j *events.Job) Event {
-	e := Event{Job: j.ID, Kind: string(j.Kind), State: string(j.State), Target: j.Target, Archive: j.Archive, Finished: j.UpdatedAt.UTC()}
+	e := Event{Job: j.ID, Kind: string(j.Kind), State: string(j.State), Target: j.Target, Archive: j.Archive, Snapshot: j.Snapshot, Finished: j.UpdatedAt.UTC()}
 	if s := j.Summary; s != nil {
 		e.Rows, e.Objects, e.Bytes = s.Rows, s.Objects, s.Bytes
 	}
@@ -77,6 +78,9 @@ func (e Event) Body() ([]byte, error) {
 	}
 	if e.Archive != "" {
 		fmt.Fprintf(&b, "\narchive: %s", e.Archive)
+	}
+	if e.Snapshot != "" {
+		fmt.Fprintf(&b, "\nsnapshot: %s", e.Snapshot)
 	}
 	fmt.Fprintf(&b, "\n%d rows, %d objects, %d bytes", e.Rows, e.Objects, e.Bytes)
 	for _, er := range e.Errors {

@@ -189,7 +189,7 @@ func (e *Engine) finish(ctx context.Context, job *events.Job) (*events.Job, erro
 			return ErrNoChange
 		}
 		j.State, j.Finishing = events.StateDone, nil
-		j.Archive, j.Manifest = out.Archive, out.Manifest
+		j.Archive, j.Manifest, j.Snapshot = out.Archive, out.Manifest, out.Snapshot
 		sum.ArchiveSize = out.ArchiveSize
 		j.Summary = sum
 		j.AddWarnings(warnings...)
@@ -200,7 +200,7 @@ func (e *Engine) finish(ctx context.Context, job *events.Job) (*events.Job, erro
 	if err != nil || done.State != events.StateDone {
 		return done, err
 	}
-	e.log.Info("job done", "job", job.ID, "archive", done.Archive)
+	e.log.Info("job done", "job", job.ID, "archive", done.Archive, "snapshot", done.Snapshot)
 	e.cleanup(ctx, done)
 	return done, nil
 }

@@ -103,8 +103,10 @@ type Finisher interface {
 // Outcome is what a finish step produced.
 type Outcome struct {
 	Archive, Manifest string
-	ArchiveSize       int64
-	Warnings          []string
+	// Snapshot is the repository snapshot a repository-mode backup wrote.
+	Snapshot    string
+	ArchiveSize int64
+	Warnings    []string
 }
 
 // Domain is one kind of job plugged into the engine.

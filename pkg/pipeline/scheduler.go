@@ -102,6 +102,9 @@ func (e *Engine) Prepare(ctx context.Context, req events.StartRequest) (*events.
 		j.Tasks, j.PhaseTasks = planned.Tasks, phaseTasks
 		j.Phase = min(firstPhase(phaseTasks, 0), max(len(phaseTasks)-1, 0))
 		j.Summary, j.Planning = planned.Summary, nil
+		// A planner records the job's mode in its options (a backup
+		// that ends in a repository snapshot).
+		j.Options = planned.Options
 		j.AddWarnings(planned.Warnings...)
 		j.WarningsOmitted += planned.WarningsOmitted
 		return nil

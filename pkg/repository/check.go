@@ -188,7 +188,7 @@ func (r *Repository) readPack(ctx context.Context, id ID) (int64, error) {
 		r.mu.Lock()
 		loc, ok := r.index[e.ID]
 		r.mu.Unlock()
-		if ok && loc.Pack == id && loc.blobEntry != e {
+		if ok && loc.Pack == id && loc.BlobEntry != e {
 			return n, fmt.Errorf("%w: pack %s: chunk %s differs from its index entry", ErrCorrupt, id, e.ID)
 		}
 	}

@@ -156,10 +156,7 @@ type importer struct {
 	archive.NopVisitor
 	r       *Repository
 	snap    *Snapshot
-	pw      *io.PipeWriter
-	tail    *tailWriter
-	done    chan tableResult
-	size    int64
+	vw      *ValueWriter
 	objects []archive.Object
 	chunks  map[string]ChunkList
 }
@@ -209,9 +206,8 @@ func (r *Repository) readArchive(ctx context.Context, rd io.Reader, f archive.Fo
 	s.Units = nil
 	imp := &importer{r: r, snap: &s, chunks: map[string]ChunkList{}}
 	_, err := archive.Read(ctx, rd, f, imp)
-	if imp.pw != nil {
-		_ = imp.pw.CloseWithError(errors.New("repository: import aborted"))
-		<-imp.done
+	if imp.vw != nil {
+		imp.vw.Abort()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("repository: import: %w", err)
@@ -225,52 +221,88 @@ func (imp *importer) Header(_ context.Context, h archive.Header) error {
 }
 
 func (imp *importer) BeginValue(ctx context.Context, _ archive.ValueRef) (io.Writer, error) {
-	pr, pw := io.Pipe()
-	imp.pw, imp.done = pw, make(chan tableResult, 1)
-	imp.tail = &tailWriter{w: pw}
-	go func() {
-		l, n, err := imp.r.SaveStream(ctx, pr)
-		_ = pr.CloseWithError(err)
-		imp.size = n
-		imp.done <- tableResult{l, err}
-	}()
-	return imp.tail, nil
+	imp.vw = imp.r.w.NewValue(ctx)
+	return imp.vw, nil
 }
+
+func (imp *importer) EndValue(_ context.Context, ref archive.ValueRef, _ archive.ValueStats) error {
+	list, size, err := imp.vw.Close()
+	imp.vw = nil
+	if err != nil {
+		return err
+	}
+	imp.snap.Units = append(imp.snap.Units, Unit{Section: ref.Section, Name: ref.Name, Size: size, Chunks: list})
+	return nil
+}
+
+// ValueWriter stores the raw JSON of one v1.1 section value (a unit)
+// written to it, as Import does: chunked as it streams, with a trailing
+// "timestamp" member stored as chunks of its own.
+type ValueWriter struct {
+	ctx  context.Context
+	w    *Writer
+	pw   *io.PipeWriter
+	tail *tailWriter
+	done chan tableResult
+	size int64
+}
+
+// NewValue starts a value. Close it (or Abort it) to end the goroutine
+// that chunks it.
+func (w *Writer) NewValue(ctx context.Context) *ValueWriter {
+	pr, pw := io.Pipe()
+	v := &ValueWriter{ctx: ctx, w: w, pw: pw, tail: &tailWriter{w: pw}, done: make(chan tableResult, 1)}
+	go func() {
+		l, n, err := w.SaveStream(ctx, pr)
+		_ = pr.CloseWithError(err)
+		v.size = n
+		v.done <- tableResult{l, err}
+	}()
+	return v
+}
+
+// Write implements io.Writer.
+func (v *ValueWriter) Write(p []byte) (int, error) { return v.tail.Write(p) }
 
 // timestampMember starts the member a DO dump ends with: the time of the
 // dump, new bytes in every backup of an unchanged DO.
 var timestampMember = []byte(`,"timestamp":`)
 
-// EndValue stores a trailing "timestamp" member as chunks of its own, so
-// the rest of an unchanged value deduplicates against earlier snapshots
-// (a small DO dump is one chunk, which the timestamp would make new every
-// day). The unit's bytes are the same either way.
-func (imp *importer) EndValue(ctx context.Context, ref archive.ValueRef, _ archive.ValueStats) error {
-	tail := imp.tail.tail
+// Close ends the value and returns its chunks and size. A trailing
+// "timestamp" member is stored as chunks of its own, so the rest of an
+// unchanged value deduplicates against earlier snapshots (a small DO dump
+// is one chunk, which the timestamp would make new every day). The
+// unit's bytes are the same either way.
+func (v *ValueWriter) Close() (ChunkList, int64, error) {
+	tail := v.tail.tail
 	split := bytes.LastIndex(tail, timestampMember)
 	if split < 0 {
 		split = len(tail)
 	}
-	_, werr := imp.pw.Write(tail[:split])
-	_ = imp.pw.Close()
-	res := <-imp.done
-	imp.pw, imp.tail = nil, nil
+	_, werr := v.pw.Write(tail[:split])
+	_ = v.pw.Close()
+	res := <-v.done
 	if res.err != nil {
-		return res.err
+		return nil, 0, res.err
 	}
 	if werr != nil {
-		return werr
+		return nil, 0, werr
 	}
-	list, size := res.list, imp.size
+	list, size := res.list, v.size
 	if rest := tail[split:]; len(rest) > 0 {
-		more, err := imp.r.SaveBytes(ctx, rest)
+		more, err := v.w.SaveBytes(v.ctx, rest)
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		list, size = append(list, more...), size+int64(len(rest))
 	}
-	imp.snap.Units = append(imp.snap.Units, Unit{Section: ref.Section, Name: ref.Name, Size: size, Chunks: list})
-	return nil
+	return list, size, nil
+}
+
+// Abort ends the value, discarding it.
+func (v *ValueWriter) Abort() {
+	_ = v.pw.CloseWithError(errors.New("repository: value aborted"))
+	<-v.done
 }
 
 // tailHold is how many final bytes of a value tailWriter holds back: room

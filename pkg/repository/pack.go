@@ -15,32 +15,32 @@ import (
 // headerEntrySize is one pack header entry: id, offset, length, raw length.
 const headerEntrySize = 32 + 4 + 4 + 4
 
-// blobEntry locates one sealed chunk blob inside a pack.
-type blobEntry struct {
+// BlobEntry locates one sealed chunk blob inside a pack.
+type BlobEntry struct {
 	ID        ID     `json:"id"`
 	Offset    uint32 `json:"offset"`
 	Length    uint32 `json:"length"`
 	RawLength uint32 `json:"rawLength"`
 }
 
-// packRecord is one pack of an index file.
-type packRecord struct {
+// PackRecord is one pack of an index file.
+type PackRecord struct {
 	ID    ID          `json:"id"`
 	Size  int64       `json:"size"`
-	Blobs []blobEntry `json:"blobs"`
+	Blobs []BlobEntry `json:"blobs"`
 }
 
 // location is where the index says a chunk is.
 type location struct {
 	Pack ID
-	blobEntry
+	BlobEntry
 }
 
 // packer accumulates sealed blobs of one pack in one buffer, allocated
 // once at its full size and reused for every pack.
 type packer struct {
 	buf     []byte
-	entries []blobEntry
+	entries []BlobEntry
 	ids     map[ID]bool
 }
 
@@ -68,7 +68,7 @@ func (p *packer) add(s sealer, id ID, z []byte, raw int) error {
 		return err
 	}
 	p.buf = b
-	p.entries = append(p.entries, blobEntry{ID: id, Offset: uint32(off), Length: uint32(len(b) - off), RawLength: uint32(raw)})
+	p.entries = append(p.entries, BlobEntry{ID: id, Offset: uint32(off), Length: uint32(len(b) - off), RawLength: uint32(raw)})
 	p.ids[id] = true
 	return nil
 }
@@ -79,7 +79,7 @@ func packKey(id ID) string {
 }
 
 // finish appends the sealed header and its length and returns the pack.
-func (p *packer) finish(s sealer) (packRecord, []byte, error) {
+func (p *packer) finish(s sealer) (PackRecord, []byte, error) {
 	hdr := make([]byte, 0, len(p.entries)*headerEntrySize)
 	for _, e := range p.entries {
 		hdr = append(hdr, e.ID[:]...)
@@ -90,16 +90,16 @@ func (p *packer) finish(s sealer) (packRecord, []byte, error) {
 	start := len(p.buf)
 	b, err := s.seal(p.buf, hdr, aadPackHeader)
 	if err != nil {
-		return packRecord{}, nil, err
+		return PackRecord{}, nil, err
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(b)-start))
 	p.buf = b
-	return packRecord{ID: sha256.Sum256(b), Size: int64(len(b)), Blobs: p.entries}, b, nil
+	return PackRecord{ID: sha256.Sum256(b), Size: int64(len(b)), Blobs: p.entries}, b, nil
 }
 
 // parsePack checks a whole pack: its name, header and every blob's place.
 // It returns the header entries.
-func parsePack(s sealer, id ID, b []byte) ([]blobEntry, error) {
+func parsePack(s sealer, id ID, b []byte) ([]BlobEntry, error) {
 	if sha256.Sum256(b) != id {
 		return nil, fmt.Errorf("%w: pack %s: content does not match its name (SHA-256)", ErrCorrupt, id)
 	}
@@ -115,9 +115,9 @@ func parsePack(s sealer, id ID, b []byte) ([]blobEntry, error) {
 	if err != nil || len(hdr)%headerEntrySize != 0 {
 		return nil, fmt.Errorf("%w: pack %s: header does not open", ErrCorrupt, id)
 	}
-	entries := make([]blobEntry, 0, len(hdr)/headerEntrySize)
+	entries := make([]BlobEntry, 0, len(hdr)/headerEntrySize)
 	for i := 0; i < len(hdr); i += headerEntrySize {
-		var e blobEntry
+		var e BlobEntry
 		copy(e.ID[:], hdr[i:])
 		e.Offset = binary.LittleEndian.Uint32(hdr[i+32:])
 		e.Length = binary.LittleEndian.Uint32(hdr[i+36:])
@@ -132,25 +132,37 @@ func parsePack(s sealer, id ID, b []byte) ([]blobEntry, error) {
 
 // indexFile is an index/<id> file's plaintext.
 type indexFile struct {
-	Packs []packRecord `json:"packs"`
+	Packs []PackRecord `json:"packs"`
 }
 
 // putSealed seals v's JSON under aad and writes it under prefix + the
 // SHA-256 of the stored bytes.
 func (r *Repository) putSealed(ctx context.Context, prefix string, aad []byte, v any) (ID, int64, error) {
-	plain, err := json.Marshal(v)
-	if err != nil {
-		return ID{}, 0, err
-	}
-	b, err := r.seal.seal(nil, plain, aad)
+	b, err := r.sealJSON(aad, v)
 	if err != nil {
 		return ID{}, 0, err
 	}
 	id := hashID(b)
-	if err := r.store.Put(ctx, prefix+id.String(), bytes.NewReader(b)); err != nil {
-		return ID{}, 0, fmt.Errorf("repository: write %s%s: %w", prefix, id, err)
+	if err := r.putBytes(ctx, prefix+id.String(), b); err != nil {
+		return ID{}, 0, err
 	}
 	return id, int64(len(b)), nil
+}
+
+// sealJSON is the sealed JSON of v.
+func (r *Repository) sealJSON(aad []byte, v any) ([]byte, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return r.seal.seal(nil, plain, aad)
+}
+
+func (r *Repository) putBytes(ctx context.Context, key string, b []byte) error {
+	if err := r.store.Put(ctx, key, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("repository: write %s: %w", key, err)
+	}
+	return nil
 }
 
 // getSealed reads, checks and opens prefix+id into v.
@@ -214,7 +226,7 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 			for _, b := range p.Blobs {
 				// Prefer a copy in an unmarked pack.
 				if old, ok := idx[b.ID]; !ok || !marked || st.marks[old.Pack] != (time.Time{}) {
-					idx[b.ID] = location{Pack: p.ID, blobEntry: b}
+					idx[b.ID] = location{Pack: p.ID, BlobEntry: b}
 				}
 			}
 		}

@@ -46,7 +46,7 @@ type PruneReport struct {
 type pruneState struct {
 	indexFiles []ID
 	indexPacks map[ID][]ID       // index file -> the packs it names
-	packs      map[ID]packRecord // indexed packs
+	packs      map[ID]PackRecord // indexed packs
 	stored     map[ID]int64
 	markFiles  []ID
 	marks      map[ID]time.Time
@@ -160,7 +160,7 @@ func planPrune(st *pruneState, now time.Time, grace time.Duration, rep *PruneRep
 }
 
 func (r *Repository) readPruneState(ctx context.Context) (*pruneState, error) {
-	st := &pruneState{packs: map[ID]packRecord{}, indexPacks: map[ID][]ID{}, stored: map[ID]int64{}, marks: map[ID]time.Time{}, used: map[ID]bool{}}
+	st := &pruneState{packs: map[ID]PackRecord{}, indexPacks: map[ID][]ID{}, stored: map[ID]int64{}, marks: map[ID]time.Time{}, used: map[ID]bool{}}
 	err := r.listIDs(ctx, prefixIndex, func(id ID, _ int64) error {
 		var f indexFile
 		if err := r.getSealed(ctx, prefixIndex, id, aadIndex, &f); err != nil {

@@ -120,21 +120,23 @@ type Repository struct {
 
 	chunkers sync.Pool // of *chunkState
 
-	mu        sync.Mutex // guards everything below
-	index     map[ID]location
-	packs     map[ID]int64     // indexed packs and their sizes
-	marked    map[ID]time.Time // packs a prune marked: never reused
-	pack      *packer          // the open pack, nil when none
-	spare     []*packer        // emptied pack buffers, reused
-	uploading map[ID]bool      // chunks of packs being uploaded
-	uploads   sync.WaitGroup   // packs being uploaded
-	inFlight  int              // their number
-	uploaded  *sync.Cond       // signalled (on mu) when one finishes
-	pending   []packRecord     // packs written since the last index file
+	// w is the repository's own writer (SaveStream, Flush): its packs
+	// join the index as they are uploaded and reach an index file at
+	// Flush.
+	w *Writer
+
+	mu     sync.Mutex // guards everything below
+	index  map[ID]location
+	packs  map[ID]int64     // indexed packs and their sizes
+	marked map[ID]time.Time // packs a prune marked: never reused
+	// unflushed are packs of w in the index above that no index file
+	// names yet.
+	unflushed map[ID]bool
 	stats     Stats
 }
 
-// Stats counts what this Repository value wrote.
+// Stats counts what this Repository value wrote, through its own saves and
+// every Writer made from it.
 type Stats struct {
 	// ChunksNew/BytesNew are chunks stored (raw bytes); ChunksDup/BytesDup
 	// those found already stored.
@@ -235,8 +237,8 @@ func newRepository(store pipeline.BlobStore, mk masterKey, now func() time.Time)
 	}
 	var kdf Options
 	kdf.defaults()
-	r := &Repository{store: store, seal: s, macK: mk.MAC, mk: mk, kdf: kdf, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}}
-	r.uploaded = sync.NewCond(&r.mu)
+	r := &Repository{store: store, seal: s, macK: mk.MAC, mk: mk, kdf: kdf, enc: enc, dec: dec, now: now, index: map[ID]location{}, packs: map[ID]int64{}, unflushed: map[ID]bool{}}
+	r.w = r.newWriter(true)
 	return r, nil
 }
 

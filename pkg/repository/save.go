@@ -6,12 +6,52 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/restic/chunker"
 )
 
 // ChunkList is a stream's content: the plaintexts of its chunks, in order.
 type ChunkList []ID
+
+// Writer stores chunks in packs of its own. The repository's own writer
+// (Repository.SaveStream, Flush) indexes its packs as they are uploaded
+// and writes an index file at Flush. A writer made by NewWriter writes
+// packs and nothing else: Finish hands back the records of its packs, and
+// whoever decides that they belong to a snapshot writes them into the
+// index (IndexWriter). A chunk needs no storing when the repository's
+// loaded index holds it outside a marked pack, or when this writer stored
+// it; never because another writer did, whose packs may never be indexed
+// (a pipeline task whose output is superseded by a redelivery's).
+type Writer struct {
+	r      *Repository
+	shared bool
+
+	mu        sync.Mutex // guards everything below
+	pack      *packer    // the open pack, nil when none
+	spare     []*packer  // emptied pack buffers, reused
+	uploading map[ID]bool
+	own       map[ID]bool    // chunks of the packs this writer uploaded (not shared)
+	uploads   sync.WaitGroup // packs being uploaded
+	inFlight  int            // their number
+	uploaded  *sync.Cond     // signalled (on mu) when one finishes
+	records   []PackRecord   // packs uploaded since the last Flush or Finish
+	stats     Stats
+}
+
+// NewWriter starts a writer whose packs no index names until the caller
+// writes their records (Finish, then an IndexWriter). Writers may run
+// concurrently, in one process or many.
+func (r *Repository) NewWriter() *Writer { return r.newWriter(false) }
+
+func (r *Repository) newWriter(shared bool) *Writer {
+	w := &Writer{r: r, shared: shared, uploading: map[ID]bool{}}
+	if !shared {
+		w.own = map[ID]bool{}
+	}
+	w.uploaded = sync.NewCond(&w.mu)
+	return w
+}
 
 // SaveStream cuts r into content-defined chunks and stores the ones the
 // repository does not hold yet. Memory is one chunk buffer (it grows to
@@ -22,6 +62,18 @@ type ChunkList []ID
 // The chunks become durable, and visible to other processes, with the
 // next Flush (SaveSnapshot flushes).
 func (r *Repository) SaveStream(ctx context.Context, rd io.Reader) (ChunkList, int64, error) {
+	return r.w.SaveStream(ctx, rd)
+}
+
+// SaveBytes is SaveStream for a small value in memory.
+func (r *Repository) SaveBytes(ctx context.Context, b []byte) (ChunkList, error) {
+	return r.w.SaveBytes(ctx, b)
+}
+
+// SaveStream cuts rd into chunks and stores the ones not stored yet (see
+// Repository.SaveStream).
+func (w *Writer) SaveStream(ctx context.Context, rd io.Reader) (ChunkList, int64, error) {
+	r := w.r
 	cs := r.chunkers.Get().(*chunkState)
 	defer func() {
 		// A pooled chunker must not keep the caller's reader alive.
@@ -44,12 +96,25 @@ func (r *Repository) SaveStream(ctx context.Context, rd io.Reader) (ChunkList, i
 		}
 		cs.buf = ch.Data[:0] // Next grows the buffer as a chunk needs
 		id := cs.ider.id(ch.Data)
-		if err := r.saveChunk(ctx, cs, id, ch.Data); err != nil {
+		if err := w.saveChunk(ctx, cs, id, ch.Data); err != nil {
 			return nil, 0, err
 		}
 		list = append(list, id)
 		size += int64(len(ch.Data))
 	}
+}
+
+// SaveBytes is SaveStream for a small value in memory.
+func (w *Writer) SaveBytes(ctx context.Context, b []byte) (ChunkList, error) {
+	l, _, err := w.SaveStream(ctx, bytes.NewReader(b))
+	return l, err
+}
+
+// Stats counts what this writer stored.
+func (w *Writer) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats
 }
 
 // chunkState is a chunker and the buffers of one saving goroutine, reused
@@ -65,81 +130,108 @@ func (r *Repository) newChunkState() any {
 		buf: make([]byte, 0, r.cfg.MinChunk)}
 }
 
-// SaveBytes is SaveStream for a small value in memory.
-func (r *Repository) SaveBytes(ctx context.Context, b []byte) (ChunkList, error) {
-	l, _, err := r.SaveStream(ctx, bytes.NewReader(b))
-	return l, err
+// indexed reports whether chunk id is indexed outside a pack a prune
+// marked; durable leaves out the packs of the repository's own writer
+// that no index file names yet (a Writer's chunks must be in an index
+// file or in its own packs).
+func (r *Repository) indexed(id ID, durable bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	loc, ok := r.index[id]
+	_, marked := r.marked[loc.Pack]
+	return ok && !marked && !(durable && r.unflushed[loc.Pack])
 }
 
 // storedLocked reports whether chunk id needs no storing: indexed outside
-// a pack a prune marked, in the open pack, or in a pack being uploaded.
-func (r *Repository) storedLocked(id ID) bool {
-	loc, ok := r.index[id]
-	if _, marked := r.marked[loc.Pack]; ok && !marked {
+// a pack a prune marked, or in this writer's open, uploading or uploaded
+// packs.
+func (w *Writer) storedLocked(id ID) bool {
+	if (w.pack != nil && w.pack.ids[id]) || w.uploading[id] || w.own[id] {
 		return true
 	}
-	return (r.pack != nil && r.pack.ids[id]) || r.uploading[id]
+	return w.r.indexed(id, !w.shared)
 }
 
-func (r *Repository) saveChunk(ctx context.Context, cs *chunkState, id ID, data []byte) error {
-	r.mu.Lock()
-	dup := r.storedLocked(id)
-	if dup {
-		r.stats.ChunksDup++
-		r.stats.BytesDup += int64(len(data))
+// holds reports whether chunk id is in a pack of w not uploaded yet.
+func (w *Writer) holds(id ID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return (w.pack != nil && w.pack.ids[id]) || w.uploading[id]
+}
+
+func (w *Writer) count(dup bool, n int) {
+	add := func(s *Stats) {
+		if dup {
+			s.ChunksDup++
+			s.BytesDup += int64(n)
+		} else {
+			s.ChunksNew++
+			s.BytesNew += int64(n)
+		}
 	}
-	r.mu.Unlock()
+	add(&w.stats)
+	w.r.mu.Lock()
+	add(&w.r.stats)
+	w.r.mu.Unlock()
+}
+
+func (w *Writer) saveChunk(ctx context.Context, cs *chunkState, id ID, data []byte) error {
+	w.mu.Lock()
+	dup := w.storedLocked(id)
+	if dup {
+		w.count(true, len(data))
+	}
+	w.mu.Unlock()
 	if dup {
 		return nil
 	}
+	r := w.r
 	cs.z = r.enc.EncodeAll(data, cs.z[:0])
-	r.mu.Lock()
+	w.mu.Lock()
 	// A pack waits while maxUploads others are being uploaded: memory
 	// stays a few packs however slow the store is.
-	for r.inFlight >= maxUploads {
-		r.uploaded.Wait()
+	for w.inFlight >= maxUploads {
+		w.uploaded.Wait()
 	}
-	if r.storedLocked(id) { // another save stored it meanwhile
-		r.stats.ChunksDup++
-		r.stats.BytesDup += int64(len(data))
-		r.mu.Unlock()
+	if w.storedLocked(id) { // another save stored it meanwhile
+		w.count(true, len(data))
+		w.mu.Unlock()
 		return nil
 	}
 	// A blob that does not fit the open pack's buffer closes it, so pack
 	// buffers keep their size.
 	var full []*packer
-	if r.pack != nil && len(r.pack.buf)+len(cs.z)+sealOverhead+r.pack.headerRoom(1) > cap(r.pack.buf) {
-		full = append(full, r.detachPackLocked(0))
+	if w.pack != nil && len(w.pack.buf)+len(cs.z)+sealOverhead+w.pack.headerRoom(1) > cap(w.pack.buf) {
+		full = append(full, w.detachPackLocked(0))
 	}
-	if r.pack == nil {
-		r.pack = r.newPackLocked()
+	if w.pack == nil {
+		w.pack = w.newPackLocked()
 	}
-	if err := r.pack.add(r.seal, id, cs.z, len(data)); err != nil {
-		r.mu.Unlock()
+	if err := w.pack.add(r.seal, id, cs.z, len(data)); err != nil {
+		w.mu.Unlock()
 		return err
 	}
-	r.stats.ChunksNew++
-	r.stats.BytesNew += int64(len(data))
-	full = append(full, r.detachPackLocked(r.cfg.PackSize))
-	r.mu.Unlock()
+	w.count(false, len(data))
+	full = append(full, w.detachPackLocked(r.cfg.PackSize))
+	w.mu.Unlock()
 	var err error
 	for _, p := range full {
-		err = errors.Join(err, r.uploadPack(ctx, p))
+		err = errors.Join(err, w.uploadPack(ctx, p))
 	}
 	return err
 }
 
-// maxUploads bounds the packs being uploaded at once.
+// maxUploads bounds the packs of one writer being uploaded at once.
 const maxUploads = 1
 
 // newPackLocked is an empty pack, on a spare buffer when one is free.
-func (r *Repository) newPackLocked() *packer {
-	if n := len(r.spare); n > 0 {
-		p := r.spare[n-1]
-		r.spare = r.spare[:n-1]
+func (w *Writer) newPackLocked() *packer {
+	if n := len(w.spare); n > 0 {
+		p := w.spare[n-1]
+		w.spare = w.spare[:n-1]
 		return p
 	}
-	return newPacker(r.packCap())
+	return newPacker(w.r.packCap())
 }
 
 // packCap is a pack buffer's size: a blob larger than its room closes the
@@ -150,86 +242,129 @@ func (r *Repository) packCap() int {
 
 // detachPackLocked takes the open pack for upload once it holds at least
 // min bytes (and any blob); its chunks count as stored meanwhile.
-func (r *Repository) detachPackLocked(min int) *packer {
-	p := r.pack
+func (w *Writer) detachPackLocked(min int) *packer {
+	p := w.pack
 	if p == nil || len(p.entries) == 0 || len(p.buf) < min {
 		return nil
 	}
-	r.pack = nil
-	if r.uploading == nil {
-		r.uploading = map[ID]bool{}
-	}
+	w.pack = nil
 	for id := range p.ids {
-		r.uploading[id] = true
+		w.uploading[id] = true
 	}
-	r.uploads.Add(1)
-	r.inFlight++
+	w.uploads.Add(1)
+	w.inFlight++
 	return p
 }
 
-// uploadPack writes a detached pack and indexes its chunks in memory; the
-// index file that makes them visible to others follows at Flush. A failed
-// pack is dropped whole: its chunks are in no index, so a snapshot naming
-// one fails SaveSnapshot's check, and saving again stores them again.
-func (r *Repository) uploadPack(ctx context.Context, p *packer) error {
+// uploadPack writes a detached pack and records it: the repository's own
+// writer indexes its chunks in memory (the index file follows at Flush),
+// another writer keeps them as its own. A failed pack is dropped whole:
+// its chunks are in no index, so a snapshot naming one fails
+// SaveSnapshot's check, and saving again stores them again.
+func (w *Writer) uploadPack(ctx context.Context, p *packer) error {
 	if p == nil {
 		return nil
 	}
-	defer r.uploads.Done()
+	defer w.uploads.Done()
+	r := w.r
 	rec, b, err := p.finish(r.seal)
 	if err == nil {
 		if err = r.store.Put(ctx, packKey(rec.ID), bytes.NewReader(b)); err != nil {
 			err = fmt.Errorf("repository: write pack %s: %w", rec.ID, err)
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.inFlight--
-	r.uploaded.Broadcast()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inFlight--
+	w.uploaded.Broadcast()
 	for id := range p.ids {
-		delete(r.uploading, id)
+		delete(w.uploading, id)
 	}
 	p.reset()
-	if len(r.spare) == 0 && cap(p.buf) <= r.packCap() {
-		r.spare = append(r.spare, p) // one spare of the usual size
+	if len(w.spare) == 0 && cap(p.buf) <= r.packCap() {
+		w.spare = append(w.spare, p) // one spare of the usual size
 	}
 	if err != nil {
 		return err
 	}
-	for _, e := range rec.Blobs {
-		r.index[e.ID] = location{Pack: rec.ID, blobEntry: e}
+	r.mu.Lock()
+	if w.shared {
+		r.addLocked(rec)
+		r.unflushed[rec.ID] = true
 	}
-	r.packs[rec.ID] = rec.Size
-	r.pending = append(r.pending, rec)
 	r.stats.Written += rec.Size
 	r.stats.Packs++
+	r.mu.Unlock()
+	if !w.shared {
+		for _, e := range rec.Blobs {
+			w.own[e.ID] = true
+		}
+	}
+	w.records = append(w.records, rec)
+	w.stats.Written += rec.Size
+	w.stats.Packs++
 	return nil
+}
+
+// addLocked adds an indexed pack to the in-memory index.
+func (r *Repository) addLocked(rec PackRecord) {
+	for _, e := range rec.Blobs {
+		r.index[e.ID] = location{Pack: rec.ID, BlobEntry: e}
+	}
+	r.packs[rec.ID] = rec.Size
+}
+
+// drain writes the open pack and waits for the packs being uploaded.
+func (w *Writer) drain(ctx context.Context) error {
+	w.mu.Lock()
+	p := w.detachPackLocked(0)
+	w.mu.Unlock()
+	err := w.uploadPack(ctx, p)
+	w.uploads.Wait()
+	w.mu.Lock()
+	w.spare = nil // pack buffers go until the next save
+	w.mu.Unlock()
+	return err
+}
+
+// Finish writes the open pack, waits for the packs being uploaded and
+// returns the records of every pack this writer uploaded since the last
+// Finish. It writes no index: until an index file names them the packs
+// are garbage a prune may remove (after its grace period).
+func (w *Writer) Finish(ctx context.Context) ([]PackRecord, error) {
+	if err := w.drain(ctx); err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	recs := w.records
+	w.records = nil
+	return recs, nil
 }
 
 // Flush writes the open pack, waits for the packs being uploaded, and
 // writes an index file for every pack written since the last Flush.
 func (r *Repository) Flush(ctx context.Context) error {
-	r.mu.Lock()
-	p := r.detachPackLocked(0)
-	r.mu.Unlock()
-	err := r.uploadPack(ctx, p)
-	r.uploads.Wait()
-	if err != nil {
+	w := r.w
+	if err := w.drain(ctx); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// Pack buffers go until the next save.
-	r.spare = nil
-	if len(r.pending) == 0 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.records) == 0 {
 		return nil
 	}
-	_, n, err := r.putSealed(ctx, prefixIndex, aadIndex, indexFile{Packs: r.pending})
+	_, n, err := r.putSealed(ctx, prefixIndex, aadIndex, indexFile{Packs: w.records})
 	if err != nil {
 		return err
 	}
-	r.pending = nil
+	r.mu.Lock()
+	for _, rec := range w.records {
+		delete(r.unflushed, rec.ID)
+	}
 	r.stats.Written += n
+	r.mu.Unlock()
+	w.records = nil
 	return nil
 }
 
@@ -251,10 +386,7 @@ func (r *Repository) LoadStream(ctx context.Context, list ChunkList, w io.Writer
 }
 
 func (r *Repository) lookup(ctx context.Context, id ID) (location, error) {
-	r.mu.Lock()
-	unsaved := (r.pack != nil && r.pack.ids[id]) || r.uploading[id]
-	r.mu.Unlock()
-	if unsaved {
+	if r.w.holds(id) {
 		if err := r.Flush(ctx); err != nil {
 			return location{}, err
 		}

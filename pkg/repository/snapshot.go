@@ -67,27 +67,14 @@ type SnapshotInfo struct {
 // SaveSnapshot flushes everything saved so far, then writes s (the order
 // that keeps a snapshot from ever naming an unindexed chunk).
 func (r *Repository) SaveSnapshot(ctx context.Context, s *Snapshot) (ID, error) {
-	if s.Time.IsZero() {
-		s.Time = r.now().UTC()
-	}
 	if err := r.Flush(ctx); err != nil {
 		return ID{}, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range s.chunkLists() {
-		for _, id := range l {
-			if _, ok := r.index[id]; !ok {
-				return ID{}, fmt.Errorf("%w: snapshot names chunk %s, which is not stored", ErrMissing, id)
-			}
-		}
-	}
-	id, n, err := r.putSealed(ctx, prefixSnaps, aadSnapshot, s)
+	_, b, err := r.SealSnapshot(s)
 	if err != nil {
 		return ID{}, err
 	}
-	r.stats.Written += n
-	return id, nil
+	return r.PutSnapshot(ctx, b)
 }
 
 // chunkLists are the lists a snapshot names directly (the storage table's
@@ -130,6 +117,21 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string) (SnapshotInfo
 	return found[0], nil
 }
 
+// Latest is the newest snapshot of source (by time), ok false when there
+// is none.
+func (r *Repository) Latest(ctx context.Context, source string) (SnapshotInfo, bool, error) {
+	all, err := r.ListSnapshots(ctx)
+	if err != nil {
+		return SnapshotInfo{}, false, err
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].SourceURL == source {
+			return all[i], true, nil
+		}
+	}
+	return SnapshotInfo{}, false, nil
+}
+
 // ListSnapshots reads every snapshot, oldest first.
 func (r *Repository) ListSnapshots(ctx context.Context) ([]SnapshotInfo, error) {
 	var out []SnapshotInfo
@@ -164,10 +166,15 @@ type tableResult struct {
 // NewTableWriter starts a storage table. Close it (or Abort it) to end the
 // goroutine that chunks it.
 func (r *Repository) NewTableWriter(ctx context.Context) *TableWriter {
+	return r.w.NewTableWriter(ctx)
+}
+
+// NewTableWriter starts a storage table whose chunks this writer stores.
+func (w *Writer) NewTableWriter(ctx context.Context) *TableWriter {
 	pr, pw := io.Pipe()
 	tw := &TableWriter{pw: pw, bw: bufio.NewWriterSize(pw, 64<<10), done: make(chan tableResult, 1)}
 	go func() {
-		l, _, err := r.SaveStream(ctx, pr)
+		l, _, err := w.SaveStream(ctx, pr)
 		_ = pr.CloseWithError(err)
 		tw.done <- tableResult{l, err}
 	}()

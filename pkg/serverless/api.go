@@ -423,6 +423,7 @@ type jobSummary struct {
 	UpdatedAt   time.Time       `json:"updatedAt"`
 	Tasks       int             `json:"unitsTotal"`
 	Archive     string          `json:"archive,omitempty"`
+	Snapshot    string          `json:"snapshot,omitempty"`
 	Failed      int             `json:"errors,omitempty"`
 }
 
@@ -460,7 +461,7 @@ func (h *API) list(ctx context.Context, kind events.JobKind, req awsevents.APIGa
 			return false
 		}
 		items = append(items, jobSummary{ID: job.ID, Kind: job.Kind, State: job.State, Trigger: job.Trigger, RequestedBy: job.RequestedBy,
-			CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt, Tasks: job.Tasks, Archive: job.Archive, Failed: len(job.Errors)})
+			CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt, Tasks: job.Tasks, Archive: job.Archive, Snapshot: job.Snapshot, Failed: len(job.Errors)})
 		lastEntry = entry
 		return true
 	})

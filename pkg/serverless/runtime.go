@@ -84,7 +84,8 @@ type Deps struct {
 	Signer provenance.Signer
 	// Repository is the repository's store (the backup bucket under
 	// RepositoryPrefix) and RepositoryKey the KMS key wrapper that opens
-	// it (maintain); nil outside repository mode.
+	// it (maintain; scheduler, worker and assembler back up into it);
+	// nil outside repository mode.
 	Repository    pipeline.BlobStore
 	RepositoryKey repository.KeyWrapper
 }
@@ -131,12 +132,17 @@ func newBase(cfg Config, rt Runtime, d Deps) (*base, error) {
 	if d.Tasks == nil {
 		return b, nil
 	}
+	repo, err := newRepoOpener(cfg, d, rt.Now)
+	if err != nil {
+		return nil, err
+	}
 	b.engine, err = edgevault.New(edgevault.Deps{
 		Store: d.Store, Staging: cfg.StagingPrefix, Archives: cfg.ArchivePrefix, Tasks: d.Tasks, Control: d.Control,
 		Client: d.EdgeBase, Enum: d.Enum, R2: d.R2, Secrets: d.Secrets, OpenArchive: b.openArchive, Now: rt.Now, Log: log,
 		Engine: cfg.engineOptions(),
 		Backup: edgevault.BackupOptions{Concurrency: cfg.Concurrency, ComposeAbove: cfg.ComposeAbove,
-			Spool: backup.NewSpool(cfg.SpoolDir, cfg.SpoolBytes, 0), Sealer: sealer(cfg, d)},
+			Spool: backup.NewSpool(cfg.SpoolDir, cfg.SpoolBytes, 0), Sealer: sealer(cfg, d),
+			Repo: repo.backupRepo(), Version: buildVersion()},
 		Restore: edgevault.RestoreOptions{Concurrency: restore.Concurrency{DOs: cfg.Concurrency, Namespaces: cfg.Concurrency, Objects: cfg.Concurrency}},
 		NewID:   pipeline.NewJobID,
 	})

@@ -35,6 +35,8 @@ type JobStatus struct {
 	Retrying []UnitRetry       `json:"retrying,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
 	Archive  *ArchiveInfo      `json:"archive,omitempty"`
+	// Snapshot is the repository snapshot a repository-mode backup wrote.
+	Snapshot string `json:"snapshot,omitempty"`
 	// ProvenAt is when a drill of the archive passed (drill function).
 	ProvenAt *time.Time `json:"provenAt,omitempty"`
 	// Restores only.
@@ -100,7 +102,7 @@ func readJobStatus(ctx context.Context, b *base, id string) (*JobStatus, error) 
 	if err != nil {
 		return nil, err
 	}
-	st := &JobStatus{ID: job.ID, Kind: job.Kind, State: job.State, Trigger: job.Trigger, RequestedBy: job.RequestedBy, Target: job.Target,
+	st := &JobStatus{Snapshot: job.Snapshot, ID: job.ID, Kind: job.Kind, State: job.State, Trigger: job.Trigger, RequestedBy: job.RequestedBy, Target: job.Target,
 		Options: job.Options, CreatedAt: job.CreatedAt, UpdatedAt: job.UpdatedAt, Errors: []events.JobError{},
 		Warnings: job.Warnings}
 	st.Units.Total = job.Tasks

@@ -2,16 +2,11 @@ package snapshot
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/backup"
 	"github.com/edgevault/edgevault/pkg/edgebase"
 	"github.com/edgevault/edgevault/pkg/repository"
@@ -164,40 +159,14 @@ type slot struct {
 	err  error
 }
 
-// fetch reads the object into the repository. The source retries a whole
-// read on transport errors, so the entry is set only by the read that
-// succeeded (chunks an abandoned read stored are deduplicated).
+// fetch reads the object into the repository.
 func (s *slot) fetch(ctx context.Context, repo *repository.Repository, src Storage, fetched, masked *atomic.Int64) {
-	s.err = src.GetObject(ctx, s.o.Key, func(r io.Reader, info edgebase.ObjectInfo) error {
-		h := sha256.New()
-		list, n, err := repo.SaveStream(ctx, io.TeeReader(r, h))
-		if err != nil {
-			return err
-		}
-		if info.Size >= 0 && n != info.Size {
-			return fmt.Errorf("read %d bytes, the reply announced %d", n, info.Size)
-		}
-		ct, m := backup.RecordedType(s.o, info)
-		etag := s.o.ETag
-		if info.ETag != "" {
-			etag = info.ETag
-		}
-		if list == nil {
-			list = repository.ChunkList{}
-		}
-		s.e = repository.StorageEntry{Key: s.o.Key, Size: n, ETag: etag, ContentType: ct, SHA256: hex.EncodeToString(h.Sum(nil)), Chunks: list}
-		if name, escaped := archive.ObjectPath(s.o.Key); escaped {
-			s.e.Path = name
-		}
-		fetched.Add(n)
+	var m bool
+	s.e, s.ok, m, s.err = backup.FetchEntry(ctx, repo, src, s.o)
+	if s.ok {
+		fetched.Add(s.e.Size)
 		if m {
 			masked.Add(1)
 		}
-		return nil
-	})
-	if errors.Is(s.err, edgebase.ErrNotFound) {
-		s.err = nil
-		return
 	}
-	s.ok = s.err == nil
 }

@@ -71,7 +71,7 @@ func every(t *testing.T, sc scenario) {
 	}
 	n := 0
 	for i, s := range all {
-		if i%stride != 0 {
+		if i%stride != 0 && !sc.always(s) {
 			continue
 		}
 		for _, m := range modesOf(s.op) {
@@ -116,7 +116,7 @@ func TestCrashRestoreServerless(t *testing.T) {
 // failed receives, acks and nacks.
 func TestCrashQueue(t *testing.T) {
 	w := getWorld(t)
-	for _, sc := range []scenario{{events.KindBackup, embedded}, {events.KindBackup, serverlessW}, {events.KindRestore, embedded}, {events.KindRestore, serverlessW}} {
+	for _, sc := range []scenario{{events.KindBackup, embedded, false}, {events.KindBackup, serverlessW, false}, {events.KindRestore, embedded, false}, {events.KindRestore, serverlessW, false}} {
 		for _, c := range []struct {
 			name  string
 			fault queuetest.Fault
@@ -148,7 +148,7 @@ func TestCrashQueue(t *testing.T) {
 // Duplicated and reordered delivery of every task and check message.
 func TestCrashDuplicateAndReorder(t *testing.T) {
 	w := getWorld(t)
-	for _, sc := range []scenario{{events.KindBackup, embedded}, {events.KindBackup, serverlessW}, {events.KindRestore, embedded}, {events.KindRestore, serverlessW}} {
+	for _, sc := range []scenario{{events.KindBackup, embedded, false}, {events.KindBackup, serverlessW, false}, {events.KindRestore, embedded, false}, {events.KindRestore, serverlessW, false}} {
 		t.Run(sc.String(), func(t *testing.T) {
 			t.Parallel()
 			r := newRig(t, w, sc, t.TempDir())

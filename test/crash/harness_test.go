@@ -36,6 +36,7 @@ import (
 	"github.com/edgevault/edgevault/pkg/pipeline"
 	"github.com/edgevault/edgevault/pkg/queue/mem"
 	"github.com/edgevault/edgevault/pkg/queue/queuetest"
+	"github.com/edgevault/edgevault/pkg/repository"
 	"github.com/edgevault/edgevault/pkg/restore"
 	"github.com/edgevault/edgevault/pkg/sensitive"
 	"github.com/edgevault/edgevault/pkg/serverless"
@@ -229,9 +230,17 @@ const (
 type scenario struct {
 	kind   events.JobKind
 	wiring wiring
+	// repo makes a backup a repository backup: a snapshot of a repository
+	// in the same store instead of an archive.
+	repo bool
 }
 
-func (s scenario) String() string { return string(s.kind) + "/" + string(s.wiring) }
+func (s scenario) String() string {
+	if s.repo {
+		return "repository-" + string(s.kind) + "/" + string(s.wiring)
+	}
+	return string(s.kind) + "/" + string(s.wiring)
+}
 
 // rig is one run: a store and queues with faults, a clock, and for a
 // restore a fresh target.
@@ -260,6 +269,14 @@ func newRig(t *testing.T, w *world, sc scenario, dir string) *rig {
 		panic(err)
 	}
 	r := &rig{t: t, w: w, sc: sc, dir: dir, fsStore: fsStore, now: advancing(), jobID: string(sc.kind) + "-crash"}
+	if sc.repo {
+		// The repository lives beside the staging and archive prefixes;
+		// its keys (config, keys/, data/, index/, snapshots/) never meet
+		// theirs.
+		if _, err := repository.InitWith(context.Background(), fsStore, repository.Credentials{Wrapper: testKey}, repoOptions); err != nil {
+			panic(err)
+		}
+	}
 	r.store = blobtest.NewFaulty(fsStore, true)
 	r.tasks = queuetest.NewFaulty(nil, 1)
 	r.control = queuetest.NewFaulty(nil, 2)
@@ -395,7 +412,7 @@ func (r *rig) deps() edgevault.Deps {
 		},
 		Engine: pipeline.Options{MaxAttempts: 3, Backoff: pipeline.Backoff{Base: 5 * time.Millisecond, Limit: 50 * time.Millisecond},
 			LeaseTimeout: 2 * time.Second, DispatchLease: 500 * time.Millisecond, FinishLease: time.Second, PlanLease: time.Second},
-		Backup:  edgevault.BackupOptions{Concurrency: 4, RangeKeys: 5, ComposeAbove: -1},
+		Backup:  edgevault.BackupOptions{Concurrency: 4, RangeKeys: 5, ComposeAbove: -1, Repo: r.repoOpener(), Version: "crash"},
 		Restore: edgevault.RestoreOptions{RangeKeys: 5, DORetry: edgebase.RetryPolicy{MaxAttempts: 3, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}},
 	}
 }
@@ -466,9 +483,15 @@ func (r *rig) runServerless(ctx context.Context) error {
 		c.MaxAttempts, c.RecheckDelay, c.RetryDelay = 3, 100*time.Millisecond, 5*time.Millisecond
 		c.DeadlineMargin, c.ComposeAbove = 2*time.Second, -1
 		c.Leases = serverless.Leases{Task: 2 * time.Second, Dispatch: 500 * time.Millisecond, Finish: time.Second, Plan: time.Second, StallAfter: 500 * time.Millisecond}
+		if r.sc.repo {
+			c.RepositoryPrefix, c.RepositoryKMSKey = "repository/", "test-key"
+		}
 		return c
 	}
 	sd := serverless.Deps{Store: r.store, Tasks: r.tasks, Control: r.control, EdgeBase: d.Client, Enum: d.Enum}
+	if r.sc.repo {
+		sd.Repository, sd.RepositoryKey = r.store, testKey
+	}
 	rt := serverless.Runtime{Now: r.now}
 	sched, err := serverless.NewScheduler(cfgOf(lambdaenv.Scheduler), rt, sd)
 	if err != nil {
@@ -542,6 +565,10 @@ func (r *rig) checkEnd(t *testing.T, job *events.Job, runErr error, what string)
 		// A single transient fault must not fail a job: say which one did.
 		t.Fatalf("%s: the job failed: %v", what, job.Errors)
 	}
+	if r.sc.repo {
+		r.checkSnapshot(t, job, what)
+		return
+	}
 	if r.sc.kind == events.KindBackup {
 		path := filepath.Join(r.dir, filepath.FromSlash(job.Archive))
 		if _, err := archive.Verify(context.Background(), path); err != nil {
@@ -585,6 +612,7 @@ var normalizers = []struct {
 	{regexp.MustCompile(`\d{13}-`), "{ts}-"},
 	{regexp.MustCompile(`-\d{6,7}\.`), "-{n}."},
 	{regexp.MustCompile(`/done/\d{3}/`), "/done/{phase}/"},
+	{regexp.MustCompile(`^data/[0-9a-f]{2}/`), "data/{xx}/"},
 }
 
 func classOf(jobID, key string) string {

@@ -117,6 +117,7 @@ func (a *app) openRepo(ctx context.Context, f *repoFlags, aws awsFlags, create b
 	}
 	// The passphrase KDF (scrypt) used 32 MiB that nothing needs now:
 	// hand it back before the backup's own memory comes on top.
+	repositoryMemoryLimit()
 	debug.FreeOSMemory()
 	return &openedRepo{Repository: r, location: loc, close: closeStore}, created, nil
 }

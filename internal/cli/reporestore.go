@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"sync"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/edgevault/edgevault/events"
 
@@ -147,81 +143,38 @@ func withUndo(err error, undo *snapshotResult) error {
 	return ce
 }
 
-// timestampTail starts the chunk a DO dump's trailing "timestamp" member
-// is stored as (repository.ImportUnits stores it apart).
-var timestampTail = []byte(`,"timestamp":`)
-
 // unchangedDOs lists the DOs of the snapshot being restored whose content
 // equals the undo snapshot's, taken of the target just before: the same
-// chunks, but for the dump's own timestamp. Their restore would write what
-// is there already, so it is not sent (--full-restore sends it anyway).
-func unchangedDOs(ctx context.Context, repo *repository.Repository, from, undo *repository.Snapshot) ([]string, error) {
+// chunks (a dump's own timestamp is the unit's Tail, not a chunk). Their
+// restore would write what is there already, so it is not sent
+// (--full-restore sends it anyway).
+func unchangedDOs(from, undo *repository.Snapshot) []string {
 	target := make(map[string]repository.Unit)
 	for _, u := range undo.Units {
 		if u.Section == archive.SectionDatabase {
 			target[u.Name] = u
 		}
 	}
-	var (
-		mu   sync.Mutex
-		same []string
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	var same []string
 	for _, u := range from.Units {
 		t, ok := target[u.Name]
-		if u.Section != archive.SectionDatabase || !ok || u.Size != t.Size || len(u.Chunks) != len(t.Chunks) || len(u.Chunks) == 0 {
-			continue
+		if u.Section == archive.SectionDatabase && ok && len(u.Chunks) > 0 && slices.Equal(u.Chunks, t.Chunks) {
+			same = append(same, u.Name)
 		}
-		n := len(u.Chunks) - 1
-		if !slices.Equal(u.Chunks[:n], t.Chunks[:n]) {
-			continue
-		}
-		g.Go(func() error {
-			equal := u.Chunks[n] == t.Chunks[n]
-			if !equal {
-				a, err := isTimestampChunk(gctx, repo, u.Chunks[n])
-				if err != nil {
-					return err
-				}
-				b, err := isTimestampChunk(gctx, repo, t.Chunks[n])
-				if err != nil {
-					return err
-				}
-				equal = a && b
-			}
-			if equal {
-				mu.Lock()
-				same = append(same, u.Name)
-				mu.Unlock()
-			}
-			return nil
-		})
 	}
-	return same, g.Wait()
-}
-
-func isTimestampChunk(ctx context.Context, repo *repository.Repository, id repository.ID) (bool, error) {
-	var b bytes.Buffer
-	if err := repo.LoadStream(ctx, repository.ChunkList{id}, &b); err != nil {
-		return false, err
-	}
-	return bytes.HasPrefix(b.Bytes(), timestampTail) && b.Len() <= 96, nil
+	return same
 }
 
 // skipUnchanged records, for a restore from a snapshot with an undo
 // snapshot just taken, the DOs the target already holds as the snapshot
 // has them; it returns how many.
-func (a *app) skipUnchanged(ctx context.Context, e *embedded, job *events.Job, repo *openedRepo, src restore.Source, undo *snapshotResult, o restoreOpts) (int, error) {
+func (a *app) skipUnchanged(ctx context.Context, e *embedded, job *events.Job, src restore.Source, undo *snapshotResult, o restoreOpts) (int, error) {
 	ss, ok := src.(snapshotSource)
 	if !ok || undo == nil || o.fullRestore {
 		return 0, nil
 	}
-	same, err := unchangedDOs(ctx, repo.Repository, ss.snap, undo.Snap)
-	if err == nil {
-		err = restore.WriteUnchanged(ctx, e.jobs, job.ID, same)
-	}
-	if err != nil {
+	same := unchangedDOs(ss.snap, undo.Snap)
+	if err := restore.WriteUnchanged(ctx, e.jobs, job.ID, same); err != nil {
 		return 0, failure("backup_restore_failed", fmt.Errorf("comparing the snapshot with the undo snapshot: %w", err))
 	}
 	if len(same) > 0 {

@@ -165,7 +165,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOpts) error {
 			return err
 		}
 	}
-	unchanged, err := a.skipUnchanged(ctx, e, job, repo, src, undo, o)
+	unchanged, err := a.skipUnchanged(ctx, e, job, src, undo, o)
 	if err != nil {
 		return withUndo(err, undo)
 	}

@@ -52,6 +52,7 @@ type RepoPlan struct {
 type UnitFragment struct {
 	Size   int64                   `json:"size"`
 	Chunks repository.ChunkList    `json:"chunks"`
+	Tail   []byte                  `json:"tail,omitempty"`
 	Packs  []repository.PackRecord `json:"packs"`
 }
 
@@ -157,16 +158,16 @@ func (b *Tasks) putUnit(ctx context.Context, u pipeline.Unit, n *int64, produce 
 		_, _ = w.Finish(ctx)
 		return err
 	}
-	list, size, err := vw.Close()
+	unit, err := vw.Close()
 	recs, ferr := w.Finish(ctx)
 	if err = errors.Join(err, ferr); err != nil {
 		return fmt.Errorf("storing %s in the repository: %w", u.Task.Unit, err)
 	}
-	*n = size
-	if list == nil {
-		list = repository.ChunkList{}
+	*n = unit.Size
+	if unit.Chunks == nil {
+		unit.Chunks = repository.ChunkList{}
 	}
-	return b.Jobs.PutJSON(ctx, u.Output+PartName, UnitFragment{Size: size, Chunks: list, Packs: recs})
+	return b.Jobs.PutJSON(ctx, u.Output+PartName, UnitFragment{Size: unit.Size, Chunks: unit.Chunks, Tail: unit.Tail, Packs: recs})
 }
 
 // repoRange is storageRange in a repository job: unchanged objects take
@@ -187,6 +188,11 @@ func (b *Tasks) repoRange(ctx context.Context, u pipeline.Unit) (pipeline.Result
 		found, masked bool
 	}
 	results := make([]result, len(objs))
+	release, err := b.rangeSlot(ctx)
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	defer release()
 	w := repo.NewWriter()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(b.Concurrency, 1))
@@ -449,7 +455,7 @@ func (a *Assembler) snapshotOf(ctx context.Context, repo *repository.Repository,
 		if err != nil {
 			return err
 		}
-		snap.Units = append(snap.Units, repository.Unit{Section: sec, Name: name, Size: f.unit.Size, Chunks: f.unit.Chunks})
+		snap.Units = append(snap.Units, repository.Unit{Section: sec, Name: name, Size: f.unit.Size, Chunks: f.unit.Chunks, Tail: f.unit.Tail})
 		return iw.Add(ctx, f.unit.Packs...)
 	}, func(fragment) {})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/internal/iox"
@@ -47,6 +48,23 @@ type Tasks struct {
 	// storage member (shared by every task of the process); nil gives a
 	// default spool in the system temp directory.
 	Spool *Spool
+
+	rangeOnce sync.Once
+	ranges    chan struct{} // repository ranges storing objects, process-wide
+}
+
+// rangeSlot lets one repository range at a time in this process store
+// the objects it reads (each with Concurrency reads in flight): a range's
+// writer holds up to two pack buffers, so memory stays that of one range
+// however many run side by side.
+func (b *Tasks) rangeSlot(ctx context.Context) (release func(), err error) {
+	b.rangeOnce.Do(func() { b.ranges = make(chan struct{}, 1) })
+	select {
+	case b.ranges <- struct{}{}:
+		return func() { <-b.ranges }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Handlers returns the handler per backup task kind.

@@ -124,8 +124,9 @@ func (r *Repository) writeDocument(ctx context.Context, s *Snapshot, w io.Writer
 }
 
 func (r *Repository) writeUnit(ctx context.Context, jw *archive.JSONWriter, u Unit) error {
-	rc := r.openStream(ctx, u.Chunks)
-	defer func() { _ = rc.Close() }()
+	stream := r.openStream(ctx, u.Chunks)
+	defer func() { _ = stream.Close() }()
+	rc := io.MultiReader(stream, bytes.NewReader(u.Tail))
 	var err error
 	switch u.Section {
 	case archive.SectionControlD1:
@@ -226,12 +227,13 @@ func (imp *importer) BeginValue(ctx context.Context, _ archive.ValueRef) (io.Wri
 }
 
 func (imp *importer) EndValue(_ context.Context, ref archive.ValueRef, _ archive.ValueStats) error {
-	list, size, err := imp.vw.Close()
+	u, err := imp.vw.Close()
 	imp.vw = nil
 	if err != nil {
 		return err
 	}
-	imp.snap.Units = append(imp.snap.Units, Unit{Section: ref.Section, Name: ref.Name, Size: size, Chunks: list})
+	u.Section, u.Name = ref.Section, ref.Name
+	imp.snap.Units = append(imp.snap.Units, u)
 	return nil
 }
 
@@ -268,12 +270,13 @@ func (v *ValueWriter) Write(p []byte) (int, error) { return v.tail.Write(p) }
 // dump, new bytes in every backup of an unchanged DO.
 var timestampMember = []byte(`,"timestamp":`)
 
-// Close ends the value and returns its chunks and size. A trailing
-// "timestamp" member is stored as chunks of its own, so the rest of an
-// unchanged value deduplicates against earlier snapshots (a small DO dump
-// is one chunk, which the timestamp would make new every day). The
-// unit's bytes are the same either way.
-func (v *ValueWriter) Close() (ChunkList, int64, error) {
+// Close ends the value and returns it as a Unit without section and
+// name. A trailing "timestamp" member is not chunked: it is the unit's
+// Tail, kept in the snapshot itself, so an unchanged value is the same
+// chunks as in earlier snapshots and adds nothing to the store (a small
+// DO dump is one chunk, which the timestamp would make new every day).
+// The unit's bytes are the same either way.
+func (v *ValueWriter) Close() (Unit, error) {
 	tail := v.tail.tail
 	split := bytes.LastIndex(tail, timestampMember)
 	if split < 0 {
@@ -283,20 +286,16 @@ func (v *ValueWriter) Close() (ChunkList, int64, error) {
 	_ = v.pw.Close()
 	res := <-v.done
 	if res.err != nil {
-		return nil, 0, res.err
+		return Unit{}, res.err
 	}
 	if werr != nil {
-		return nil, 0, werr
+		return Unit{}, werr
 	}
-	list, size := res.list, v.size
+	u := Unit{Size: v.size, Chunks: res.list}
 	if rest := tail[split:]; len(rest) > 0 {
-		more, err := v.w.SaveBytes(v.ctx, rest)
-		if err != nil {
-			return nil, 0, err
-		}
-		list, size = append(list, more...), size+int64(len(rest))
+		u.Tail, u.Size = bytes.Clone(rest), u.Size+int64(len(rest))
 	}
-	return list, size, nil
+	return u, nil
 }
 
 // Abort ends the value, discarding it.

@@ -60,8 +60,15 @@ func (p *packer) headerRoom(more int) int {
 	return (len(p.entries)+more)*headerEntrySize + sealOverhead + 4
 }
 
-// add seals z (the compressed chunk id) straight into the pack.
-func (p *packer) add(s sealer, id ID, z []byte, raw int) error {
+// add seals z (the compressed chunk id) straight into the pack. The
+// buffer grows (doubling, at most to limit unless one blob needs more)
+// as the pack fills.
+func (p *packer) add(s sealer, id ID, z []byte, raw, limit int) error {
+	if need := len(p.buf) + len(z) + sealOverhead; need > cap(p.buf) {
+		grown := make([]byte, len(p.buf), max(need, min(2*cap(p.buf), limit)))
+		copy(grown, p.buf)
+		p.buf = grown
+	}
 	off := len(p.buf)
 	b, err := s.seal(p.buf, z, id[:])
 	if err != nil {

@@ -119,6 +119,7 @@ type Repository struct {
 	now   func() time.Time
 
 	chunkers sync.Pool // of *chunkState
+	packers  sync.Pool // of emptied *packer, shared by writers
 
 	// w is the repository's own writer (SaveStream, Flush): its packs
 	// join the index as they are uploaded and reach an index file at

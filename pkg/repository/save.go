@@ -127,7 +127,7 @@ type chunkState struct {
 
 func (r *Repository) newChunkState() any {
 	return &chunkState{c: chunker.NewWithBoundaries(nil, r.cfg.ChunkerPolynomial, r.cfg.MinChunk, r.cfg.MaxChunk), ider: newChunkIDer(r.macK),
-		buf: make([]byte, 0, r.cfg.MinChunk)}
+		buf: make([]byte, 0, 64<<10)} // grown by Next as chunks need
 }
 
 // indexed reports whether chunk id is indexed outside a pack a prune
@@ -201,13 +201,13 @@ func (w *Writer) saveChunk(ctx context.Context, cs *chunkState, id ID, data []by
 	// A blob that does not fit the open pack's buffer closes it, so pack
 	// buffers keep their size.
 	var full []*packer
-	if w.pack != nil && len(w.pack.buf)+len(cs.z)+sealOverhead+w.pack.headerRoom(1) > cap(w.pack.buf) {
+	if w.pack != nil && len(w.pack.buf)+len(cs.z)+sealOverhead+w.pack.headerRoom(1) > max(r.packCap(), cap(w.pack.buf)) {
 		full = append(full, w.detachPackLocked(0))
 	}
 	if w.pack == nil {
 		w.pack = w.newPackLocked()
 	}
-	if err := w.pack.add(r.seal, id, cs.z, len(data)); err != nil {
+	if err := w.pack.add(r.seal, id, cs.z, len(data), r.packCap()); err != nil {
 		w.mu.Unlock()
 		return err
 	}
@@ -224,15 +224,25 @@ func (w *Writer) saveChunk(ctx context.Context, cs *chunkState, id ID, data []by
 // maxUploads bounds the packs of one writer being uploaded at once.
 const maxUploads = 1
 
-// newPackLocked is an empty pack, on a spare buffer when one is free.
+// newPackLocked is an empty pack, on a spare buffer when one is free
+// (this writer's, or one a finished writer left in the repository's
+// pool). A new buffer starts small and grows with the pack up to
+// packCap: a task that stores one small DO dump holds kilobytes, not a
+// full pack's buffer.
 func (w *Writer) newPackLocked() *packer {
 	if n := len(w.spare); n > 0 {
 		p := w.spare[n-1]
 		w.spare = w.spare[:n-1]
 		return p
 	}
-	return newPacker(w.r.packCap())
+	if p, ok := w.r.packers.Get().(*packer); ok {
+		return p
+	}
+	return newPacker(initialPackBuffer)
 }
+
+// initialPackBuffer is a new pack buffer's capacity.
+const initialPackBuffer = 64 << 10
 
 // packCap is a pack buffer's size: a blob larger than its room closes the
 // pack, and only a blob larger than the whole buffer grows one.
@@ -322,7 +332,10 @@ func (w *Writer) drain(ctx context.Context) error {
 	err := w.uploadPack(ctx, p)
 	w.uploads.Wait()
 	w.mu.Lock()
-	w.spare = nil // pack buffers go until the next save
+	for _, p := range w.spare { // for the next writer, until the GC takes them
+		w.r.packers.Put(p)
+	}
+	w.spare = nil
 	w.mu.Unlock()
 	return err
 }

@@ -37,6 +37,10 @@ type Unit struct {
 	Name    string          `json:"name,omitempty"`
 	Size    int64           `json:"size"`
 	Chunks  ChunkList       `json:"chunks"`
+	// Tail is the value's last bytes, kept in the snapshot rather than
+	// chunked: a DO dump's trailing "timestamp" member, new in every
+	// backup of an unchanged DO (at most a hundred bytes).
+	Tail []byte `json:"tail,omitempty"`
 }
 
 // StorageTable is the storage listing of a snapshot, stored as chunks of

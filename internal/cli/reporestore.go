@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/edgevault/edgevault/events"
 
@@ -143,42 +144,63 @@ func withUndo(err error, undo *snapshotResult) error {
 	return ce
 }
 
-// unchangedDOs lists the DOs of the snapshot being restored whose content
-// equals the undo snapshot's, taken of the target just before: the same
-// chunks (a dump's own timestamp is the unit's Tail, not a chunk). Their
-// restore would write what is there already, so it is not sent
-// (--full-restore sends it anyway).
-func unchangedDOs(from, undo *repository.Snapshot) []string {
-	target := make(map[string]repository.Unit)
+// unchangedUnits lists (restore.UnitKey) the units of the snapshot being
+// restored whose content equals the undo snapshot's, taken of the target
+// just before: the same chunks (a dump's own timestamp is the unit's Tail,
+// not a chunk), and how many of them are DOs. Restoring them would write
+// what is there already, so it is not sent (--full-restore sends it).
+func unchangedUnits(from, undo *repository.Snapshot) (keys []string, dos int) {
+	restorable := func(s archive.Section) bool {
+		switch s {
+		case archive.SectionControlD1, archive.SectionAuthD1, archive.SectionDatabase, archive.SectionDataNamespace:
+			return true
+		}
+		return false
+	}
+	target := make(map[string]repository.ChunkList)
 	for _, u := range undo.Units {
-		if u.Section == archive.SectionDatabase {
-			target[u.Name] = u
+		if restorable(u.Section) {
+			target[restore.UnitKey(u.Section, u.Name)] = u.Chunks
 		}
 	}
-	var same []string
 	for _, u := range from.Units {
-		t, ok := target[u.Name]
-		if u.Section == archive.SectionDatabase && ok && len(u.Chunks) > 0 && slices.Equal(u.Chunks, t.Chunks) {
-			same = append(same, u.Name)
+		key := restore.UnitKey(u.Section, u.Name)
+		if t, ok := target[key]; ok && restorable(u.Section) && len(u.Chunks) > 0 && slices.Equal(u.Chunks, t) {
+			keys = append(keys, key)
+			if u.Section == archive.SectionDatabase {
+				dos++
+			}
 		}
 	}
-	return same
+	return keys, dos
 }
 
 // skipUnchanged records, for a restore from a snapshot with an undo
-// snapshot just taken, the DOs the target already holds as the snapshot
-// has them; it returns how many.
-func (a *app) skipUnchanged(ctx context.Context, e *embedded, job *events.Job, src restore.Source, undo *snapshotResult, o restoreOpts) (int, error) {
+// snapshot just taken, the units the target already holds as the
+// snapshot has them.
+func (a *app) skipUnchanged(ctx context.Context, e *embedded, job *events.Job, src restore.Source, undo *snapshotResult, o restoreOpts) (unchangedReport, error) {
 	ss, ok := src.(snapshotSource)
 	if !ok || undo == nil || o.fullRestore {
-		return 0, nil
+		return unchangedReport{}, nil
 	}
-	same := unchangedDOs(ss.snap, undo.Snap)
-	if err := restore.WriteUnchanged(ctx, e.jobs, job.ID, same); err != nil {
-		return 0, failure("backup_restore_failed", fmt.Errorf("comparing the snapshot with the undo snapshot: %w", err))
+	keys, dos := unchangedUnits(ss.snap, undo.Snap)
+	if err := restore.WriteUnchanged(ctx, e.jobs, job.ID, keys); err != nil {
+		return unchangedReport{}, failure("backup_restore_failed", fmt.Errorf("recording the unchanged units: %w", err))
 	}
-	if len(same) > 0 {
-		a.say("  %d DOs already hold what the snapshot has (same content as in the undo snapshot): not restored again (--full-restore restores them)\n", len(same))
+	rep := unchangedReport{DOs: dos}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, string(archive.SectionDatabase)+":") {
+			rep.Other = append(rep.Other, k)
+		}
 	}
-	return len(same), nil
+	if len(keys) > 0 {
+		a.say("  %d DOs and %d other units already hold what the snapshot has (same content as in the undo snapshot): not restored again (--full-restore restores them)\n", dos, len(rep.Other))
+	}
+	return rep, nil
+}
+
+// unchangedReport is what skipUnchanged left out.
+type unchangedReport struct {
+	DOs   int
+	Other []string // control.d1, auth.d1 (then also the users resync), dataNamespaces:NS
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -191,10 +192,21 @@ func TestSnapshotRollbackSkipsUnchangedDOs(t *testing.T) {
 		}
 		return r.jsonDoc(t), names
 	}
+	// Nothing but the DO changed: the D1 databases and the data namespace
+	// are not restored either (nor the users resync that follows AUTH_DB).
+	others := []string{"restore-control-d1", "restore-d1", "restore-data", "resync-users-public"}
 	doc, names := restoreDOs()
 	dos := doc["dos"].(float64)
 	if dos < 2 || len(names) != 1 || names[0] != "workspace:ws-1" || doc["unchangedDOs"] != dos-1 {
 		t.Fatalf("rollback: restore-do sent for %v, report %v (want only workspace:ws-1, %v-1 unchanged)", names, doc, dos)
+	}
+	for _, ep := range others {
+		if n := len(src.emu.RequestsTo(ep)); n != 0 {
+			t.Errorf("rollback: %d %s requests for unchanged units", n, ep)
+		}
+	}
+	if units := slices.Sorted(slices.Values(stringsIn(doc["unchangedUnits"]))); !slices.Equal(units, []string{"auth.d1", "control.d1", "dataNamespaces:shared"}) {
+		t.Errorf("rollback: unchanged units %v", units)
 	}
 	if err := src.emu.AddRows(ctx, "workspace:ws-1", "tasks", edgebasetest.Row{"id": "task-new", "title": "after the snapshot"}); err != nil {
 		t.Fatal(err)
@@ -202,5 +214,10 @@ func TestSnapshotRollbackSkipsUnchangedDOs(t *testing.T) {
 	doc, names = restoreDOs("--full-restore")
 	if float64(len(names)) != dos || doc["unchangedDOs"] != 0.0 {
 		t.Fatalf("--full-restore: restore-do sent for %v, report %v (want all %v)", names, doc, dos)
+	}
+	for _, ep := range others {
+		if len(src.emu.RequestsTo(ep)) == 0 {
+			t.Errorf("--full-restore: no %s request", ep)
+		}
 	}
 }

@@ -294,7 +294,7 @@ func (a *app) executeRestore(ctx context.Context, e *embedded, job *events.Job) 
 }
 
 // reportRestore prints the outcome of a finished restore.
-func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Job, from string, took time.Duration, undo *snapshotResult, unchanged int) error {
+func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Job, from string, took time.Duration, undo *snapshotResult, unchanged unchangedReport) error {
 	for _, w := range final.Warnings {
 		a.warn("%s", w)
 	}
@@ -309,7 +309,8 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 		}
 		if undo != nil {
 			doc["undoSnapshot"] = undo.ID.String()
-			doc["unchangedDOs"] = unchanged
+			doc["unchangedDOs"] = unchanged.DOs
+			doc["unchangedUnits"] = nonNil(unchanged.Other)
 		}
 		a.printJSON(doc)
 		return nil
@@ -319,8 +320,8 @@ func (a *app) reportRestore(d *deployment, rep *restore.Report, final *events.Jo
 	if st != nil {
 		a.say("  storage: %d objects uploaded, %d unchanged and kept (not uploaded again), %d deleted\n", st.Uploaded, st.Skipped, st.Deleted)
 	}
-	if unchanged > 0 {
-		a.say("  DOs: %d restored, %d already unchanged on the target\n", rep.DOCount-unchanged, unchanged)
+	if unchanged.DOs > 0 || len(unchanged.Other) > 0 {
+		a.say("  unchanged on the target, not restored again: %d of %d DOs, %s\n", unchanged.DOs, rep.DOCount, strings.Join(append([]string{}, unchanged.Other...), ", "))
 	}
 	if undo != nil {
 		a.say("  undo: snapshot %s\n", undo.ID)

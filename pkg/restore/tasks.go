@@ -76,14 +76,14 @@ type Tasks struct {
 func (t *Tasks) Handlers() map[events.TaskKind]pipeline.Handler {
 	return map[events.TaskKind]pipeline.Handler{
 		events.TaskPrime:            t.prime,
-		events.TaskRestoreControlD1: t.restoreControl,
-		events.TaskRestoreAuthD1:    t.restoreAuth,
+		events.TaskRestoreControlD1: t.unlessUnchanged(t.restoreControl),
+		events.TaskRestoreAuthD1:    t.unlessUnchanged(t.restoreAuth),
 		events.TaskWipeDO:           t.wipeOrphans,
-		events.TaskRestoreDO:        t.limited(events.TaskRestoreDO, t.restoreDO),
-		events.TaskRestoreData:      t.limited(events.TaskRestoreData, t.restoreData),
+		events.TaskRestoreDO:        t.limited(events.TaskRestoreDO, t.unlessUnchanged(t.restoreDO)),
+		events.TaskRestoreData:      t.limited(events.TaskRestoreData, t.unlessUnchanged(t.restoreData)),
 		events.TaskWipeStorage:      t.wipeStorage,
 		events.TaskPutStorage:       t.putStorage,
-		events.TaskResync:           t.resync,
+		events.TaskResync:           t.unlessUnchanged(t.resync),
 		events.TaskRestoreSecrets:   t.restoreSecrets,
 	}
 }
@@ -370,13 +370,6 @@ func (t *Tasks) wipeOrphans(ctx context.Context, u pipeline.Unit) (pipeline.Resu
 // read through the public API, then restore again.
 func (t *Tasks) restoreDO(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 	task := u.Task
-	unchanged, err := t.unchangedDOs(ctx, u.Job.ID)
-	if err != nil {
-		return pipeline.Result{}, err
-	}
-	if unchanged[task.DOName] {
-		return pipeline.Result{}, nil
-	}
 	info, err := t.Jobs.Store.Stat(ctx, task.Input)
 	if err != nil {
 		return pipeline.Result{}, err

@@ -11,7 +11,6 @@ import (
 	"github.com/edgevault/edgevault/pkg/edgevault"
 	"github.com/edgevault/edgevault/pkg/repository"
 	"github.com/edgevault/edgevault/pkg/secrets/devvars"
-	"github.com/edgevault/edgevault/pkg/snapshot"
 )
 
 // snapshotResult is a snapshot written by a backup.
@@ -19,7 +18,7 @@ type snapshotResult struct {
 	ID       repository.ID
 	Snap     *repository.Snapshot
 	Parent   repository.ID
-	Storage  snapshot.StorageResult
+	Storage  storageCounts
 	Stats    repository.Stats
 	Warnings []string
 }
@@ -75,7 +74,6 @@ func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 		return nil, repoFailure(repo.location, err)
 	}
 	res := &snapshotResult{ID: id, Snap: snap, Parent: parentID, Warnings: final.Warnings, Stats: repo.Stats()}
-	res.Storage.Table = snap.Storage
 	if sum := final.Summary; sum != nil && o.includeStorage {
 		// A storage range counts its objects, the reused ones as skipped,
 		// and the bytes it read.
@@ -86,10 +84,14 @@ func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 		res.Storage.Reused, res.Storage.Fetched = sum.Skipped, sum.Objects-sum.Skipped
 		res.Storage.FetchedBytes = sum.Bytes - unitBytes
 	}
-	if snap.Server != nil {
-		res.Storage.Masked, res.Storage.Internal = snap.Server.ContentTypesMasked, snap.Server.InternalKeysSkipped
-	}
 	return res, nil
+}
+
+// storageCounts say how a snapshot's storage table was taken.
+type storageCounts struct {
+	// Reused objects took the parent's chunks without a request;
+	// Fetched ones were read from the deployment, FetchedBytes in all.
+	Reused, Fetched, FetchedBytes int64
 }
 
 // latestOf is the newest snapshot of source, or none.

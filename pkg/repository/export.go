@@ -188,20 +188,6 @@ func (r *Repository) Import(ctx context.Context, rd io.Reader, f archive.Format,
 	return id, s, err
 }
 
-// ImportUnits reads the sections of a v1.1 backup.json that lists no
-// storage objects into the units of a snapshot it returns unsaved: the
-// caller adds a storage table taken another way and saves it.
-func (r *Repository) ImportUnits(ctx context.Context, rd io.Reader, meta Snapshot) (*Snapshot, error) {
-	imp, err := r.readArchive(ctx, rd, archive.JSON, meta)
-	if err != nil {
-		return nil, err
-	}
-	if len(imp.objects) > 0 {
-		return nil, fmt.Errorf("repository: import: the document lists %d storage objects; their bytes are not in it", len(imp.objects))
-	}
-	return imp.snap, nil
-}
-
 func (r *Repository) readArchive(ctx context.Context, rd io.Reader, f archive.Format, meta Snapshot) (*importer, error) {
 	s := meta
 	s.Units = nil

@@ -38,7 +38,7 @@ func (s snapshotSource) Name() string { return s.name }
 
 func (s snapshotSource) Open(ctx context.Context) (io.ReadCloser, error) {
 	pr, pw := io.Pipe()
-	go func() { _ = pw.CloseWithError(s.repo.Export(ctx, s.snap, pw, s.format)) }()
+	go func() { _ = pw.CloseWithError(s.repo.ExportStored(ctx, s.snap, pw, s.format)) }()
 	return pr, nil
 }
 

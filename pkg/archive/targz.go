@@ -114,7 +114,11 @@ type StorageMember struct {
 // NewStorageMember starts a storage member on w. mtime is recorded in the
 // tar headers.
 func NewStorageMember(w io.Writer, mtime time.Time) *StorageMember {
-	zw := newGzip(w, StorageLevel, mtime)
+	return newStorageMember(w, mtime, StorageLevel)
+}
+
+func newStorageMember(w io.Writer, mtime time.Time, level int) *StorageMember {
+	zw := newGzip(w, level, mtime)
 	return &StorageMember{zw: zw, tw: tar.NewWriter(zw), mtime: mtime, buf: make([]byte, 64<<10)}
 }
 
@@ -176,6 +180,7 @@ func (m *StorageMember) Close() error {
 type TarGzWriter struct {
 	w       io.Writer
 	mtime   time.Time
+	level   int
 	head    bool
 	storage *StorageMember
 	err     error
@@ -183,7 +188,14 @@ type TarGzWriter struct {
 
 // NewTarGzWriter starts an archive on w.
 func NewTarGzWriter(w io.Writer, mtime time.Time) *TarGzWriter {
-	return &TarGzWriter{w: w, mtime: mtime}
+	return &TarGzWriter{w: w, mtime: mtime, level: StorageLevel}
+}
+
+// NewStoredTarGzWriter is NewTarGzWriter whose storage member is not
+// compressed (gzip's stored blocks): for an archive read back in the
+// same process, where compressing costs CPU and saves nothing.
+func NewStoredTarGzWriter(w io.Writer, mtime time.Time) *TarGzWriter {
+	return &TarGzWriter{w: w, mtime: mtime, level: gzip.NoCompression}
 }
 
 // WriteBackupJSON writes backup.json; it must come first.
@@ -208,7 +220,7 @@ func (t *TarGzWriter) AddObject(key string, size int64, r io.Reader) (Entry, err
 		return Entry{}, errors.New("archive: TarGzWriter: AddObject before WriteBackupJSON")
 	}
 	if t.storage == nil {
-		t.storage = NewStorageMember(t.w, t.mtime)
+		t.storage = newStorageMember(t.w, t.mtime, t.level)
 	}
 	e, err := t.storage.Add(key, size, r)
 	t.err = err

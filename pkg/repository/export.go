@@ -32,6 +32,17 @@ func (r *Repository) openStream(ctx context.Context, list ChunkList) io.ReadClos
 // reads the snapshot twice (backup.json's size comes first in tar); memory
 // stays one chunk.
 func (r *Repository) Export(ctx context.Context, s *Snapshot, w io.Writer, f archive.Format) error {
+	return r.export(ctx, s, w, f, archive.NewTarGzWriter)
+}
+
+// ExportStored is Export with the storage objects not compressed, for a
+// reader in the same process (a restore from a snapshot): the archive is
+// the same but for its gzip blocks.
+func (r *Repository) ExportStored(ctx context.Context, s *Snapshot, w io.Writer, f archive.Format) error {
+	return r.export(ctx, s, w, f, archive.NewStoredTarGzWriter)
+}
+
+func (r *Repository) export(ctx context.Context, s *Snapshot, w io.Writer, f archive.Format, newTar func(io.Writer, time.Time) *archive.TarGzWriter) error {
 	switch f {
 	case archive.JSON:
 		return r.writeDocument(ctx, s, w)
@@ -47,7 +58,7 @@ func (r *Repository) Export(ctx context.Context, s *Snapshot, w io.Writer, f arc
 	if err != nil {
 		mtime = s.Time
 	}
-	tw := archive.NewTarGzWriter(w, mtime)
+	tw := newTar(w, mtime)
 	pr, pw := io.Pipe()
 	go func() { _ = pw.CloseWithError(r.writeDocument(ctx, s, pw)) }()
 	err = tw.WriteBackupJSON(pr, count.n)

@@ -45,6 +45,15 @@ type pipeline struct {
 
 func newPipeline(t *testing.T, emu *edgebasetest.Emulator, rangeKeys int) *pipeline {
 	t.Helper()
+	return newPipelineWith(t, emu, func(o *edgevault.BackupOptions) {
+		o.RangeKeys, o.Spool = rangeKeys, backup.NewSpool(t.TempDir(), 0, 4<<10)
+	})
+}
+
+// newPipelineWith is the pipeline on the emulator with the backup options
+// set by opts (on top of concurrency 4 and no composing).
+func newPipelineWith(t *testing.T, emu *edgebasetest.Emulator, opts func(*edgevault.BackupOptions)) *pipeline {
+	t.Helper()
 	dir := t.TempDir()
 	store, err := fs.New(dir)
 	if err != nil {
@@ -53,11 +62,12 @@ func newPipeline(t *testing.T, emu *edgebasetest.Emulator, rangeKeys int) *pipel
 	t.Cleanup(func() { store.Close() })
 	client := newClient(t, emu)
 	q := mem.New(mem.Options{VisibilityTimeout: time.Hour})
+	bo := edgevault.BackupOptions{Concurrency: 4, ComposeAbove: -1}
+	opts(&bo)
 	engine, err := edgevault.New(edgevault.Deps{Store: store, Staging: "staging/", Archives: "archives/", Tasks: q,
 		Client: client, Enum: &discovery.Enumerator{Client: client, StateDir: emu.StateDir()}, Source: "docker", Now: fixedNow,
 		Engine: pl.Options{MaxAttempts: 3, Backoff: pl.Backoff{Base: time.Millisecond}},
-		Backup: edgevault.BackupOptions{Concurrency: 4, RangeKeys: rangeKeys, ComposeAbove: -1,
-			Spool: backup.NewSpool(t.TempDir(), 0, 4<<10)}})
+		Backup: bo})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,23 +34,10 @@ var repoOptions = repository.Options{ScryptN: 1024, ScryptR: 8, ScryptP: 1, MinC
 // a snapshot of repo.
 func newRepoPipeline(t *testing.T, emu *edgebasetest.Emulator, rangeKeys int, repo *repository.Repository) *pipeline {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := fs.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	client := newClient(t, emu)
-	q := mem.New(mem.Options{VisibilityTimeout: time.Hour})
-	engine, err := edgevault.New(edgevault.Deps{Store: store, Staging: "staging/", Archives: "archives/", Tasks: q,
-		Client: client, Enum: &discovery.Enumerator{Client: client, StateDir: emu.StateDir()}, Source: "docker", Now: fixedNow,
-		Engine: pl.Options{MaxAttempts: 3, Backoff: pl.Backoff{Base: time.Millisecond}},
-		Backup: edgevault.BackupOptions{Concurrency: 4, RangeKeys: rangeKeys, ComposeAbove: -1, Version: "test",
-			Repo: func(context.Context) (*repository.Repository, error) { return repo, nil }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pipeline{jobs: engine.Jobs(), queue: q, engine: engine, client: client, dir: dir}
+	return newPipelineWith(t, emu, func(o *edgevault.BackupOptions) {
+		o.RangeKeys, o.Version = rangeKeys, "test"
+		o.Repo = func(context.Context) (*repository.Repository, error) { return repo, nil }
+	})
 }
 
 func newRepo(t *testing.T) (*repository.Repository, *fs.Store) {

@@ -145,10 +145,13 @@ func TestCrashQueue(t *testing.T) {
 	}
 }
 
-// Duplicated and reordered delivery of every task and check message.
+// Duplicated and reordered delivery of every task and check message (of
+// archive and repository backups, and restores).
 func TestCrashDuplicateAndReorder(t *testing.T) {
 	w := getWorld(t)
-	for _, sc := range []scenario{{events.KindBackup, embedded, false}, {events.KindBackup, serverlessW, false}, {events.KindRestore, embedded, false}, {events.KindRestore, serverlessW, false}} {
+	for _, sc := range []scenario{{events.KindBackup, embedded, false}, {events.KindBackup, serverlessW, false},
+		{events.KindBackup, embedded, true}, {events.KindBackup, serverlessW, true},
+		{events.KindRestore, embedded, false}, {events.KindRestore, serverlessW, false}} {
 		t.Run(sc.String(), func(t *testing.T) {
 			t.Parallel()
 			r := newRig(t, w, sc, t.TempDir())

@@ -31,23 +31,6 @@ func TestCrashRepositoryBackupServerless(t *testing.T) {
 	every(t, scenario{kind: events.KindBackup, wiring: serverlessW, repo: true})
 }
 
-// Duplicated and reordered delivery of every task and check message of a
-// repository backup.
-func TestCrashRepositoryDuplicateAndReorder(t *testing.T) {
-	w := getWorld(t)
-	for _, sc := range []scenario{{events.KindBackup, embedded, true}, {events.KindBackup, serverlessW, true}} {
-		t.Run(sc.String(), func(t *testing.T) {
-			t.Parallel()
-			r := newRig(t, w, sc, t.TempDir())
-			defer r.close()
-			r.tasks.Duplicate, r.tasks.Reorder = true, 30e6
-			r.control.Duplicate, r.control.Reorder = true, 30e6
-			job, err := r.run(context.Background())
-			r.checkEnd(t, job, err, "duplicate and reorder")
-		})
-	}
-}
-
 // always reports the steps every run of the matrix takes, whatever the
 // stride: the repository's index and snapshot writes and the staged
 // snapshot, where a repeated assembly could write a second snapshot.

@@ -105,11 +105,14 @@ func (a *app) openRepo(ctx context.Context, f *repoFlags, aws awsFlags, create b
 		}
 		store, loc, closeStore = st, abs, func() { _ = st.Close() }
 	}
-	r, err := repository.OpenWith(ctx, store, creds)
-	created := false
-	if errors.Is(err, repository.ErrNotRepository) && create {
-		r, err = repository.InitWith(ctx, store, creds, repository.Options{})
-		created = true
+	var (
+		r       *repository.Repository
+		created bool
+	)
+	if create {
+		r, created, err = repository.OpenOrInit(ctx, store, creds, repository.Options{})
+	} else {
+		r, err = repository.OpenWith(ctx, store, creds)
 	}
 	if err != nil {
 		closeStore()

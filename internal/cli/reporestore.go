@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/edgevault/edgevault/events"
-
 	"github.com/edgevault/edgevault/pkg/archive"
 	"github.com/edgevault/edgevault/pkg/repository"
 	"github.com/edgevault/edgevault/pkg/restore"

@@ -250,6 +250,22 @@ func Open(ctx context.Context, store pipeline.BlobStore, passphrase string) (*Re
 	return OpenWith(ctx, store, Credentials{Passphrase: sensitive.String(passphrase)})
 }
 
+// OpenOrInit opens the repository in store with c, or creates one there
+// (with o) when the store holds none; created says which. A repository
+// another process created meanwhile is opened.
+func OpenOrInit(ctx context.Context, store pipeline.BlobStore, c Credentials, o Options) (r *Repository, created bool, err error) {
+	r, err = OpenWith(ctx, store, c)
+	if !errors.Is(err, ErrNotRepository) {
+		return r, false, err
+	}
+	r, err = InitWith(ctx, store, c, o)
+	if errors.Is(err, ErrExists) {
+		r, err = OpenWith(ctx, store, c)
+		return r, false, err
+	}
+	return r, err == nil, err
+}
+
 // OpenWith opens the repository in store: the key wrapper tries the
 // wrapped key files, the passphrase the passphrase key files; either
 // opening is enough. Wrong credentials (ErrWrongPassphrase, ErrWrongKey),

@@ -62,12 +62,12 @@ func (o *repoOpener) open(ctx context.Context) (*repository.Repository, error) {
 		}
 		return o.repo, nil
 	}
-	r, err := repository.OpenWith(ctx, o.store, o.creds)
-	if errors.Is(err, repository.ErrNotRepository) && o.create {
-		r, err = repository.InitWith(ctx, o.store, o.creds, repository.Options{})
-		if errors.Is(err, repository.ErrExists) { // a concurrent first backup created it
-			r, err = repository.OpenWith(ctx, o.store, o.creds)
-		}
+	var r *repository.Repository
+	var err error
+	if o.create { // a concurrent first backup may create it too
+		r, _, err = repository.OpenOrInit(ctx, o.store, o.creds, repository.Options{})
+	} else {
+		r, err = repository.OpenWith(ctx, o.store, o.creds)
 	}
 	if err != nil {
 		if errors.Is(err, repository.ErrWrongKey) || errors.Is(err, repository.ErrNotRepository) || errors.Is(err, repository.ErrVersion) {

@@ -32,7 +32,7 @@ type snapshotResult struct {
 // interrupted backup leaves no snapshot (only packs a prune removes).
 // Staging lives in a scratch directory.
 func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment, o createOpts) (*snapshotResult, error) {
-	parentID, _, err := latestOf(ctx, repo.Repository, d.client.BaseURL())
+	parent, _, err := repo.Latest(ctx, d.client.BaseURL())
 	if err != nil {
 		return nil, repoFailure(repo.location, err)
 	}
@@ -73,7 +73,7 @@ func (a *app) takeSnapshot(ctx context.Context, repo *openedRepo, d *deployment,
 	if err != nil {
 		return nil, repoFailure(repo.location, err)
 	}
-	res := &snapshotResult{ID: id, Snap: snap, Parent: parentID, Warnings: final.Warnings, Stats: repo.Stats()}
+	res := &snapshotResult{ID: id, Snap: snap, Parent: parent.ID, Warnings: final.Warnings, Stats: repo.Stats()}
 	if sum := final.Summary; sum != nil && o.includeStorage {
 		// A storage range counts its objects, the reused ones as skipped,
 		// and the bytes it read.
@@ -92,20 +92,6 @@ type storageCounts struct {
 	// Reused objects took the parent's chunks without a request;
 	// Fetched ones were read from the deployment, FetchedBytes in all.
 	Reused, Fetched, FetchedBytes int64
-}
-
-// latestOf is the newest snapshot of source, or none.
-func latestOf(ctx context.Context, r *repository.Repository, source string) (repository.ID, *repository.Snapshot, error) {
-	all, err := r.ListSnapshots(ctx)
-	if err != nil {
-		return repository.ID{}, nil, err
-	}
-	for i := len(all) - 1; i >= 0; i-- {
-		if all[i].SourceURL == source {
-			return all[i].ID, all[i].Snapshot, nil
-		}
-	}
-	return repository.ID{}, nil, nil
 }
 
 // runCreateSnapshot is `backup create --repo`.

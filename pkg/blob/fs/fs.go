@@ -538,8 +538,8 @@ func (s *Store) readDir(dir string) ([]entry, error) {
 	}
 	defer f.Close()
 	des, err := f.ReadDir(-1)
-	if errors.Is(err, syscall.ENOTDIR) {
-		return nil, nil
+	if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil // removed while listed (a Delete pruning it)
 	}
 	if err != nil {
 		return nil, err
@@ -566,6 +566,36 @@ func (s *Store) readDir(dir string) ([]entry, error) {
 	}
 	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.sort, b.sort) })
 	return out, nil
+}
+
+// Rename moves the blob at from to the key to, replacing what to held.
+// A missing from wraps blob.ErrNotExist.
+func (s *Store) Rename(ctx context.Context, from, to string) error {
+	for _, k := range []string{from, to} {
+		if err := checkKey(k); err != nil {
+			return fmt.Errorf("fs: rename: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fs: rename %s: %w", from, err)
+	}
+	d, release, err := s.sub(path.Dir(to), true)
+	if err != nil {
+		return fmt.Errorf("fs: rename %s: %w", from, err)
+	}
+	defer release()
+	if err := s.root.Rename(from, to); err != nil {
+		return fmt.Errorf("fs: rename %s to %s: %w", from, to, mapNotExist(err))
+	}
+	if s.noSync != nil && s.noSync(to) {
+		return nil
+	}
+	f, err := d.Open(".")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // Delete implements pipeline.BlobStore. Directories left empty are removed

@@ -205,6 +205,43 @@ func TestWritesRaceDeletesThatPrune(t *testing.T) {
 	wg.Wait()
 }
 
+// TestListRacesDeletesThatPrune: a directory a Delete prunes while List
+// reads it lists as empty, not as an error.
+func TestListRacesDeletesThatPrune(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("jobs/j/parts/w%d/%d/part", w, i)
+				if err := s.Put(ctx, key, bytes.NewReader([]byte("x"))); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.Delete(ctx, key); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 2000 {
+		if err := s.List(ctx, "jobs/", func(blob.Info) error { return nil }); err != nil {
+			t.Errorf("List while directories are pruned: %v", err)
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
 // TestDirectoryHandlesAreBounded: the cached directory handles never hold
 // more descriptors than the cache's size, however many directories a job
 // writes (one per task and delivery).
@@ -233,5 +270,45 @@ func TestDirectoryHandlesAreBounded(t *testing.T) {
 	}
 	if grew := openFDs() - before; grew > maxCachedDirs+8 {
 		t.Fatalf("%d descriptors more after writing %d directories (cache of %d)", grew, 4*maxCachedDirs, maxCachedDirs)
+	}
+}
+
+func TestRename(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	if err := s.Put(ctx, "tmp/1", strings.NewReader("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "a/b/key", strings.NewReader("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rename(ctx, "tmp/1", "a/b/key"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "tmp/2", strings.NewReader("deep")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rename(ctx, "tmp/2", "new/dir/key"); err != nil {
+		t.Fatalf("rename into a new directory: %v", err)
+	}
+	for key, want := range map[string]string{"a/b/key": "new", "new/dir/key": "deep"} {
+		rc, err := s.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(got) != want {
+			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
+	if _, err := s.Stat(ctx, "tmp/1"); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("the renamed blob is still there: %v", err)
+	}
+	if err := s.Rename(ctx, "tmp/missing", "x"); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("rename of a missing blob: %v", err)
+	}
+	if err := s.Rename(ctx, "a/b/key", "../escape"); err == nil {
+		t.Error("rename to an invalid key was accepted")
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgevault/edgevault/events"
 	"github.com/edgevault/edgevault/pkg/blob/fs"
+	"github.com/edgevault/edgevault/pkg/blob/spill"
 	"github.com/edgevault/edgevault/pkg/cloudflare"
 	"github.com/edgevault/edgevault/pkg/discovery"
 	"github.com/edgevault/edgevault/pkg/edgebase"
@@ -186,7 +187,8 @@ type embedOptions struct {
 // every runtime uses). Writes under the staging prefix are not fsynced:
 // staging is recreated or resumed after a crash anyway, and thousands of
 // small syncs would dominate a local run. The archive and its manifest
-// are always durable.
+// are always durable. A scratch run keeps its small records in memory
+// (pkg/blob/spill): creating a file each costs more than they do.
 func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	store, err := fs.NewWithOptions(dir, fs.Options{NoSync: func(key string) bool {
 		return o.scratch || strings.HasPrefix(key, StagingPrefix)
@@ -194,7 +196,15 @@ func (a *app) embed(dir string, o embedOptions) (*embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.embedStore(store, store.Close, o)
+	if !o.scratch {
+		return a.embedStore(store, store.Close, o)
+	}
+	scratch, err := spill.New(context.Background(), store, spill.Options{})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return a.embedStore(scratch, store.Close, o)
 }
 
 // embedStore wires the pipeline over any blob store: a directory, or an

@@ -230,6 +230,10 @@ type Task struct {
 	// Wipes marks tasks that delete data: they run only while their phase
 	// is open (a late duplicate would destroy restored data).
 	Wipes bool `json:"wipes,omitempty"`
+	// First marks a long task that is queued before the others of its
+	// phase, so that it does not start last, after hundreds of short ones
+	// (a storage range beside the DO dumps).
+	First bool `json:"first,omitempty"`
 }
 
 // TaskState is a task's recorded outcome.

@@ -162,7 +162,7 @@ func (p *Planner) planStorage(ctx context.Context, job *events.Job, rp *repoPlan
 			return err
 		}
 		first, last := cur[0].Key, cur[len(cur)-1].Key
-		err := next(events.Task{Kind: events.TaskStorage, Range: r,
+		err := next(events.Task{Kind: events.TaskStorage, Range: r, First: true,
 			Unit: fmt.Sprintf("storage range %d (%d objects, %q … %q)", r, len(cur), first, last)})
 		r++
 		cur, bytes = cur[:0], 0

@@ -76,7 +76,7 @@ func (p *Planner) planDirect(ctx context.Context, job *events.Job, maxKeys int, 
 		if err := p.Jobs.PutJSON(ctx, key, cur); err != nil {
 			return err
 		}
-		err := next(events.Task{Kind: events.TaskStorage, Range: r, Input: key,
+		err := next(events.Task{Kind: events.TaskStorage, Range: r, First: true, Input: key,
 			Unit: fmt.Sprintf("storage range %d (%d objects, after %q … %q)", r, cur.Objects, cur.StartAfter, cur.End)})
 		r++
 		cur = KeyRange{StartAfter: last}

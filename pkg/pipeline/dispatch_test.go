@@ -149,3 +149,34 @@ func TestDispatchReportsTheSendError(t *testing.T) {
 		t.Fatalf("job %+v; want running, its phase not queued", job)
 	}
 }
+
+// TestLongTasksAreSentFirst: the tasks a plan marks First are queued
+// before the other tasks of their phase; a resumed phase sends those not
+// finished first again, and none that finished.
+func TestLongTasksAreSentFirst(t *testing.T) {
+	ctx := testContext(t)
+	phases := []int{25}
+	long := map[int]bool{13: true, 24: true, 25: true}
+	e := newEnv(t, setup{phases: phases, noControl: true, first: func(seq int) bool { return long[seq] }})
+	e.start(ctx, t, "j")
+	all := phaseIDs(phases, 0)
+	longIDs := []string{all[12], all[23], all[24]}
+	sent := drain(ctx, t, e.tasks)
+	if got := ids(sent); !slices.Equal(sorted(got[:3]), longIDs) || !slices.Equal(sorted(got), all) {
+		t.Fatalf("queued %v, want %v first, then the others once each", got, longIDs)
+	}
+	e.run(ctx, t, []events.Task{sent[0], sent[3]}) // one long, one short
+	if _, err := e.eng.Resume(ctx, "j"); err != nil {
+		t.Fatal(err)
+	}
+	again := ids(drain(ctx, t, e.tasks))
+	want := slices.DeleteFunc(slices.Clone(all), func(id string) bool { return id == sent[0].ID || id == sent[3].ID })
+	if !slices.Equal(sorted(again), want) {
+		t.Fatalf("resumed: queued %v, want %v", again, want)
+	}
+	for _, id := range again[:2] {
+		if !slices.Contains(longIDs, id) {
+			t.Fatalf("resumed: queued %v, want the two unfinished long tasks first", again)
+		}
+	}
+}

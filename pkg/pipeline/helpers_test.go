@@ -73,6 +73,7 @@ type fake struct {
 	jobs   *pipeline.Jobs
 	phases []int
 	wipes  bool
+	first  func(seq int) bool // marks tasks First
 	// plan runs before the plan is written: to block or fail planning.
 	plan    func(ctx context.Context, job *events.Job) error
 	planned atomic.Int32
@@ -98,6 +99,7 @@ func (f *fake) Plan(ctx context.Context, job *events.Job) error {
 			for range n {
 				seq++
 				t := events.Task{ID: pipeline.TaskID(seq, fakeKind), Kind: fakeKind, Phase: p, Unit: fmt.Sprintf("unit-%d", seq), Wipes: f.wipes}
+				t.First = f.first != nil && f.first(seq)
 				if err := emit(t); err != nil {
 					return err
 				}
@@ -156,6 +158,7 @@ func (f *finisher) Finish(ctx context.Context, job *events.Job) (pipeline.Outcom
 type setup struct {
 	phases    []int
 	wipes     bool
+	first     func(seq int) bool // marks tasks First
 	opt       pipeline.Options
 	finisher  bool // register a finish step
 	noControl bool // embedded: checks do not travel by queue
@@ -210,7 +213,7 @@ func newEnv(t *testing.T, s setup) *env {
 	e.taskQ = queuetest.NewFaulty(e.tasks, 1)
 	e.control = mem.New(mem.Options{VisibilityTimeout: time.Hour, Now: e.clock.Now})
 	e.ctrlQ = queuetest.NewFaulty(e.control, 2)
-	e.fake = &fake{jobs: e.jobs, phases: s.phases, wipes: s.wipes, calls: map[string]int{}}
+	e.fake = &fake{jobs: e.jobs, phases: s.phases, wipes: s.wipes, first: s.first, calls: map[string]int{}}
 	dom := pipeline.Domain{Planner: e.fake, Handlers: map[events.TaskKind]pipeline.Handler{fakeKind: e.fake.handle}}
 	if s.finisher {
 		e.fin = &finisher{}

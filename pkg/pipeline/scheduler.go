@@ -294,10 +294,22 @@ func holds(l, mine *events.Lease) bool { return l != nil && mine != nil && l.Own
 // sendPhase sends the tasks of the open phase that have no outcome yet,
 // in batches of ten (SQS's limit), SendBatches batches at a time. Outcomes
 // are listed alongside the plan (both are in task id order), so nothing is
-// held in memory but the batches in flight.
+// held in memory but the batches in flight. Long tasks (Task.First) are
+// sent first, in a pass of their own that ends before the others are
+// sent, each looked up for an outcome on its own.
 func (e *Engine) sendPhase(ctx context.Context, job *events.Job) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	first, err := e.sendTasks(ctx, job, func(t events.Task) (bool, error) {
+		if !t.First {
+			return false, nil
+		}
+		_, finished, err := e.jobs.Done(ctx, t)
+		return !finished, err
+	})
+	if err != nil {
+		return first, err
+	}
 	done := make(chan string, 256)
 	listErr := make(chan error, 1)
 	go func() {
@@ -313,6 +325,27 @@ func (e *Engine) sendPhase(ctx context.Context, job *events.Job) (int, error) {
 		})
 	}()
 	next, more := <-done
+	rest, err := e.sendTasks(ctx, job, func(t events.Task) (bool, error) {
+		if t.First {
+			return false, nil
+		}
+		for more && next < t.ID {
+			next, more = <-done
+		}
+		return !more || next != t.ID, nil // else finished already
+	})
+	cancel()
+	for range done {
+	}
+	if lerr := <-listErr; err == nil && lerr != nil && !errors.Is(lerr, context.Canceled) {
+		err = lerr
+	}
+	return first + rest, err
+}
+
+// sendTasks sends the open phase's tasks that send says to, in plan
+// order, and waits for every batch.
+func (e *Engine) sendTasks(ctx context.Context, job *events.Job, send func(events.Task) (bool, error)) (int, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(e.opt.SendBatches)
 	var batch []Message
@@ -329,11 +362,8 @@ func (e *Engine) sendPhase(ctx context.Context, job *events.Job) (int, error) {
 		if t.Phase != job.Phase {
 			return nil
 		}
-		for more && next < t.ID {
-			next, more = <-done
-		}
-		if more && next == t.ID {
-			return nil // finished already
+		if ok, err := send(t); err != nil || !ok {
+			return err
 		}
 		body, err := events.Envelope{Task: &t}.Encode()
 		if err != nil {
@@ -353,12 +383,6 @@ func (e *Engine) sendPhase(ctx context.Context, job *events.Job) (int, error) {
 	// context.Canceled: the send's error is the cause.
 	if werr := g.Wait(); werr != nil {
 		err = werr
-	}
-	cancel()
-	for range done {
-	}
-	if lerr := <-listErr; err == nil && lerr != nil && !errors.Is(lerr, context.Canceled) {
-		err = lerr
 	}
 	return sent, err
 }

@@ -66,9 +66,12 @@ func (p *Planner) Plan(ctx context.Context, job *events.Job) error {
 	if err != nil {
 		return pipeline.Permanent(err)
 	}
-	cfg, _, err := p.Client.Config(ctx)
+	cfg, raw, err := p.Client.Config(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the target's config: %w", err)
+	}
+	if err := writeConfig(ctx, p.Jobs, job.ID, raw); err != nil {
+		return err
 	}
 	src, err := p.Open(ctx, job.Options.Archive)
 	if err != nil {

@@ -330,3 +330,30 @@ func TestChunkedRestoreConverges(t *testing.T) {
 		t.Errorf("restore-do of search sent tables %v; want notes without notes_fts", ftsRows)
 	}
 }
+
+// TestTasksReadTheConfigThePlannerRead: the target's config is read once,
+// by the planner; prime and restore-data take it from the plan (a GET
+// right after a large restore-do can hang on a local server).
+func TestTasksReadTheConfigThePlannerRead(t *testing.T) {
+	ctx := testContext(t)
+	src := seeded(t)
+	archive := backupOf(ctx, t, src)
+	dst := edgebasetest.NewTest(t, edgebasetest.Options{StateDir: t.TempDir()})
+	r := newRestorer(t, dst, archive, 0, restore.Concurrency{})
+	if _, err := r.engine.Start(ctx, events.StartRequest{JobID: "restore", Kind: events.KindRestore}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.run(ctx, "restore", 4); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dst.RequestsTo("restore-data")); n == 0 {
+		t.Fatal("no restore-data request: the archive has no data namespace to test with")
+	}
+	if n := len(dst.RequestsTo("config")); n != 1 {
+		t.Errorf("%d config requests, want 1 (the planner's)", n)
+	}
+	want, got := fingerprint(ctx, t, src, edgebasetest.DemoInstances...), fingerprint(ctx, t, dst, edgebasetest.DemoInstances...)
+	if d := edgebasetest.Diff(want, got); d != "" {
+		t.Errorf("target differs from the source:\n%s", d)
+	}
+}

@@ -70,6 +70,8 @@ type Tasks struct {
 	mu           sync.Mutex
 	unchangedJob string
 	unchanged    map[string]bool
+	configJob    string
+	config       *edgebase.Config
 }
 
 // Handlers returns the handler per restore task kind.
@@ -133,7 +135,7 @@ func (t *Tasks) limited(kind events.TaskKind, h pipeline.Handler) pipeline.Handl
 // tables the source had created (schemaHash:<table>), so those that no
 // known block has are tried in each such block, a miss answering 404.
 func (t *Tasks) prime(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
-	cfg, _, err := t.Client.Config(ctx)
+	cfg, err := t.targetConfig(ctx, u.Job.ID)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
@@ -214,7 +216,7 @@ func (t *Tasks) restoreAuth(ctx context.Context, u pipeline.Unit) (pipeline.Resu
 
 func (t *Tasks) restoreData(ctx context.Context, u pipeline.Unit) (pipeline.Result, error) {
 	task := u.Task
-	cfg, _, err := t.Client.Config(ctx)
+	cfg, err := t.targetConfig(ctx, u.Job.ID)
 	if err != nil {
 		return pipeline.Result{}, err
 	}
@@ -383,13 +385,13 @@ func (t *Tasks) restoreDO(ctx context.Context, u pipeline.Unit) (pipeline.Result
 	}
 	client := t.Client.WithRetry(policy)
 	if task.Create {
-		if err := t.createInstance(ctx, task.DOName); err != nil {
+		if err := t.createInstance(ctx, u.Job.ID, task.DOName); err != nil {
 			return res, pipeline.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, err))
 		}
 	}
 	_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
 	if errors.Is(err, edgebase.ErrNeedsCreate) {
-		if cerr := t.createInstance(ctx, task.DOName); cerr != nil {
+		if cerr := t.createInstance(ctx, u.Job.ID, task.DOName); cerr != nil {
 			return res, pipeline.Permanent(fmt.Errorf("DO %s does not exist on the target and could not be created: %w", task.DOName, cerr))
 		}
 		_, err = client.RestoreDO(ctx, task.DOName, task.DOType, body)
@@ -403,12 +405,12 @@ func (t *Tasks) restoreDO(ctx context.Context, u pipeline.Unit) (pipeline.Result
 	return res, classify(err)
 }
 
-func (t *Tasks) createInstance(ctx context.Context, name string) error {
+func (t *Tasks) createInstance(ctx context.Context, job, name string) error {
 	ns, id, ok := strings.Cut(name, ":")
 	if !ok || id == "" {
 		return fmt.Errorf("%q is not an instance name (namespace:id)", name)
 	}
-	cfg, _, err := t.Client.Config(ctx)
+	cfg, err := t.targetConfig(ctx, job)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ const tmpPrefix = ".spill/"
 // overhead is what one memory entry costs besides its key and bytes.
 const overhead = 64
 
-// Store is a spill store. Close closes nothing of the disk tier.
+// Store is a spill store. Its owner closes the disk tier.
 type Store struct {
 	disk   Disk
 	small  int64
@@ -437,7 +437,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // List implements pipeline.BlobStore: the memory tier's keys under prefix
-// (at most a budget's worth) merged with the disk's listing.
+// (at most a budget's worth), taken when it starts, merged with the disk's
+// listing. A key that moves from disk to memory while it runs (rewritten
+// smaller) may be left out; no staging key is rewritten so.
 func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) error) error {
 	if prefix != "" {
 		if err := blob.ValidateKey(prefix + "x"); err != nil {

@@ -142,7 +142,7 @@ func (s *Store) read(ctx context.Context, r io.Reader) (body, error) {
 		return body{}, err
 	}
 	if int64(len(buf)) <= s.small {
-		return body{data: buf}, nil
+		return body{data: bytes.Clone(buf)}, nil // no spare capacity held
 	}
 	s.mu.Lock()
 	s.seq++

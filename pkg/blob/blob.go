@@ -34,6 +34,18 @@ func ValidateKey(key string) error {
 	return nil
 }
 
+// ValidatePrefix accepts "" and any prefix of a valid key (what List
+// takes).
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if err := ValidateKey(prefix + "x"); err != nil {
+		return fmt.Errorf("invalid prefix %q: %w", prefix, err)
+	}
+	return nil
+}
+
 // ErrExist is returned (wrapped) by Create when the key is already present.
 var ErrExist = errors.New("blob: already exists")
 

@@ -217,17 +217,6 @@ func checkKey(key string) error {
 	return nil
 }
 
-// checkPrefix accepts "" and any prefix of a valid key.
-func checkPrefix(prefix string) error {
-	if prefix == "" {
-		return nil
-	}
-	if err := blob.ValidateKey(prefix + "x"); err != nil {
-		return fmt.Errorf("fs: invalid prefix %q: %w", prefix, err)
-	}
-	return nil
-}
-
 // Put implements pipeline.BlobStore.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	return s.write(ctx, "put", key, r, false)
@@ -472,7 +461,7 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 // each directory with a '/' after subdirectory names yields byte-wise key
 // order overall.
 func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) error) error {
-	if err := checkPrefix(prefix); err != nil {
+	if err := blob.ValidatePrefix(prefix); err != nil {
 		return fmt.Errorf("fs: list: %w", err)
 	}
 	start := "."

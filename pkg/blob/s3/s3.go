@@ -101,10 +101,8 @@ func New(client *s3.Client, bucket, prefix string, o Options) (*Store, error) {
 	if bucket == "" {
 		return nil, errors.New("s3: empty bucket name")
 	}
-	if prefix != "" {
-		if err := blob.ValidateKey(prefix + "x"); err != nil {
-			return nil, fmt.Errorf("s3: invalid prefix %q: %w", prefix, err)
-		}
+	if err := blob.ValidatePrefix(prefix); err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
 	}
 	if o.PartSize == 0 {
 		o.PartSize = DefaultPartSize
@@ -468,10 +466,8 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 // List implements pipeline.BlobStore, one ListObjectsV2 page in memory at a
 // time. S3 lists keys in UTF-8 byte order.
 func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) error) error {
-	if prefix != "" {
-		if err := blob.ValidateKey(prefix + "x"); err != nil {
-			return fmt.Errorf("s3: list: invalid prefix %q: %w", prefix, err)
-		}
+	if err := blob.ValidatePrefix(prefix); err != nil {
+		return fmt.Errorf("s3: list: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("s3: list %q: %w", prefix, err)

@@ -441,10 +441,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // listing. A key that moves from disk to memory while it runs (rewritten
 // smaller) may be left out; no staging key is rewritten so.
 func (s *Store) List(ctx context.Context, prefix string, fn func(blob.Info) error) error {
-	if prefix != "" {
-		if err := blob.ValidateKey(prefix + "x"); err != nil {
-			return fmt.Errorf("spill: list: invalid prefix %q: %w", prefix, err)
-		}
+	if err := blob.ValidatePrefix(prefix); err != nil {
+		return fmt.Errorf("spill: list: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("spill: list %s: %w", prefix, err)

@@ -238,85 +238,78 @@ func notExist(op, key string) error {
 
 // Put implements pipeline.BlobStore.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
-	if err := start(ctx, "put", key); err != nil {
-		return err
-	}
-	b, err := s.read(ctx, r)
-	if err != nil {
-		return fmt.Errorf("spill: put %s: %w", key, err)
-	}
-	m := s.lock(key)
-	defer m.Unlock()
-	if err := s.commit(ctx, key, b); err != nil {
-		s.drop(b)
-		return fmt.Errorf("spill: put %s: %w", key, err)
-	}
-	return nil
+	return s.write(ctx, "put", key, r, nil)
 }
 
 // Create implements pipeline.BlobStore.
 func (s *Store) Create(ctx context.Context, key string, r io.Reader) error {
-	if err := start(ctx, "create", key); err != nil {
+	if err := check("create", key); err != nil {
 		return err
 	}
-	if s.exists(ctx, key) {
-		return fmt.Errorf("spill: create %s: %w", key, blob.ErrExist)
+	absent := func() error {
+		switch ok, err := s.exists(ctx, key); {
+		case err != nil:
+			return err
+		case ok:
+			return blob.ErrExist
+		}
+		return nil
 	}
-	b, err := s.read(ctx, r)
-	if err != nil {
+	// Fail before consuming r; the check under the key's lock decides.
+	if err := absent(); err != nil {
 		return fmt.Errorf("spill: create %s: %w", key, err)
 	}
-	m := s.lock(key)
-	defer m.Unlock()
-	if s.exists(ctx, key) {
-		s.drop(b)
-		return fmt.Errorf("spill: create %s: %w", key, blob.ErrExist)
-	}
-	if err := s.commit(ctx, key, b); err != nil {
-		s.drop(b)
-		return fmt.Errorf("spill: create %s: %w", key, err)
-	}
-	return nil
-}
-
-func (s *Store) exists(ctx context.Context, key string) bool {
-	_, inMem, maybeDisk := s.find(key)
-	if inMem {
-		return true
-	}
-	if !maybeDisk {
-		return false
-	}
-	_, err := s.disk.Stat(ctx, key)
-	return err == nil
+	return s.write(ctx, "create", key, r, absent)
 }
 
 // Replace implements pipeline.BlobStore.
 func (s *Store) Replace(ctx context.Context, key string, r io.Reader, v blob.Version) error {
-	if err := start(ctx, "replace", key); err != nil {
+	return s.write(ctx, "replace", key, r, func() error {
+		cur, err := s.version(ctx, key)
+		if errors.Is(err, blob.ErrNotExist) || err == nil && cur != v {
+			return blob.ErrConflict
+		}
+		return err
+	})
+}
+
+// write reads r, then, holding key's lock, stores it unless cond (when
+// given) says otherwise.
+func (s *Store) write(ctx context.Context, op, key string, r io.Reader, cond func() error) error {
+	if err := start(ctx, op, key); err != nil {
 		return err
 	}
 	b, err := s.read(ctx, r)
 	if err != nil {
-		return fmt.Errorf("spill: replace %s: %w", key, err)
+		return fmt.Errorf("spill: %s %s: %w", op, key, err)
 	}
 	m := s.lock(key)
 	defer m.Unlock()
-	cur, err := s.version(ctx, key)
-	if err == nil && cur != v {
-		err = blob.ErrConflict
-	}
-	if errors.Is(err, blob.ErrNotExist) {
-		err = blob.ErrConflict
+	if cond != nil {
+		err = cond()
 	}
 	if err == nil {
 		err = s.commit(ctx, key, b)
 	}
 	if err != nil {
 		s.drop(b)
-		return fmt.Errorf("spill: replace %s: %w", key, err)
+		return fmt.Errorf("spill: %s %s: %w", op, key, err)
 	}
 	return nil
+}
+
+// exists says whether key is stored; the disk is asked only when it may
+// hold key.
+func (s *Store) exists(ctx context.Context, key string) (bool, error) {
+	_, inMem, maybeDisk := s.find(key)
+	if inMem || !maybeDisk {
+		return inMem, nil
+	}
+	_, err := s.disk.Stat(ctx, key)
+	if errors.Is(err, blob.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // version is key's current version; the caller holds key's lock.
